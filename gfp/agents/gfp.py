@@ -1,0 +1,219 @@
+"""Guided Flow Policy (GFP; Nguimatsia Tiofack, Le Hellard, Schramm et al., ICLR 2026).
+
+Three networks trained jointly with one Adam step on the sum of their losses (GFP.md section 2):
+  * critic Q_phi: 2-member ensemble (LayerNorm), target copy Q_phibar (Polyak, tau);
+  * VaBC flow policy pi_omega: velocity field v_omega(t, s, x), sampled by M Euler steps (mu_omega);
+  * one-step actor pi_theta: mu_theta(s, z), distilled from VaBC while maximising Q.
+
+Losses (equation numbers are the paper's):
+  L_C     = mean_k,batch (Q_phi^k(s, a) - y)^2,  y = r + gamma * mask * Qagg_phibar(s', a')          (6)
+            a' = clip(mu_theta(s', z')); optionally y_VaBC averages in a' = mu_omega(., z')           (7)
+  L_A     = -lambda * Qagg_phi(s, clip(mu_theta(s, z))) + alpha * mean_j (mu_theta(s,z) - sg mu_omega(s,z))^2   (8)
+            lambda = sg(1 / mean_batch |Qagg_phi(s, clip(mu_theta(s, z)))|)
+  L_VaBC  = mean_batch g(s, a) * mean_j (v_omega(t, s, a_t) - (a - eps))^2,  a_t = (1-t) eps + t a   (9)
+            g = sigmoid((lambda/eta) (Q(s, a) - Q(s, a_theta)))                                      (10)
+Where the paper and the authors' code disagree (GFP.md section 7) both are options; the defaults
+reproduce the published numbers (the code's behaviour).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from gfp.agents.base import Agent, BaseConfig, Batch, Metrics, Params, aggregate, option
+from gfp.agents.networks import Critic, OneStepActor, VelocityField, euler_flow
+
+sg = jax.lax.stop_gradient
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(BaseConfig):
+    alpha: float = option(
+        1.0,
+        "Distillation weight alpha in the actor loss (Eq. 8), on the scale of the normalised Q "
+        "loss (mean over action dims). Per-task values in the presets table.",
+    )
+    eta: float = option(
+        1e-3,
+        "Guidance temperature eta of g (Eq. 10); small eta gives a near-binary filter; "
+        "eta = 0 switches the weighting off (plain flow BC, i.e. FQL with Q normalisation).",
+    )
+    flow_steps: int = option(10, "Euler steps M of the VaBC flow (30 on humanoidmaze-large).")
+    q_agg: Literal["mean", "min"] = option(
+        "mean",
+        "Aggregation of the 2 critics everywhere (target, actor loss, lambda, guidance); "
+        "'min' on antmaze (GFP.md ambiguity 9).",
+    )
+    target_agg: Literal["actor", "mean", "vabc", "min", "max"] = option(
+        "actor",
+        "Bellman target: 'actor' = standard target (Eq. 6); 'mean' = y_VaBC, the average of the "
+        "actor and VaBC next-action values (Eq. 7, used on cube and humanoidmaze-medium); "
+        "'vabc', 'min', 'max' are the authors' code's other choices.",
+    )
+    target_use_next: bool = option(
+        False,
+        "y_VaBC only: compute the VaBC next action at s' (True, the equation as written) or at s "
+        "(False, the authors' code and the published numbers; GFP.md 1.2 'implementation note').",
+    )
+    guidance_agg: Literal["actor", "min"] = option(
+        "actor",
+        "Reference action value in g: 'actor' = Q(s, a_theta) (Eq. 10); 'min' = "
+        "min(Q(s, a_theta), Q(s, a_omega)), g_min of Eq. 13 (antmaze, humanoidmaze, antsoccer).",
+    )
+    guidance_fn: Literal["softmax", "advantage"] = option(
+        "softmax",
+        "'softmax' = g_eta, a two-way softmax = sigmoid of the scaled Q gap (Eq. 10); 'advantage' "
+        "= AWR-style exp((lambda/eta) gap), unbounded and unclipped as in the code (Eq. 11/12).",
+    )
+    guidance_critic: Literal["target", "online"] = option(
+        "target",
+        "Critic inside g: 'target' Q_phibar (the authors' code, default) or 'online' Q_phi (the "
+        "paper's text). Either way g carries no gradient (GFP.md ambiguity 1).",
+    )
+    time_embedding: Literal["sinusoidal", "scalar"] = option(
+        "sinusoidal", "Flow time input: 64-d sinusoidal embedding (GFP) or the raw scalar t (FQL)."
+    )
+    normalize_q_loss: bool = option(
+        True, "Scale the actor's -Q term by lambda = sg(1/mean|Q|) (always on in GFP, Eq. 8)."
+    )
+
+
+class GFP(Agent):
+    name = "gfp"
+    Config = Config
+    policies = ("actor", "vabc")
+    targets = ("critic",)
+    config: Config
+
+    def networks(self):
+        c, d = self.config, self.action_dim
+        obs, act, t = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, d)), jnp.zeros((1,))
+        return {
+            "critic": (Critic(c.value_hidden_dims, c.layer_norm), (obs, act)),
+            "actor": (OneStepActor(c.actor_hidden_dims, d), (obs, act)),
+            "vabc": (VelocityField(c.actor_hidden_dims, d, c.time_embedding), (obs, act, t)),
+        }
+
+    # ---- the three policies' actions ----------------------------------------------------------
+    def actor_action(self, params: Params, obs: jax.Array, z: jax.Array) -> jax.Array:
+        """mu_theta(s, z), unclipped (the distillation loss uses it unclipped)."""
+        return self.apply("actor", params, obs, z)
+
+    def vabc_action(self, params: Params, obs: jax.Array, z: jax.Array) -> jax.Array:
+        """mu_omega(s, z): M Euler steps of the VaBC flow from z, clipped to [-1, 1]."""
+        vabc = self.nets["vabc"][0]
+        return euler_flow(vabc, {"params": params["vabc"]}, obs, z, self.config.flow_steps)
+
+    def q(self, critic_params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        """Aggregated ensemble value Qagg(s, a) with the given critic parameters."""
+        q_all = self.nets["critic"][0].apply({"params": critic_params}, obs, actions)
+        return aggregate(q_all, self.config.q_agg)
+
+    def act(self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor") -> jax.Array:
+        z = jax.random.normal(rng, (*obs.shape[:-1], self.action_dim))
+        if policy == "vabc":
+            return self.vabc_action(params, obs, z)
+        return jnp.clip(self.actor_action(params, obs, z), -1.0, 1.0)
+
+    # ---- losses -------------------------------------------------------------------------------
+    def critic_target(self, params: Params, target_params: Params, batch: Batch, z: jax.Array):
+        """y = r + gamma * mask * q_next (Eq. 6 / Eq. 7); no gradient flows through it."""
+        c = self.config
+        s_next = batch["next_observations"]
+        a_next = jnp.clip(self.actor_action(params, s_next, z), -1.0, 1.0)
+        q_actor = self.q(target_params["critic"], s_next, a_next)
+        if c.target_agg == "actor":
+            q_next = q_actor
+        else:
+            # The paper's runs computed the VaBC action at s (target_use_next=False), see Config.
+            s_vabc = s_next if c.target_use_next else batch["observations"]
+            q_vabc = self.q(target_params["critic"], s_next, self.vabc_action(params, s_vabc, z))
+            q_next = {
+                "mean": 0.5 * (q_actor + q_vabc),
+                "vabc": q_vabc,
+                "min": jnp.minimum(q_actor, q_vabc),
+                "max": jnp.maximum(q_actor, q_vabc),
+            }[c.target_agg]
+        return sg(batch["rewards"] + c.gamma * batch["masks"] * q_next)
+
+    def guidance(self, q_data: jax.Array, q_ref: jax.Array, lam: jax.Array) -> jax.Array:
+        """g(s, a) from Eq. 10 (softmax) or Eq. 11 (advantage); eta = 0 gives g = 1 (no weighting)."""
+        c = self.config
+        if c.eta == 0:
+            return jnp.ones_like(q_data)
+        x = (lam / c.eta) * (q_data - q_ref)
+        return jax.nn.sigmoid(x) if c.guidance_fn == "softmax" else jnp.exp(x)
+
+    def sample_noise(self, rng: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        """All randomness of one update: z' (target), z (actor/distillation/guidance), and the flow
+        matching eps and t, which are independent of z (GFP.md ambiguity 10)."""
+        shape = batch["actions"].shape
+        k_next, k_z, k_eps, k_t = jax.random.split(rng, 4)
+        return {
+            "z_next": jax.random.normal(k_next, shape),
+            "z": jax.random.normal(k_z, shape),
+            "eps": jax.random.normal(k_eps, shape),
+            "t": jax.random.uniform(k_t, shape[:1]),
+        }
+
+    def losses(self, params: Params, target_params: Params, batch: Batch, rng: jax.Array):
+        return self.loss_terms(params, target_params, batch, self.sample_noise(rng, batch))
+
+    def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
+        c = self.config
+        s, a = batch["observations"], batch["actions"]
+        metrics: Metrics = {}
+
+        # Critic (Eq. 6/7). Actor and VaBC appear only inside the stop-gradient target.
+        y = self.critic_target(params, target_params, batch, noise["z_next"])
+        q_all = self.nets["critic"][0].apply({"params": params["critic"]}, s, a)
+        critic_loss = jnp.mean((q_all - y) ** 2)
+
+        # Actor (Eq. 8): one z shared by the actor action, the distillation target and guidance.
+        z = noise["z"]
+        a_omega = sg(self.vabc_action(params, s, z))  # current omega, no gradient
+        a_theta_raw = self.actor_action(params, s, z)
+        distill = jnp.mean((a_theta_raw - a_omega) ** 2)  # mean over dims and batch, unclipped
+        a_theta = jnp.clip(a_theta_raw, -1.0, 1.0)
+        q_pi = self.q(sg(params["critic"]), s, a_theta)  # online critic, its parameters frozen
+        lam = sg(1.0 / jnp.mean(jnp.abs(q_pi)))
+        q_loss = -(lam if c.normalize_q_loss else 1.0) * jnp.mean(q_pi)
+        actor_loss = q_loss + c.alpha * distill
+
+        # VaBC (Eq. 9/10): flow matching on the linear path, each sample weighted by g.
+        eps, t = noise["eps"], noise["t"]
+        a_t = (1.0 - t[:, None]) * eps + t[:, None] * a
+        v = self.apply("vabc", params, s, a_t, t)
+        flow_err = jnp.mean((v - (a - eps)) ** 2, axis=-1)
+        g_critic = target_params["critic"] if c.guidance_critic == "target" else params["critic"]
+        g_critic = sg(g_critic)
+        q_data = self.q(g_critic, s, a)
+        q_ref = self.q(g_critic, s, sg(a_theta))
+        if c.guidance_agg == "min":  # g_min (Eq. 13)
+            q_ref = jnp.minimum(q_ref, self.q(g_critic, s, a_omega))
+        g = sg(self.guidance(q_data, q_ref, lam))
+        vabc_loss = jnp.mean(g * flow_err)
+
+        metrics |= {
+            "critic/loss": critic_loss,
+            "critic/q_mean": q_all.mean(),
+            "critic/q_max": q_all.max(),
+            "critic/q_min": q_all.min(),
+            "critic/target_mean": y.mean(),
+            "actor/loss": actor_loss,
+            "actor/q_loss": q_loss,
+            "actor/q_mean": q_pi.mean(),
+            "actor/distill": distill,
+            "actor/lambda": lam,
+            "vabc/loss": vabc_loss,
+            "vabc/flow_error": flow_err.mean(),
+            "vabc/g_mean": g.mean(),
+            "vabc/g_frac_above_half": jnp.mean(g > 0.5),
+            "vabc/q_gap_mean": jnp.mean(q_data - q_ref),
+        }
+        terms = {"critic": critic_loss, "actor": actor_loss, "vabc": vabc_loss}
+        return terms, metrics

@@ -1,0 +1,151 @@
+"""Networks shared by every agent: MLPs, the critic ensemble, flow velocity fields, one-step actors.
+
+All follow the FQL reference architecture: GELU MLPs, Xavier-uniform init, LayerNorm after the
+activation of each hidden layer where enabled (the critic only, by default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+
+
+class MLP(nn.Module):
+    hidden_dims: Sequence[int]
+    out_dim: int
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for size in self.hidden_dims:
+            x = nn.gelu(nn.Dense(size, kernel_init=default_init)(x))
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+        return nn.Dense(self.out_dim, kernel_init=default_init)(x)
+
+
+class Critic(nn.Module):
+    """Q(s, a) ensemble: `num` independent MLPs; returns shape (num, *batch)."""
+
+    hidden_dims: Sequence[int]
+    layer_norm: bool = True
+    num: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            MLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num,
+        )
+        q = ensemble(self.hidden_dims, 1, self.layer_norm)(jnp.concatenate([obs, actions], -1))
+        return q[..., 0]
+
+
+class Value(nn.Module):
+    """V(s) ensemble (used by IQL); returns shape (num, *batch)."""
+
+    hidden_dims: Sequence[int]
+    layer_norm: bool = True
+    num: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            MLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num,
+        )
+        return ensemble(self.hidden_dims, 1, self.layer_norm)(obs)[..., 0]
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int = 64, max_period: float = 10000.0) -> jax.Array:
+    """GFP's time embedding: dim/2 frequencies exp(-k ln(max_period) / (dim/2 - 1)), k = 0..dim/2-1,
+    then [sin(t f), cos(t f)]. t in [0, 1] is not rescaled (GFP.md 1.1, ambiguity 12)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half) / (half - 1))
+    args = t[..., None] * freqs
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], -1)
+
+
+class VelocityField(nn.Module):
+    """Flow-matching velocity v(t, s, x). `time_embedding`: 'sinusoidal' (GFP, 64-d) or 'scalar'
+    (FQL: the raw t as one input feature)."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    time_embedding: str = "sinusoidal"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+        emb = sinusoidal_embedding(t) if self.time_embedding == "sinusoidal" else t[..., None]
+        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, x, emb], -1))
+
+
+class OneStepActor(nn.Module):
+    """mu_theta(s, z): a plain MLP on concat(s, z); no tanh, no clipping (callers clip)."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, z: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, z], -1))
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(MLP(s)) (ReBRAC) or the raw MLP mean (when tanh_squash is False)."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    tanh_squash: bool = True
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        a = MLP(self.hidden_dims, self.action_dim)(obs)
+        return jnp.tanh(a) if self.tanh_squash else a
+
+
+class GaussianActor(nn.Module):
+    """State-independent log-std Gaussian policy head (IQL, Gaussian BC); returns (mean, log_std)."""
+
+    hidden_dims: Sequence[int]
+    action_dim: int
+    tanh_mean: bool = False
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean = MLP(self.hidden_dims, self.action_dim)(obs)
+        if self.tanh_mean:
+            mean = jnp.tanh(mean)
+        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+def euler_flow(
+    velocity: nn.Module, params, obs: jax.Array, z: jax.Array, steps: int
+) -> jax.Array:
+    """mu(s, z): integrate dx/dt = v(t, s, x) from x0 = z with `steps` Euler steps, then clip to
+    [-1, 1] (GFP.md 1.1). A fori_loop keeps the compiled graph small for any M."""
+    dt = 1.0 / steps
+
+    def step(i, x):
+        t = jnp.full(x.shape[:-1], i * dt, x.dtype)
+        return x + dt * velocity.apply(params, obs, x, t)
+
+    return jnp.clip(jax.lax.fori_loop(0, steps, step, z), -1.0, 1.0)
