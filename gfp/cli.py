@@ -264,7 +264,13 @@ def cmd_presets(args: Presets) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = tyro.cli(Command, args=argv, prog="gfp", description=__doc__.splitlines()[0])
+    args = tyro.cli(
+        Command,
+        args=argv,
+        prog="gfp",
+        description=__doc__.splitlines()[0],
+        config=(tyro.conf.OmitSubcommandPrefixes, tyro.conf.OmitArgPrefixes),
+    )
     handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets}
     try:
         handlers[type(args)](args)

@@ -39,7 +39,9 @@ def paper_steps(task: str) -> int:
     return 500_000 if d4rl or task.startswith("visual-") else 1_000_000
 
 
-def resolve_config(agent: str, task: str | None, preset: str, overrides: Mapping[str, Any]):
+def resolve_config(
+    agent: str, task: str | None, preset: str = "paper", overrides: Mapping[str, Any] | None = None
+):
     """Agent config for `task` under `preset` with `overrides` on top; returns (config, sources)."""
     from gfp import presets
 

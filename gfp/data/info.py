@@ -1,0 +1,128 @@
+"""A readable summary of a dataset, printed by ``gfp data info TASK_OR_PATH``.
+
+It loads the data exactly as training would (:func:`gfp.data.load.load_dataset`, so validation
+and any reward shift apply) and reports sizes, dimensions, reward and mask statistics, episode
+counts and the distribution of episode returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gfp.data.load import Dataset, load_dataset
+from gfp.data.scores import normalized_score, reference_scores
+
+_MAX_DISTINCT = 10  # list reward values individually when there are at most this many
+_HIST_BINS = 10
+_HIST_WIDTH = 40
+
+
+def episode_bounds(terminals: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` row ranges of the episodes, split after each ``terminals == 1`` row."""
+    ends = np.flatnonzero(np.asarray(terminals) > 0.5) + 1
+    if len(terminals) and (not len(ends) or ends[-1] != len(terminals)):
+        ends = np.append(ends, len(terminals))  # a trailing unterminated piece is an episode too
+    starts = np.concatenate([[0], ends[:-1]])
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def episode_returns(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Undiscounted return of every episode (sum of rewards between terminals), float64."""
+    rewards = np.asarray(data["rewards"], dtype=np.float64)
+    bounds = episode_bounds(data["terminals"])
+    if not bounds:
+        return np.zeros(0)
+    cums = np.concatenate([[0.0], np.cumsum(rewards)])
+    return np.array([cums[b] - cums[a] for a, b in bounds])
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _histogram(values: np.ndarray) -> list[str]:
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        return [f"    all {len(values)} episodes: {_fmt(lo)}"]
+    counts, edges = np.histogram(values, bins=_HIST_BINS, range=(lo, hi))
+    top = counts.max()
+    lines = []
+    for i, c in enumerate(counts):
+        bar = "#" * (round(_HIST_WIDTH * c / top) if c else 0)
+        close = "]" if i == len(counts) - 1 else ")"
+        lines.append(
+            f"    [{_fmt(edges[i]):>10}, {_fmt(edges[i + 1]):>10}{close} {c:>7}  {bar}".rstrip()
+        )
+    return lines
+
+
+def _split_report(
+    title: str, data: dict[str, np.ndarray], score_task: str, shift: float
+) -> list[str]:
+    rewards = data["rewards"].astype(np.float64)
+    masks = data["masks"]
+    lines = [f"{title}:"]
+    lines.append(f"  transitions: {len(rewards):,}")
+    lines.append(
+        f"  rewards: min {_fmt(rewards.min())}  mean {_fmt(rewards.mean())}  "
+        f"max {_fmt(rewards.max())}"
+    )
+    values, counts = np.unique(rewards, return_counts=True)
+    if len(values) <= _MAX_DISTINCT:
+        shares = ", ".join(
+            f"{_fmt(v)} ({100 * c / len(rewards):.1f}%)"
+            for v, c in zip(values, counts, strict=True)
+        )
+        lines.append(f"  distinct rewards: {shares}")
+    else:
+        lines.append(f"  distinct rewards: {len(values):,} values")
+    zero = int(np.sum(masks == 0))
+    lines.append(
+        f"  masks: {zero:,} zero ({100 * zero / len(masks):.2f}%, no bootstrap past these rows)"
+    )
+    bounds = episode_bounds(data["terminals"])
+    lengths = np.array([b - a for a, b in bounds])
+    lines.append(
+        f"  episodes: {len(bounds):,} (length min {lengths.min()}  mean "
+        f"{_fmt(lengths.mean())}  max {lengths.max()})"
+    )
+    returns = episode_returns(data)
+    q = np.quantile(returns, [0.0, 0.25, 0.5, 0.75, 1.0])
+    lines.append(
+        f"  episode returns: min {_fmt(q[0])}  25% {_fmt(q[1])}  median {_fmt(q[2])}  "
+        f"75% {_fmt(q[3])}  max {_fmt(q[4])}  mean {_fmt(returns.mean())}"
+    )
+    # Reference scores are in the environment's own reward units: undo the loader's shift.
+    env_returns = returns - shift * lengths
+    score = normalized_score(score_task, float(env_returns.mean()))
+    if score is not None:
+        lines.append(f"  mean episode return, D4RL-normalized (x100): {score:.1f}")
+    lines.extend(_histogram(returns))
+    return lines
+
+
+def format_info(ds: Dataset) -> str:
+    """The report for an already loaded dataset."""
+    obs_shape = ds.train["observations"].shape[1:]
+    val_size = f"{len(ds.val['observations']):,}" if ds.val is not None else "none"
+    lines = [
+        f"dataset: {ds.name}",
+        f"source: {ds.source}    evaluation env: {ds.env_name or 'unknown'}",
+        f"observation dim: {ds.obs_dim}"
+        + (f" (shape {obs_shape})" if len(obs_shape) > 1 else "")
+        + f"    action dim: {ds.act_dim}",
+        f"train transitions: {ds.size:,}    val transitions: {val_size}",
+        f"reward shift applied: {_fmt(ds.reward_shift)}",
+    ]
+    score_task = ds.name if reference_scores(ds.name) is not None else (ds.env_name or ds.name)
+    for title, split in (("train", ds.train), ("val", ds.val)):
+        if split is not None:
+            lines.extend(_split_report(title, split, score_task, ds.reward_shift))
+    return "\n".join(lines)
+
+
+def dataset_info(task_or_path: str, dataset_dir: str | Path | None = None) -> str:
+    """Load ``task_or_path`` like training does and return the readable report."""
+    return format_info(load_dataset(task_or_path, dataset_dir))

@@ -1,0 +1,585 @@
+"""The paper's per-task hyperparameters as data (`presets.csv`), and the resolver behind them.
+
+`gfp train` and `gfp presets` turn (agent, task, preset, flags) into one agent `Config` with
+`resolve()`. Every value's origin is kept, so `gfp presets TASK` can say where it came from.
+
+The table (`gfp/presets.csv`, one row per value)
+------------------------------------------------
+Columns: `preset, agent, tasks, key, value, source, note`.
+
+* `preset`: `paper` (the per-task values of the paper; always applied), `cpu` (smaller networks and
+  batch for CPU runs, same algorithm) or `awr` (the GFP-AWR ablation of paper Tab. 7 / Tab. 13).
+* `agent`: one of `AGENT_NAMES`, or `*` for every agent (then `key` must be a shared field).
+* `tasks`: `*` (every task) or ONE environment selector from `PAPER_ENVS` (see matching below).
+* `key`: a field of that agent's `Config`; `value`: its text, parsed by the field's type:
+  floats `0.3`, `1e-4`, `3e4`; ints `256`; bools `true`/`false`; hidden sizes `256x256` (no commas,
+  so the CSV needs no quoting; `(256, 256)` and `256,256` are also accepted, e.g. from flags);
+  choices as the bare word (`min`, `mean`, ...).
+* `source`: where the value is stated (`paper Tab. 13`, `authors code gfp_params.csv`, ...);
+  `note`: caveats, in particular every place where the paper and the released code disagree.
+
+What the table holds (only values the paper or the authors' code state; GFP.md section 3)
+-----------------------------------------------------------------------------------------
+* GFP, 20 OGBench state envs and 5 pixel envs: gamma and batch (Tab. 5), alpha and eta (Tab. 13),
+  q_agg / target_agg / guidance_agg (code `gfp_params.csv`), flow_steps 30 on
+  humanoidmaze-large-navigate (Tab. 4). D4RL: alpha, eta (Tab. 14a), q_agg min on antmaze and mean
+  on Adroit. Minari: alpha, eta (Tab. 14b), batch 256 Adroit / 1024 MuJoCo (Tab. 4).
+* Baselines on OGBench: Tab. 5's gamma for FQL, ReBRAC and IQL on all 20 envs (it applies to every
+  method; FQL keeps 0.99 on antmaze-large-stitch). Tab. 13's FQL alpha (with its batch 1024 and
+  M = 30 exceptions), ReBRAC (alpha_actor, alpha_critic) and IQL alpha where Tab. 13 gives one;
+  a "-" there means the number was copied from Park et al. 2025, whose settings GFP.md does not
+  give, so no row. ReBRAC takes GFP's critic aggregation on every env (Tab. 3: mean, min on
+  antmaze) and batch 1024 on antmaze-giant (Tab. 3). FQL on Minari: alpha (Tab. 14b).
+* `awr`: Tab. 13's GFP-AWR (alpha, eta) on its 13 envs, guidance_fn=advantage everywhere, and
+  target_agg=mean (y_VaBC) on its cube, humanoidmaze and puzzle envs, where the paper says it
+  helped. On other envs `awr` only switches guidance_fn (alpha, eta stay GFP's).
+
+Task matching rule (exact, no prefixes or globs)
+------------------------------------------------
+A task name is reduced to its environment key by `task_env()`:
+  1. drop a trailing version `-v<digits>`;
+  2. then drop a trailing `-singletask`, `-singletask-task<digits>`.
+A row applies when its `tasks` is `*` or equals that key exactly (case-sensitive). So:
+  * OGBench: `cube-double-noisy-singletask-task2-v0`, `cube-double-noisy-singletask-v0` and the
+    dataset name `cube-double-noisy-v0` all give `cube-double-noisy`. `visual-cube-single-play-...`
+    gives `visual-cube-single-play`, which is a different key from `cube-single-play`, so pixel and
+    state rows never mix. Pixel rows cover every task of the env, though the paper ran task1 only.
+  * D4RL: `antmaze-large-play-v2` gives `antmaze-large-play` and `pen-human-v1` gives `pen-human`;
+    no OGBench env name equals a D4RL one (OGBench antmaze is `-navigate/-stitch/-explore`).
+  * Minari: `D4RL/pen/human-v2` gives `D4RL/pen/human`, `mujoco/hopper/simple-v0` gives
+    `mujoco/hopper/simple`; the slashes keep them apart from D4RL's `pen-human`.
+  * The version number is not compared: the table holds one setting per environment, as the paper
+    does (D4RL antmaze v2, Adroit v1; Minari Adroit v2, MuJoCo v0; OGBench v0).
+A task that matches no selector (e.g. pointmaze, not in the paper) gets the agent's defaults.
+
+Resolution order (later wins)
+-----------------------------
+  dataclass defaults -> `paper` rows for the task -> the named preset's rows (cpu, awr) -> flags.
+Within one preset the more specific row wins, whatever the file order:
+(agent, task) > (`*`, task) > (agent, `*`) > (`*`, `*`); a task's own setting is the finer one.
+As `cpu` rows apply on top of the paper rows, `cpu` keeps every per-task algorithm value (alpha,
+eta, gamma, q_agg, ...) and only shrinks networks and batch (also replacing a paper batch of 1024).
+
+Paper vs code
+-------------
+Where the paper and the authors' released code disagree, the table holds the CODE value (the
+released code is what produced the published numbers) and the note gives the paper's value:
+  * GFP antmaze-large-stitch alpha: 0.3 (code `gfp_params.csv`), paper Tab. 13 says 0.03;
+  * antsoccer-arena gamma: 0.995 (code CSV; FQL's README also uses 0.995), paper Tab. 5 says 0.99.
+    Tab. 5's gamma applies to every method, so the baselines get 0.995 there too;
+  * FQL antmaze-large-navigate alpha: 30 (code `fql_params.csv`), paper Tab. 13 says 10.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+from gfp.errors import ConfigError
+
+if TYPE_CHECKING:  # only for annotations: importing the agents pulls in JAX
+    from gfp.agents.base import BaseConfig
+
+PRESETS: tuple[str, ...] = ("paper", "cpu", "awr")
+AGENT_NAMES: tuple[str, ...] = ("gfp", "fql", "rebrac", "iql", "bc", "flow_bc")
+TABLE_PATH = Path(__file__).with_name("presets.csv")
+COLUMNS: tuple[str, ...] = ("preset", "agent", "tasks", "key", "value", "source", "note")
+ANY = "*"
+FLAG_SOURCE = "flag"
+DEFAULT_SOURCE = "default (paper Tab. 4)"
+
+# ---------------------------------------------------------------------------------------------
+# The paper's tasks (GFP.md section 4): 105 OGBench + 18 D4RL + 21 Minari = 144.
+# The selectors double as the table's vocabulary: a `tasks` cell outside this list is a typo.
+# ---------------------------------------------------------------------------------------------
+OGBENCH_ENVS: tuple[str, ...] = (
+    "antmaze-large-navigate",
+    "antmaze-large-stitch",
+    "antmaze-large-explore",
+    "antmaze-giant-navigate",
+    "humanoidmaze-medium-navigate",
+    "humanoidmaze-medium-stitch",
+    "humanoidmaze-large-navigate",
+    "antsoccer-arena-navigate",
+    "antsoccer-arena-stitch",
+    "cube-single-play",
+    "cube-single-noisy",
+    "cube-double-play",
+    "cube-double-noisy",
+    "cube-triple-play",
+    "cube-triple-noisy",
+    "puzzle-3x3-play",
+    "puzzle-4x4-play",
+    "puzzle-4x4-noisy",
+    "scene-play",
+    "scene-noisy",
+)
+OGBENCH_PIXEL_ENVS: tuple[str, ...] = (
+    "visual-cube-single-play",
+    "visual-cube-double-play",
+    "visual-scene-play",
+    "visual-puzzle-3x3-play",
+    "visual-puzzle-4x4-play",
+)
+D4RL_ENVS: tuple[str, ...] = (
+    "antmaze-umaze",
+    "antmaze-umaze-diverse",
+    "antmaze-medium-play",
+    "antmaze-medium-diverse",
+    "antmaze-large-play",
+    "antmaze-large-diverse",
+    *(
+        f"{h}-{q}"
+        for h in ("pen", "door", "hammer", "relocate")
+        for q in ("human", "cloned", "expert")
+    ),
+)
+MINARI_ENVS: tuple[str, ...] = (
+    *(
+        f"D4RL/{h}/{q}"
+        for h in ("pen", "door", "hammer", "relocate")
+        for q in ("human", "cloned", "expert")
+    ),
+    *(
+        f"mujoco/{b}/{q}"
+        for b in ("halfcheetah", "hopper", "walker2d")
+        for q in ("simple", "medium", "expert")
+    ),
+)
+PAPER_ENVS: dict[str, tuple[str, ...]] = {
+    "ogbench": OGBENCH_ENVS,
+    "ogbench-pixel": OGBENCH_PIXEL_ENVS,
+    "d4rl": D4RL_ENVS,
+    "minari": MINARI_ENVS,
+}
+_ALL_ENVS: frozenset[str] = frozenset(e for envs in PAPER_ENVS.values() for e in envs)
+
+
+def _paper_tasks() -> tuple[str, ...]:
+    ogbench = [f"{e}-singletask-task{i}-v0" for e in OGBENCH_ENVS for i in range(1, 6)]
+    pixel = [f"{e}-singletask-task1-v0" for e in OGBENCH_PIXEL_ENVS]  # the paper ran task1 only
+    d4rl = [f"{e}-v2" if e.startswith("antmaze") else f"{e}-v1" for e in D4RL_ENVS]
+    minari = [f"{e}-v2" if e.startswith("D4RL/") else f"{e}-v0" for e in MINARI_ENVS]
+    return (*ogbench, *pixel, *d4rl, *minari)
+
+
+PAPER_TASKS: tuple[str, ...] = _paper_tasks()
+
+_VERSION = re.compile(r"-v\d+$")
+_SINGLETASK = re.compile(r"-singletask(?:-task\d+)?$")
+
+
+def task_env(task: str) -> str:
+    """The environment key a task name is matched on (the rule in the module docstring)."""
+    return _SINGLETASK.sub("", _VERSION.sub("", task.strip()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Field schema. It mirrors the agents' frozen Config dataclasses so the table can be validated
+# without importing them (they pull in JAX, and some are written after this table). When an
+# agent is registered, `resolve` uses its dataclass's own type hints instead, and a test checks
+# that the two agree.
+# A kind is float / int / bool / str, "dims" (tuple of ints), or a tuple of allowed words.
+# ---------------------------------------------------------------------------------------------
+Kind = type | str | tuple[str, ...] | None
+
+Q_AGG = ("mean", "min")
+SHARED_FIELDS: dict[str, Kind] = {
+    "lr": float,
+    "batch_size": int,
+    "gamma": float,
+    "tau": float,
+    "actor_hidden_dims": "dims",
+    "value_hidden_dims": "dims",
+    "layer_norm": bool,
+}
+AGENT_FIELDS: dict[str, dict[str, Kind]] = {
+    "gfp": {
+        **SHARED_FIELDS,
+        "alpha": float,
+        "eta": float,
+        "flow_steps": int,
+        "q_agg": Q_AGG,
+        "target_agg": ("actor", "mean", "vabc", "min", "max"),
+        "target_use_next": bool,
+        "guidance_agg": ("actor", "min"),
+        "guidance_fn": ("softmax", "advantage"),
+        "guidance_critic": ("target", "online"),
+        "time_embedding": ("sinusoidal", "scalar"),
+        "normalize_q_loss": bool,
+    },
+    "fql": {
+        **SHARED_FIELDS,
+        "alpha": float,
+        "flow_steps": int,
+        "q_agg": Q_AGG,
+        "normalize_q_loss": bool,
+        "time_embedding": ("sinusoidal", "scalar"),
+    },
+    "rebrac": {
+        **SHARED_FIELDS,
+        "alpha_actor": float,
+        "alpha_critic": float,
+        "actor_freq": int,
+        "actor_noise": float,
+        "actor_noise_clip": float,
+        "q_agg": Q_AGG,
+    },
+    "iql": {**SHARED_FIELDS, "alpha": float, "expectile": float},
+    "bc": dict(SHARED_FIELDS),
+    "flow_bc": dict(SHARED_FIELDS),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetRow:
+    """One validated table row; `value` is parsed, `text` is the cell as written."""
+
+    preset: str
+    agent: str
+    tasks: str
+    key: str
+    value: Any
+    text: str
+    source: str
+    note: str
+    line: int
+
+    def applies(self, agent: str, env: str | None) -> bool:
+        return self.agent in (ANY, agent) and (self.tasks == ANY or self.tasks == env)
+
+    @property
+    def specificity(self) -> tuple[bool, bool]:
+        # Sort key: applied in ascending order, so the most specific row is applied last and wins;
+        # a task-specific row outranks an agent-specific one.
+        return (self.tasks != ANY, self.agent != ANY)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values: parse text, coerce flag values, format for display.
+# ---------------------------------------------------------------------------------------------
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+def _describe(kind: Kind) -> str:
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(kind)
+    if kind == "dims":
+        return "hidden sizes like 256x256"
+    return getattr(kind, "__name__", "any value")
+
+
+def parse_value(text: str, kind: Kind) -> Any:
+    """Parse one value cell (or a flag string) as `kind`; ValueError with the expectation if not."""
+    s = text.strip()
+    if kind is bool:
+        if s.lower() in _TRUE:
+            return True
+        if s.lower() in _FALSE:
+            return False
+    elif kind is int:
+        if re.fullmatch(r"[+-]?\d+", s):
+            return int(s)
+    elif kind is float:
+        try:
+            x = float(s)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(x):
+                return x
+    elif kind == "dims":
+        parts = [p for p in re.split(r"[x,]", s.strip("()[] ")) if p.strip()]
+        if parts and all(re.fullmatch(r"\d+", p.strip()) and int(p) > 0 for p in parts):
+            return tuple(int(p) for p in parts)
+    elif isinstance(kind, tuple):
+        if s in kind:
+            return s
+    else:  # str or an unknown type: keep the text
+        return s
+    raise ValueError(f"{text!r} is not {_describe(kind)}")
+
+
+def _coerce(value: Any, kind: Kind) -> Any:
+    """A flag value given as a Python object (or a string, parsed) to the field's type."""
+    if isinstance(value, str):
+        return parse_value(value, kind)
+    ok = (
+        (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+        or (kind is bool and isinstance(value, bool))
+        or (
+            kind == "dims"
+            and isinstance(value, list | tuple)
+            and len(value) > 0
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        )
+        or kind is None
+    )
+    if not ok:
+        raise ValueError(f"{value!r} is not {_describe(kind)}")
+    if kind is float:
+        return float(value)
+    if kind == "dims":
+        return tuple(value)
+    return value
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def format_value(value: Any) -> str:
+    """Display form, the same syntax the table uses (so it can be pasted back as a flag)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The table.
+# ---------------------------------------------------------------------------------------------
+def load_table(path: Path | str | None = None) -> list[PresetRow]:
+    """Parse and validate the preset table; a bad row raises ConfigError naming its line."""
+    return list(_load_table(str(path or TABLE_PATH)))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_table(path: str) -> tuple[PresetRow, ...]:
+    name = Path(path).name
+    try:
+        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise ConfigError(f"cannot read the preset table {path}: {e}") from e
+    rows: list[PresetRow] = []
+    seen: dict[tuple[str, str, str, str], int] = {}
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != COLUMNS:
+            raise ConfigError(f"{name} line 1: header must be {','.join(COLUMNS)}, got {header}")
+        for cells in reader:
+            line = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue  # blank lines are allowed as separators
+            where = f"{name} line {line}"
+            if len(cells) != len(COLUMNS):
+                raise ConfigError(f"{where}: expected {len(COLUMNS)} cells, got {len(cells)}")
+            preset, agent, tasks, key, text, source, note = (c.strip() for c in cells)
+            if preset not in PRESETS:
+                raise ConfigError(
+                    f"{where}: unknown preset {preset!r} (choices: {', '.join(PRESETS)})"
+                )
+            if agent != ANY and agent not in AGENT_FIELDS:
+                raise ConfigError(
+                    f"{where}: unknown agent {agent!r} (choices: *, {', '.join(AGENT_NAMES)})"
+                )
+            fields = SHARED_FIELDS if agent == ANY else AGENT_FIELDS[agent]
+            if key not in fields:
+                whose = "every agent" if agent == ANY else f"agent {agent!r}"
+                raise ConfigError(
+                    f"{where}: {key!r} is not a field of {whose} (fields: {', '.join(fields)})"
+                )
+            if tasks != ANY and tasks not in _ALL_ENVS:
+                hint = (
+                    f" (did you mean {task_env(tasks)!r}?)" if task_env(tasks) in _ALL_ENVS else ""
+                )
+                raise ConfigError(
+                    f"{where}: tasks {tasks!r} is not '*' or a paper environment selector{hint}; "
+                    "see PAPER_ENVS in gfp/presets.py"
+                )
+            try:
+                value = parse_value(text, fields[key])
+            except ValueError as e:
+                raise ConfigError(f"{where}: bad value for {key}: {e}") from None
+            if not source:
+                raise ConfigError(f"{where}: empty source; every value needs one")
+            ident = (preset, agent, tasks, key)
+            if ident in seen:
+                raise ConfigError(f"{where}: duplicates line {seen[ident]} ({', '.join(ident)})")
+            seen[ident] = line
+            rows.append(PresetRow(preset, agent, tasks, key, value, text, source, note, line))
+    return tuple(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution.
+# ---------------------------------------------------------------------------------------------
+def _registry() -> Mapping[str, type]:
+    """The agent registry. Imported lazily: it pulls in JAX. A test may replace this function."""
+    import gfp.agents
+
+    return getattr(gfp.agents, "AGENTS", {})
+
+
+def _kind_of_hint(hint: Any) -> Kind:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return tuple(str(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return "dims"
+    if origin in (Union, types.UnionType):
+        return None  # Optional and friends: pass flag values through untouched
+    return hint if hint in (float, int, bool, str) else None
+
+
+def _field_kinds(config_cls: type) -> dict[str, Kind]:
+    """Field name -> kind, from the dataclass's own annotations (the ground truth)."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: _kind_of_hint(hints.get(f.name)) for f in dataclasses.fields(config_cls)}
+
+
+@dataclasses.dataclass
+class _Resolved:
+    config: Any
+    sources: dict[str, str]
+    notes: dict[str, str]
+    env: str | None
+    task_rows: int  # how many paper rows matched the task specifically (not via '*')
+
+
+def _config_class(agent: str) -> type:
+    if agent not in AGENT_NAMES:
+        # Also accept agents registered beyond the frozen list (they have no table rows).
+        registry = _registry()
+        if agent not in registry:
+            choices = sorted(set(AGENT_NAMES) | set(registry))
+            raise ConfigError(f"unknown agent {agent!r} (choices: {', '.join(choices)})")
+        return registry[agent].Config
+    registry = _registry()
+    if agent not in registry:
+        registered = ", ".join(sorted(registry)) or "none"
+        raise ConfigError(f"agent {agent!r} is not available yet (registered: {registered})")
+    return registry[agent].Config
+
+
+def _resolve(
+    agent: str,
+    task: str | None,
+    preset: str = "paper",
+    overrides: Mapping[str, Any] | None = None,
+) -> _Resolved:
+    # Cheap checks first: a typo in the preset fails before the registry (JAX) is imported.
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} (choices: {', '.join(PRESETS)})")
+    config_cls = _config_class(agent)
+    table = load_table()
+    if preset != "paper" and not any(r.preset == preset and r.agent in (ANY, agent) for r in table):
+        users = sorted({r.agent for r in table if r.preset == preset})
+        raise ConfigError(
+            f"preset {preset!r} does not apply to agent {agent!r} (it is for: {', '.join(users)})"
+        )
+    kinds = _field_kinds(config_cls)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}  # None = unset flag
+    unknown = sorted(set(overrides) - set(kinds))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for agent {agent!r} "
+            f"(valid: {', '.join(kinds)})"
+        )
+
+    shared_default = DEFAULT_SOURCE
+    own_default = DEFAULT_SOURCE if agent == "gfp" else f"default ({agent} Config)"
+    sources = {k: shared_default if k in SHARED_FIELDS else own_default for k in kinds}
+    notes: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    env = task_env(task) if task else None
+    layers = ("paper",) if preset == "paper" else ("paper", preset)
+    task_rows = 0
+    paper: dict[str, str] = {}  # field -> "value (source)" set by a paper row, for the notes
+    for layer in layers:
+        rows = [r for r in table if r.preset == layer and r.applies(agent, env)]
+        for row in sorted(rows, key=lambda r: r.specificity):
+            if row.key not in kinds:
+                raise ConfigError(
+                    f"{TABLE_PATH.name} line {row.line}: {row.key!r} is not a field of "
+                    f"{config_cls.__qualname__} for agent {agent!r} (fields: {', '.join(kinds)})"
+                )
+            try:
+                value = _coerce(row.value, kinds[row.key])
+            except ValueError as e:
+                raise ConfigError(f"{TABLE_PATH.name} line {row.line}: {row.key}: {e}") from None
+            note = row.note
+            if layer != "paper" and row.key in paper and value != values[row.key]:
+                note = _join(note, f"replaces {paper[row.key]}")
+            values[row.key] = value
+            sources[row.key] = row.source
+            notes[row.key] = note
+            if layer == "paper":
+                paper[row.key] = f"{format_value(values[row.key])} ({row.source})"
+                task_rows += row.tasks != ANY
+    for key, raw in overrides.items():
+        try:
+            value = _coerce(raw, kinds[key])
+        except ValueError as e:
+            raise ConfigError(f"option {key}: {e}") from None
+        # Say what the flag replaced, so a flag hiding a per-task value is visible.
+        changed = key in paper and value != values[key]
+        notes[key] = f"replaces {paper[key]}" if changed else ""
+        values[key] = value
+        sources[key] = FLAG_SOURCE
+    notes = {k: v for k, v in notes.items() if v}
+    try:
+        config = dataclasses.replace(config_cls(), **values)
+    except (TypeError, ValueError) as e:  # e.g. the Config's own __post_init__ checks
+        raise ConfigError(f"invalid {agent} config: {e}") from e
+    return _Resolved(config, sources, notes, env, task_rows)
+
+
+def resolve(
+    agent: str,
+    task: str | None,
+    preset: str = "paper",
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[BaseConfig, dict[str, str]]:
+    """The `Config` for `agent` on `task`, and each field's source.
+
+    Order: dataclass defaults -> `paper` rows for the task -> the named preset's rows -> overrides
+    (marked 'flag'; values may be typed or strings such as '1e-4', '256x256', 'true'; None means
+    "flag not given" and is skipped). Unknown agent, preset or override key raises ConfigError
+    listing the valid choices. A task the paper does not cover gets the defaults.
+    """
+    r = _resolve(agent, task, preset, overrides)
+    return r.config, r.sources
+
+
+def format_presets(agent: str, task: str | None, preset: str = "paper") -> str:
+    """A readable table of every field: value, source and note (what `gfp presets` prints)."""
+    r = _resolve(agent, task, preset)
+    lines = [f"agent {agent}, preset {preset}, task {task or '(none)'}"]
+    if task is None:
+        lines.append("no task given: agent defaults plus the preset's rows for every task")
+    elif r.env not in _ALL_ENVS:
+        lines.append(
+            f"environment {r.env!r} is not one of the paper's {len(PAPER_TASKS)} tasks: "
+            "agent defaults apply"
+        )
+    elif r.task_rows == 0:
+        lines.append(
+            f"environment {r.env}: the paper gives no {agent} values for it; defaults apply"
+        )
+    else:
+        lines.append(f"environment {r.env}")
+    names = [f.name for f in dataclasses.fields(r.config)]
+    table = [("field", "value", "source", "note")]
+    table += [
+        (n, format_value(getattr(r.config, n)), r.sources[n], r.notes.get(n, "")) for n in names
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        cells = [row[i].ljust(widths[i]) for i in range(3)] + [row[3]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
