@@ -6,8 +6,11 @@ their documentation as help). A flag left unset keeps the value of the preset/pe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -15,7 +18,7 @@ from typing import Annotated, Any, Union
 import tyro
 
 from gfp.agents import AGENTS
-from gfp.errors import ConfigError, GfpError
+from gfp.errors import ConfigError, GfpError, Interrupted
 
 
 def _agent_options_class() -> type:
@@ -64,7 +67,8 @@ class Train:
     agent: str = "gfp"
     """Agent: one of gfp, fql, rebrac, iql, bc, flow_bc (those installed)."""
     steps: int | None = None
-    """Gradient steps. Unset: the paper's budget (1M, 500K on D4RL/pixel) or 20K with --preset cpu."""
+    """Gradient steps. Unset: the paper's budget (1M, 500K on D4RL/pixel) or 40K with
+    --preset cpu."""
     seed: int = 0
     """Random seed."""
     seeds: str | None = None
@@ -78,14 +82,22 @@ class Train:
     """'paper' (the paper's sizes + per-task table) or 'cpu' (smaller networks/batch, same
     algorithm). Unset: paper, or cpu for the built-in default job."""
     eval_every: int | None = None
-    """Evaluate every E steps (and at the end). Unset: 100K (paper) or steps/4 (cpu); 0 = only at
+    """Evaluate every E steps (and at the end). Unset: 100K (paper) or steps/2 (cpu); 0 = only at
     the end."""
     eval_episodes: int = 50
     """Episodes per evaluation (the paper's final protocol uses 100)."""
     log_every: int = 1000
     """Average metrics over this many updates per log row (also the fused scan length)."""
+    checkpoint_every: int | None = None
+    """Write a checkpoint (full train state + log positions) every C steps, at the end and on
+    SIGINT/SIGTERM. Unset: every 10K steps (rounded down to a multiple of --log-every), or every
+    evaluation if that is more often; 0 = only at the end."""
+    resume: Path | None = None
+    """Continue the run in this directory (the --out of a killed or stopped run, the parent of the
+    seedS folders for --seeds) from its checkpoints, with the settings in its config.json. Other
+    flags must agree with them (only --dataset-dir and --video may change)."""
     overwrite: bool = False
-    """Replace a finished run in the run directory."""
+    """Replace the run (finished or not) in the run directory."""
     video: bool = False
     """Record one episode per policy to RUN_DIR/<policy>.mp4 at the end."""
     options: Annotated[AgentOptions, tyro.conf.arg(name="")] = dataclasses.field(  # type: ignore[valid-type]
@@ -149,11 +161,25 @@ class Presets:
     preset: str = "paper"
 
 
+@dataclasses.dataclass
+class Bench:
+    """Run the speed benchmark suite (training, evaluation, data generation, memory; see
+    BENCHMARKS.md) and print the figures against their targets."""
+
+    quick: bool = False
+    """A run of a few minutes: fewer repetitions and updates, 20 evaluation episodes."""
+    json: bool = False
+    """Print one JSON object (every figure, the machine, versions, load) instead of the report."""
+    out: Path | None = None
+    """Also write the JSON object to this file."""
+
+
 Command = Union[  # noqa: UP007
     Annotated[Train, tyro.conf.subcommand("train")],
     Annotated[Eval, tyro.conf.subcommand("eval")],
     Annotated[Data, tyro.conf.subcommand("data")],
     Annotated[Presets, tyro.conf.subcommand("presets")],
+    Annotated[Bench, tyro.conf.subcommand("bench")],
 ]
 
 
@@ -161,6 +187,8 @@ def train_job(args: Train):
     """Validate the train arguments and resolve them into a TrainJob (before any compilation)."""
     from gfp import run
 
+    if args.resume is not None:
+        return resume_job(args), False
     default_job = args.task is None
     task = run.DEFAULT_TASK if default_job else args.task
     preset = args.preset or ("cpu" if default_job else "paper")
@@ -168,24 +196,39 @@ def train_job(args: Train):
         raise ConfigError(f"unknown agent {args.agent!r}; choose one of: {', '.join(AGENTS)}")
     overrides = {k: v for k, v in dataclasses.asdict(args.options).items() if v is not None}
     config, sources = run.resolve_config(args.agent, task, preset, overrides)
-    steps = args.steps if args.steps is not None else (
-        run.CPU_STEPS if preset == "cpu" else run.paper_steps(task)
+    steps = (
+        args.steps
+        if args.steps is not None
+        else (run.CPU_STEPS if preset == "cpu" else run.paper_steps(task))
     )
     if steps <= 0:
         raise ConfigError(f"--steps must be positive, got {steps}")
     eval_every = args.eval_every
     if eval_every is None:
-        eval_every = steps // 4 if preset == "cpu" else min(100_000, steps)
+        eval_every = steps // 2 if preset == "cpu" else min(100_000, steps)
     if eval_every < 0 or eval_every > steps:
         raise ConfigError(f"--eval-every {eval_every} must be between 0 and --steps {steps}")
     if args.log_every <= 0:
         raise ConfigError(f"--log-every must be positive, got {args.log_every}")
+    checkpoint_every = args.checkpoint_every
+    if checkpoint_every is None:
+        every = run.DEFAULT_CHECKPOINT_EVERY
+        checkpoint_every = max(args.log_every, every // args.log_every * args.log_every)
+        if 0 < eval_every < checkpoint_every:
+            checkpoint_every = eval_every
+        checkpoint_every = min(checkpoint_every, steps)
+    if checkpoint_every < 0 or checkpoint_every > steps:
+        raise ConfigError(
+            f"--checkpoint-every {checkpoint_every} must be between 0 and --steps {steps}"
+        )
     seeds = [args.seed]
     if args.seeds:
         try:
             seeds = [int(s) for s in args.seeds.split(",")]
         except ValueError:
-            raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+            raise ConfigError(
+                f"--seeds must be comma-separated integers, got {args.seeds!r}"
+            ) from None
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"--seeds has duplicates: {args.seeds}")
     dataset_dir = args.dataset_dir
@@ -209,8 +252,110 @@ def train_job(args: Train):
         log_every=args.log_every,
         overwrite=args.overwrite,
         video=args.video,
+        checkpoint_every=checkpoint_every,
     )
     return job, default_job
+
+
+def _read_run_config(path: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads(path.read_text())
+        for key in ("task", "agent", "seed", "steps", "agent_config"):
+            cfg[key]  # noqa: B018  (presence check)
+        return cfg
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a gfp run configuration ({e})") from None
+
+
+def resume_job(args: Train):
+    """The TrainJob of the run in args.resume, from its config.json; every other flag that is set
+    (differs from its default) must agree with the recorded setting, except --dataset-dir (the
+    data may have moved; a checksum makes sure it is the same data) and --video."""
+    from gfp import run
+
+    root = Path(args.resume)
+    if (root / "config.json").is_file():
+        cfg = _read_run_config(root / "config.json")
+        seeds = cfg.get("seeds") or [cfg["seed"]]
+        if len(seeds) > 1:
+            raise ConfigError(
+                f"{root} is seed {cfg['seed']} of the multi-seed run {root.parent}; resume the "
+                f"whole run: --resume {root.parent}"
+            )
+    else:
+        found = sorted(root.glob("seed*/config.json"))
+        if not found:
+            why = "it has no config.json" if root.is_dir() else "it does not exist"
+            raise ConfigError(f"--resume {root}: not a gfp run directory ({why})")
+        cfg = _read_run_config(found[0])
+        seeds = cfg.get("seeds") or [cfg["seed"]]
+    if cfg["agent"] not in AGENTS:
+        raise ConfigError(f"{root}: the run's agent {cfg['agent']!r} is not installed")
+    recorded = {
+        "task": cfg["task"],
+        "agent": cfg["agent"],
+        "steps": cfg["steps"],
+        "preset": cfg["preset"],
+        "eval_every": cfg["eval_every"],
+        "eval_episodes": cfg["eval_episodes"],
+        "log_every": cfg["log_every"],
+        "checkpoint_every": cfg.get("checkpoint_every", 0),
+    }
+    defaults = Train()
+    conflicts = []
+    for f in dataclasses.fields(Train):
+        value = getattr(args, f.name)
+        if f.name in ("resume", "options", "video", "dataset_dir"):
+            continue
+        if value == getattr(defaults, f.name):
+            continue  # not given (or given as the default: indistinguishable)
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "overwrite":
+            raise ConfigError("--resume and --overwrite exclude each other")
+        if f.name == "seed" and [value] != seeds:
+            conflicts.append(f"{flag} {value} (run: --seeds {','.join(map(str, seeds))})")
+        elif f.name == "seeds" and value.replace(" ", "") != ",".join(map(str, seeds)):
+            conflicts.append(f"{flag} {value} (run: {','.join(map(str, seeds))})")
+        elif f.name == "out" and Path(value).resolve() != root.resolve():
+            conflicts.append(f"{flag} {value} (resuming: {root})")
+        elif f.name in recorded and value != recorded[f.name]:
+            conflicts.append(f"{flag} {value} (run: {recorded[f.name]})")
+    overrides = {k: v for k, v in dataclasses.asdict(args.options).items() if v is not None}
+    if overrides:
+        given, _ = run.resolve_config(cfg["agent"], cfg["task"], cfg["preset"], overrides)
+        for key in overrides:
+            have = json.loads(json.dumps(getattr(given, key)))
+            if have != cfg["agent_config"].get(key):
+                flag = "--" + key.replace("_", "-")
+                conflicts.append(f"{flag} {have} (run: {cfg['agent_config'].get(key)})")
+    if conflicts:
+        raise ConfigError(
+            f"--resume continues {root} with its recorded settings, and these flags differ from "
+            f"them: {', '.join(conflicts)}; drop them, or start a new run with another --out"
+        )
+    dataset_dir = Path(cfg["dataset_dir"]) if cfg.get("dataset_dir") else None
+    if args.dataset_dir is not None:
+        if dataset_dir is not None and Path(args.dataset_dir) != dataset_dir:
+            print(f"gfp: reading the data from {args.dataset_dir} (the run used {dataset_dir})")
+        dataset_dir = Path(args.dataset_dir)
+    return run.TrainJob(
+        task=cfg["task"],
+        agent=cfg["agent"],
+        config=run.config_from_record(cfg["agent"], cfg["agent_config"]),
+        sources=cfg.get("agent_config_sources", {}),
+        steps=recorded["steps"],
+        seeds=seeds,
+        out=root,
+        dataset_dir=dataset_dir,
+        preset=recorded["preset"],
+        eval_every=recorded["eval_every"],
+        eval_episodes=recorded["eval_episodes"],
+        log_every=recorded["log_every"],
+        video=args.video,
+        checkpoint_every=recorded["checkpoint_every"],
+        resume=True,
+        recorded=cfg,
+    )
 
 
 def cmd_train(args: Train) -> None:
@@ -221,8 +366,12 @@ def cmd_train(args: Train) -> None:
         run.ensure_default_dataset(job.task, job.dataset_dir)
     summaries = run.run_training(job)
     for path, summary in zip(job.run_dirs(), summaries, strict=True):
-        print(f"{path}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                        for k, v in summary.items()}))
+        print(
+            f"{path}: "
+            + json.dumps(
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
+            )
+        )
 
 
 def cmd_eval(args: Eval) -> None:
@@ -233,7 +382,11 @@ def cmd_eval(args: Eval) -> None:
     if not env_name:
         raise ConfigError(f"{args.run_dir}: the dataset names no environment to evaluate in")
     row = run.evaluate_policies(
-        agent, params, env_name, episodes=args.episodes, seed=args.seed,
+        agent,
+        params,
+        env_name,
+        episodes=args.episodes,
+        seed=args.seed,
         video_dir=args.run_dir if args.video else None,
     )
     from gfp.rundir import atomic_write_json
@@ -248,13 +401,25 @@ def cmd_data(args: Data) -> None:
         from gfp.data.generate import generate
 
         c = args.command
-        paths = generate(c.name, c.episodes, c.out, workers=c.workers, seed=c.seed,
-                         episode_length=c.episode_length)
+        paths = generate(
+            c.name,
+            c.episodes,
+            c.out,
+            workers=c.workers,
+            seed=c.seed,
+            episode_length=c.episode_length,
+        )
         print("\n".join(str(p) for p in paths))
     else:
         from gfp.data.info import dataset_info
 
         print(dataset_info(args.command.task_or_path, args.command.dataset_dir))
+
+
+def cmd_bench(args: Bench) -> None:
+    from gfp.bench import main as bench_main
+
+    bench_main(quick=args.quick, as_json=args.json, out=args.out)
 
 
 def cmd_presets(args: Presets) -> None:
@@ -263,20 +428,82 @@ def cmd_presets(args: Presets) -> None:
     print(format_presets(args.agent, args.task, args.preset))
 
 
+def _quiet_harmless_warnings() -> None:
+    # OGBench imports glfw, which warns when there is no display (rendering is offscreen anyway),
+    # and its Box spaces warn about float64 bounds; neither concerns the user.
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*DISPLAY environment variable.*")
+    warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+
+
+def _one_line(text: str) -> str:
+    """tyro's boxed parse error as one line: its message, 'did you mean' flags and help hint.
+    (The box is drawn with Unicode lines on a terminal and with ASCII dashes otherwise.)"""
+    sections: list[list[str]] = [[]]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(("╭", "╰")):
+            continue
+        line = line.strip("│").strip()
+        if line and set(line) <= {"─", "-"}:
+            sections.append([])
+        elif line or sections[-1]:
+            sections[-1].append(line)
+    sections = [sec for sec in sections if any(sec)]
+    # the message is the first section with a colon; a box title ("Value error") has none
+    main = next((i for i, sec in enumerate(sections) if ":" in sec[0]), 0)
+    head: list[str] = []
+    for line in sections[main] if sections else []:
+        if not line:
+            break
+        head.append(line)
+    out = " ".join(head) or " ".join(text.split())
+    for section in sections[main + 1 :]:
+        lines = [x for x in section if x]
+        if lines[0].startswith("Perhaps you meant"):
+            flags = [x.split()[0] for x in lines[1:] if x.startswith("-")]
+            if flags:
+                out += f" (did you mean {' or '.join(dict.fromkeys(flags))}?)"
+        elif lines[0].startswith("Available subcommands"):
+            out += f"; {lines[0]}"
+    hint = re.search(r"(gfp[\w -]*--help)", " ".join(text.split()))
+    return out + (f"; see `{hint.group(1)}`" if hint else "")
+
+
+def _parse(argv: list[str] | None) -> Any:
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            args = tyro.cli(
+                Command,
+                args=argv,
+                prog="gfp",
+                description=__doc__.splitlines()[0],
+                config=(tyro.conf.OmitSubcommandPrefixes, tyro.conf.OmitArgPrefixes),
+            )
+    except SystemExit as e:
+        text = buf.getvalue()
+        if e.code not in (0, None) and text.strip():
+            print(f"gfp: error: {_one_line(text)}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sys.stderr.write(text)
+        raise
+    sys.stderr.write(buf.getvalue())
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = tyro.cli(
-        Command,
-        args=argv,
-        prog="gfp",
-        description=__doc__.splitlines()[0],
-        config=(tyro.conf.OmitSubcommandPrefixes, tyro.conf.OmitArgPrefixes),
-    )
-    handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets}
+    args = _parse(argv)
+    handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets,
+                Bench: cmd_bench}  # fmt: skip
     try:
         handlers[type(args)](args)
     except GfpError as e:
-        print(f"gfp: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        prefix = "gfp: " if isinstance(e, Interrupted) else "gfp: error: "
+        print(prefix + message, file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
 
 
 if __name__ == "__main__":

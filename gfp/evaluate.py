@@ -3,19 +3,35 @@
 
 A pool of `num_envs` environments is stepped in lockstep with ONE batched policy call per step;
 when an episode ends its environment starts the next one, until `episodes` have finished.
+
+Speed (BENCHMARKS.md, "Evaluation"): simulation, not the policy, dominates, and building an
+OGBench environment costs about a second. So the environments are stepped by worker processes
+(one per core, each owning a share of the pool) while the policy runs here, and the pool is kept
+for the next call (`gfp train` evaluates every policy of every seed many times). Results do not
+depend on `workers` or on reuse: every episode is reset with its own seed.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
-from collections.abc import Callable
+import subprocess
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import jax
 import numpy as np
 
 PolicyFn = Callable[[np.ndarray, jax.Array], np.ndarray]  # (obs batch, rng) -> actions
+# What stepping one environment returns to the loop: obs, reward, terminated, truncated, success.
+StepResult = tuple[np.ndarray, float, bool, bool, float]
 
 
 def make_env(env_name: str, render: bool = False) -> gymnasium.Env:
@@ -28,6 +44,177 @@ def make_env(env_name: str, render: bool = False) -> gymnasium.Env:
     return gymnasium.make(env_name, **kwargs)
 
 
+class _Envs:
+    """Environments by slot number, built on first use and kept (the pool's in-process form and
+    the state of one worker process)."""
+
+    def __init__(self, env_name: str):
+        self.env_name = env_name
+        self.envs: dict[int, gymnasium.Env] = {}
+
+    def reset(self, jobs: Sequence[tuple[int, int]]) -> list[tuple[int, np.ndarray]]:
+        out = []
+        for slot, seed in jobs:
+            if slot not in self.envs:
+                self.envs[slot] = make_env(self.env_name)
+            ob, _ = self.envs[slot].reset(seed=seed)
+            out.append((slot, ob))
+        return out
+
+    def step(self, jobs: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, StepResult]]:
+        out = []
+        for slot, action in jobs:
+            ob, reward, terminated, truncated, info = self.envs[slot].step(action)
+            success = float(info.get("success", np.nan))
+            out.append((slot, (ob, reward, terminated, truncated, success)))
+        return out
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+        self.envs.clear()
+
+
+def _worker_main(recv_fd: int, send_fd: int, env_name: str, parent_pid: int) -> None:
+    """A worker process (started by EnvPool): owns some slots' environments and serves the
+    pool's reset/step requests until it is told to close or the pool's pipe closes."""
+    from multiprocessing.connection import Connection
+
+    from gfp.data.generate import _die_with_parent
+
+    _die_with_parent(parent_pid)
+    warnings.simplefilter("ignore")
+    inbox, outbox = Connection(recv_fd, writable=False), Connection(send_fd, readable=False)
+    envs = _Envs(env_name)
+    while True:
+        try:
+            cmd, jobs = inbox.recv()
+        except EOFError:
+            cmd = "close"
+        if cmd == "close":
+            envs.close()
+            return
+        try:
+            outbox.send(("ok", getattr(envs, cmd)(jobs)))
+        except Exception:
+            outbox.send(("error", traceback.format_exc()))
+
+
+class EnvPool:
+    """Environment slots 0, 1, ... of one env_name, stepped in this process (workers = 0) or by
+    `workers` processes (slot i lives in process i % workers; they step in parallel).
+
+    Workers are fresh interpreters (subprocess, not multiprocessing), so they never re-run the
+    caller's main script and need no `if __name__ == "__main__"` guard; they talk over pipes.
+    """
+
+    def __init__(self, env_name: str, workers: int = 0):
+        self.env_name, self.workers = env_name, workers
+        self.local = _Envs(env_name) if workers == 0 else None
+        self.procs: list[subprocess.Popen] = []
+        self.inboxes: list[Any] = []  # where each worker's replies arrive
+        self.outboxes: list[Any] = []  # where requests to each worker go
+        env = dict(os.environ)
+        for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(k, "1")  # one simulation per core: no BLAS threads on top
+        for _ in range(workers):
+            to_r, to_w = os.pipe()
+            from_r, from_w = os.pipe()
+            code = (
+                "from gfp.evaluate import _worker_main; "
+                f"_worker_main({to_r}, {from_w}, {env_name!r}, {os.getpid()})"
+            )
+            proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(to_r, from_w), env=env)
+            os.close(to_r)
+            os.close(from_w)
+            self.procs.append(proc)
+            self.outboxes.append(Connection(to_w, readable=False))
+            self.inboxes.append(Connection(from_r, writable=False))
+
+    def _call(self, cmd: str, jobs: Sequence[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        if self.local is not None:
+            return getattr(self.local, cmd)(jobs)
+        shares: dict[int, list] = {}
+        for job in jobs:
+            shares.setdefault(job[0] % self.workers, []).append(job)
+        for w, share in shares.items():  # send everything first: the workers run in parallel
+            self.outboxes[w].send((cmd, share))
+        out, errors = [], []
+        for w in shares:  # read every reply, even after an error, so none is left in a pipe
+            try:
+                status, result = self.inboxes[w].recv()
+            except EOFError:
+                status, result = "error", f"worker {w} exited (code {self.procs[w].poll()})"
+            if status == "ok":
+                out.extend(result)
+            else:
+                errors.append(result)
+        if errors:
+            raise RuntimeError(f"evaluation worker for {self.env_name} failed:\n{errors[0]}")
+        return sorted(out, key=lambda r: r[0])
+
+    def reset(self, jobs: Sequence[tuple[int, int]]) -> list[tuple[int, np.ndarray]]:
+        """Reset slot i with seed s for every (i, s); returns [(i, first observation)] by slot."""
+        return self._call("reset", jobs)
+
+    def step(self, jobs: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, StepResult]]:
+        """Step slot i with action a for every (i, a); returns [(i, StepResult)] by slot."""
+        return self._call("step", jobs)
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+        for box in self.outboxes:
+            with contextlib.suppress(OSError, ValueError):
+                box.send(("close", []))
+                box.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for box in self.inboxes:
+            box.close()
+        self.procs, self.inboxes, self.outboxes = [], [], []
+
+
+_POOLS: dict[tuple[str, int], EnvPool] = {}
+
+
+def default_workers(num_envs: int) -> int:
+    """Worker processes for a pool of `num_envs`: one per core, at most one per environment; 0
+    (step in this process) where that would be a single worker."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = min(cores or 1, num_envs)
+    return n if n >= 2 else 0
+
+
+def env_pool(env_name: str, workers: int) -> EnvPool:
+    """The kept pool of `env_name` with `workers` processes (created on first use)."""
+    key = (env_name, workers)
+    if key not in _POOLS:
+        _POOLS[key] = EnvPool(env_name, workers)
+    return _POOLS[key]
+
+
+def drop_env_pool(pool: EnvPool) -> None:
+    """Close `pool` and forget it (an error or an interruption left it in an unknown state)."""
+    for key, kept in list(_POOLS.items()):
+        if kept is pool:
+            del _POOLS[key]
+    pool.close()
+
+
+def close_env_pools() -> None:
+    """Close every kept environment pool and its worker processes (also done at exit)."""
+    while _POOLS:
+        _POOLS.popitem()[1].close()
+
+
+atexit.register(close_env_pools)
+
+
 def evaluate(
     policy: PolicyFn,
     env_name: str,
@@ -37,52 +224,67 @@ def evaluate(
     seed: int = 0,
     video_path: str | Path | None = None,
     video_episodes: int = 2,
+    workers: int | None = None,
 ) -> dict[str, float]:
     """Run `episodes` episodes; return mean success, return, length (and normalised score).
 
-    Episode i is reset with seed `seed + i`, so results do not depend on `num_envs`.
+    Episode i is reset with seed `seed + i`, so results do not depend on `num_envs`. `workers`:
+    processes stepping the environments (None: `default_workers(num_envs)`; 0: this process);
+    the results do not depend on it. The environments are kept for later calls
+    (`close_env_pools` frees them).
     """
     num_envs = max(1, min(num_envs, episodes))
-    envs = [make_env(env_name) for _ in range(num_envs)]
+    pool = env_pool(env_name, default_workers(num_envs) if workers is None else workers)
     rng = jax.random.PRNGKey(seed)
-    obs = [None] * num_envs
+    obs: list[Any] = [None] * num_envs
     running = [-1] * num_envs  # episode index each env is playing, -1 when idle
     ep_return = np.zeros(num_envs)
     ep_length = np.zeros(num_envs, dtype=int)
     results: list[tuple[float, float, int]] = []
     next_episode = 0
 
-    def start(i: int) -> None:
+    def start(slots: Sequence[int]) -> None:
+        """Start the next episodes in `slots`, in slot order (idle once all have started)."""
         nonlocal next_episode
-        if next_episode < episodes:
-            obs[i], _ = envs[i].reset(seed=seed + next_episode)
-            running[i], ep_return[i], ep_length[i] = next_episode, 0.0, 0
-            next_episode += 1
-        else:
-            running[i] = -1
+        jobs = []
+        for i in slots:
+            if next_episode < episodes:
+                jobs.append((i, seed + next_episode))
+                running[i], ep_return[i], ep_length[i] = next_episode, 0.0, 0
+                next_episode += 1
+            else:
+                running[i] = -1
+        for i, ob in pool.reset(jobs):
+            obs[i] = ob
 
-    for i in range(num_envs):
-        start(i)
-    ob_dim = np.asarray(obs[0]).shape
-    while any(r >= 0 for r in running):
-        # Pad idle slots so the jitted policy always sees the same batch shape (no recompiles).
-        batch = np.stack([o if r >= 0 else np.zeros(ob_dim) for o, r in zip(obs, running)])
-        rng, key = jax.random.split(rng)
-        actions = np.asarray(policy(batch.astype(np.float32), key))
-        for i in range(num_envs):
-            if running[i] < 0:
-                continue
-            obs[i], reward, terminated, truncated, info = envs[i].step(actions[i])
-            ep_return[i] += reward
-            ep_length[i] += 1
-            if terminated or truncated:
-                results.append((float(info.get("success", np.nan)), ep_return[i], ep_length[i]))
-                start(i)
-    for env in envs:
-        env.close()
+    try:
+        start(range(num_envs))
+        ob_dim = np.asarray(obs[0]).shape
+        while any(r >= 0 for r in running):
+            # Pad idle slots so the jitted policy always sees the same batch shape (no recompiles).
+            batch = np.stack(
+                [o if r >= 0 else np.zeros(ob_dim) for o, r in zip(obs, running, strict=True)]
+            )
+            rng, key = jax.random.split(rng)
+            actions = np.asarray(policy(batch.astype(np.float32), key))
+            active = [i for i in range(num_envs) if running[i] >= 0]
+            ended = []
+            for i, (ob, reward, terminated, truncated, success) in pool.step(
+                [(i, actions[i]) for i in active]
+            ):
+                obs[i] = ob
+                ep_return[i] += reward
+                ep_length[i] += 1
+                if terminated or truncated:
+                    results.append((success, ep_return[i], ep_length[i]))
+                    ended.append(i)
+            start(ended)
+    except BaseException:
+        drop_env_pool(pool)
+        raise
     if video_path is not None:
         record_video(policy, env_name, video_path, video_episodes, seed)
-    success, returns, lengths = (np.array(x, dtype=float) for x in zip(*results))
+    success, returns, lengths = (np.array(x, dtype=float) for x in zip(*results, strict=True))
     out = {"success": float(np.mean(success)), "return": float(np.mean(returns))}
     out["length"] = float(np.mean(lengths))
     from gfp.data.scores import normalized_score
@@ -93,7 +295,9 @@ def evaluate(
     return out
 
 
-def record_video(policy: PolicyFn, env_name: str, path: str | Path, episodes: int, seed: int) -> None:
+def record_video(
+    policy: PolicyFn, env_name: str, path: str | Path, episodes: int, seed: int
+) -> None:
     """Render a few episodes to an mp4 (needs an offscreen GL backend; MUJOCO_GL=egl is set)."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     import imageio.v2 as imageio

@@ -1,14 +1,25 @@
-"""A run directory: config.json, metrics.csv, eval.csv, TensorBoard events, summary.json, params.
+"""A run directory: config.json, metrics.csv, eval.csv, TensorBoard events, checkpoint.msgpack,
+summary.json, params.msgpack.
 
-Every whole-file write is atomic (temp file in the same directory, fsync, os.replace), so a kill
-never leaves a half-written file; the CSV logs are appended row by row and flushed.
+Every whole-file write is atomic (temp file in the same directory, fsync, os.replace, fsync of the
+directory), so a kill never leaves a half-written file and a failed write (full disk, permissions)
+leaves the previous version intact; it raises `WriteError` saying so. The CSV logs are appended row
+by row; a checkpoint records their byte lengths (after an fsync), and resuming cuts them back to
+those lengths, so rows written after the checkpoint (or half a row written at a kill) disappear and
+are written again: no duplicate or missing rows.
+
+checkpoint.msgpack is ONE file (so it is replaced atomically as a whole) holding the seed's full
+train state (parameters, target parameters, optimizer state, RNG key = sampler state, step) and a
+JSON `meta` record: the step, the CSV lengths, the partial log-interval sums, the wall time so far.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,22 +28,68 @@ from typing import Any
 import flax.serialization
 import numpy as np
 
-from gfp.errors import ConfigError
+from gfp.errors import ConfigError, DataError, WriteError
+
+CHECKPOINT = "checkpoint.msgpack"
+CHECKPOINT_FORMAT = 1
+# Files a run writes; --overwrite removes them (and tb/) before a new run starts.
+RUN_FILES = (
+    "config.json",
+    "metrics.csv",
+    "eval.csv",
+    "summary.json",
+    "params.msgpack",
+    CHECKPOINT,
+    "eval_final.json",
+)
+
+
+def os_reason(e: BaseException | None) -> str:
+    """'[Errno 28] No space left on device' for an OSError, its text otherwise."""
+    if e is None:
+        return "unknown error"
+    if not isinstance(e, OSError):
+        return str(e) or type(e).__name__
+    if e.errno is not None and e.strerror:
+        return f"[Errno {e.errno}] {e.strerror}"
+    return str(e) or type(e).__name__
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable (best effort: not every file system lets a directory be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically; on failure remove the temp file, keep the old `path` and
+    raise WriteError (which says that the previous version is intact)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+        _fsync_dir(path.parent)
+    except OSError as e:
+        kept = "the previous version is intact" if path.exists() else "no file was written"
+        raise WriteError(f"could not write {path}: {os_reason(e)}; {kept}") from e
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -55,17 +112,23 @@ class CsvLog:
         self.fields: list[str] | None = None
         if path.exists() and path.stat().st_size > 0:
             with path.open() as f:
-                self.fields = next(csv.reader(f))
+                self.fields = next(csv.reader(f), None)
 
     def write(self, row: Mapping[str, Any]) -> None:
         new = self.fields is None
-        if new:
-            self.fields = list(row)
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        fields = list(row) if new else self.fields
+        try:
+            with self.path.open("a", newline="") as f:
+                writer = csv.DictWriter(f, fields, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        except OSError as e:
+            raise WriteError(
+                f"could not append to {self.path}: {os_reason(e)}; the last checkpoint is intact "
+                "and --resume cuts the log back to it"
+            ) from e
+        self.fields = fields
 
     def read(self) -> list[dict[str, str]]:
         if not self.path.exists():
@@ -73,24 +136,74 @@ class CsvLog:
         with self.path.open() as f:
             return list(csv.DictReader(f))
 
+    def sync(self) -> int:
+        """fsync the file and return its length in bytes (0 if it does not exist yet)."""
+        if not self.path.exists():
+            return 0
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def truncate(self, size: int) -> None:
+        """Cut the file back to `size` bytes (what it held at a checkpoint)."""
+        have = self.path.stat().st_size if self.path.exists() else 0
+        if have < size:
+            raise DataError(
+                f"{self.path} has {have} bytes but held {size} at the checkpoint; it was modified "
+                "outside gfp, so the run cannot be resumed consistently"
+            )
+        if self.path.exists():
+            os.truncate(self.path, size)
+        self.__init__(self.path)
+
 
 class RunDir:
-    """Files of one training run (one seed)."""
+    """Files of one training run (one seed).
 
-    def __init__(self, path: str | Path, *, overwrite: bool = False, create: bool = True):
+    `create=True` makes the directory for a new run; a directory that already holds a run (a
+    config.json) is refused unless `overwrite` (which deletes the run's files) or `resume`.
+    `create=False` opens an existing directory (read access, evaluation).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        overwrite: bool = False,
+        create: bool = True,
+        resume: bool = False,
+    ):
         self.path = Path(path)
-        if create:
-            if (self.path / "summary.json").exists() and not overwrite:
+        if create and not resume:
+            if overwrite:
+                for name in RUN_FILES:
+                    (self.path / name).unlink(missing_ok=True)
+                shutil.rmtree(self.path / "tb", ignore_errors=True)
+            elif (self.path / "summary.json").exists():
                 raise ConfigError(
                     f"{self.path} holds a finished run; pass --overwrite to replace it or choose "
                     "another --out"
                 )
-            if overwrite:
-                for name in ("metrics.csv", "eval.csv", "summary.json", "params.msgpack"):
-                    (self.path / name).unlink(missing_ok=True)
-            self.path.mkdir(parents=True, exist_ok=True)
+            elif (self.path / "config.json").exists():
+                step = self.checkpoint_step()
+                at = f"checkpoint at step {step}" if step is not None else "no checkpoint yet"
+                raise ConfigError(
+                    f"{self.path} holds an unfinished run ({at}); continue it with "
+                    f"--resume {self.path}, or pass --overwrite to start over"
+                )
+        if create:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise WriteError(
+                    f"cannot create the run directory {self.path}: {os_reason(e)}"
+                ) from e
         self.metrics = CsvLog(self.path / "metrics.csv")
         self.evals = CsvLog(self.path / "eval.csv")
+        self.purge_step: int | None = None  # TensorBoard drops events from this step on (resume)
         self._tb = None
 
     @property
@@ -98,8 +211,14 @@ class RunDir:
         if self._tb is None:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.path / "tb"), flush_secs=30)
+            self._tb = SummaryWriter(
+                str(self.path / "tb"), flush_secs=30, purge_step=self.purge_step
+            )
         return self._tb
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "summary.json").exists()
 
     def log_metrics(self, step: int, row: Mapping[str, float]) -> None:
         self.metrics.write({"step": step, **row})
@@ -121,12 +240,65 @@ class RunDir:
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
 
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads((self.path / "summary.json").read_text())
+
     def save_params(self, params: Any) -> None:
-        atomic_write_bytes(self.path / "params.msgpack", flax.serialization.msgpack_serialize(params))
+        atomic_write_bytes(
+            self.path / "params.msgpack", flax.serialization.msgpack_serialize(params)
+        )
 
     def load_params(self) -> Any:
         return flax.serialization.msgpack_restore((self.path / "params.msgpack").read_bytes())
 
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, state: Any, meta: Mapping[str, Any]) -> None:
+        """Atomically replace checkpoint.msgpack with `state` (a host pytree of arrays, e.g. from
+        `flax.serialization.to_state_dict`) and `meta`, after syncing the logs: the checkpoint
+        records their lengths, so it never refers to rows that are not on disk."""
+        self.tensorboard.flush()
+        meta = {
+            **meta,
+            "format": CHECKPOINT_FORMAT,
+            "metrics_bytes": self.metrics.sync(),
+            "eval_bytes": self.evals.sync(),
+        }
+        blob = flax.serialization.msgpack_serialize(
+            {"meta": json.dumps(meta, default=_jsonable), "state": state}
+        )
+        atomic_write_bytes(self.path / CHECKPOINT, blob)
+
+    def load_checkpoint(self) -> tuple[Any, dict[str, Any]] | None:
+        """(state dict, meta) of the last checkpoint, or None if there is none."""
+        path = self.path / CHECKPOINT
+        if not path.exists():
+            return None
+        try:
+            raw = flax.serialization.msgpack_restore(path.read_bytes())
+            meta = json.loads(raw["meta"])
+            state = raw["state"]
+        except Exception as e:  # msgpack/JSON/key errors: a damaged or foreign file
+            raise DataError(f"{path}: cannot be read as a gfp checkpoint ({e})") from e
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise DataError(f"{path}: checkpoint format {meta.get('format')!r} is not supported")
+        return state, meta
+
+    def checkpoint_step(self) -> int | None:
+        """Step of the last checkpoint (None without one or if it cannot be read)."""
+        with contextlib.suppress(DataError):
+            ckpt = self.load_checkpoint()
+            if ckpt is not None:
+                return int(ckpt[1]["step"])
+        return None
+
+    def rewind(self, meta: Mapping[str, Any] | None) -> None:
+        """Cut the logs back to a checkpoint (`meta`), or to nothing (None: no checkpoint), and make
+        TensorBoard drop the events written after it."""
+        self.metrics.truncate(meta["metrics_bytes"] if meta else 0)
+        self.evals.truncate(meta["eval_bytes"] if meta else 0)
+        self.purge_step = int(meta["step"]) + 1 if meta else 1
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+            self._tb = None

@@ -4,22 +4,53 @@ fused per call with `lax.scan`, seeds trained side by side with `vmap`. No Pytho
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from gfp.agents.base import Agent, Batch, Metrics, TrainState
+from gfp.agents.base import BATCH_KEYS, Agent, Batch, TrainState
+from gfp.errors import DivergenceError
 
-TRAIN_KEYS = ("observations", "actions", "rewards", "masks", "next_observations")
+TRAIN_KEYS = BATCH_KEYS  # what every agent reads
+DERIVED_KEYS = ("next_actions",)  # computed here when the dataset lacks them (ReBRAC reads them)
 
 
-def to_device(transitions: Mapping[str, np.ndarray]) -> Batch:
-    """Put the training arrays on the default device once, as float32."""
-    return {k: jnp.asarray(transitions[k], dtype=jnp.float32) for k in TRAIN_KEYS}
+def next_actions(transitions: Mapping[str, np.ndarray]) -> np.ndarray:
+    """a' for every row: the action of the next row of the same episode.
+
+    Rows are consecutive within an episode and `terminals` = 1 marks an episode's last row. There
+    the true next action is not in the data (for a real terminal mask = 0 makes it irrelevant; for
+    a time-limit end it is unknown) and the row's own action stands in, as on the array's last row.
+    Without `terminals` the rows are read as one stream, shifted by one (FQL's implementation does
+    this everywhere, so it pairs an episode's last row with the next episode's first action).
+    """
+    a = np.asarray(transitions["actions"])
+    shifted = np.concatenate([a[1:], a[-1:]])
+    if "terminals" not in transitions:
+        return shifted
+    ends = np.asarray(transitions["terminals"]).astype(bool)
+    return np.where(ends[:, None], a, shifted)
+
+
+def to_device(
+    transitions: Mapping[str, np.ndarray], keys: Sequence[str] = TRAIN_KEYS + DERIVED_KEYS
+) -> Batch:
+    """Put the training arrays `keys` on the default device once, as float32; `next_actions` is
+    derived (see `next_actions`) when the dataset does not hold it. Pass `agent.batch_keys` to
+    carry only what that agent reads."""
+
+    def array(key: str) -> np.ndarray:
+        if key == "next_actions" and key not in transitions:
+            return next_actions(transitions)
+        return transitions[key]
+
+    return {k: jnp.asarray(array(k), dtype=jnp.float32) for k in keys}
 
 
 def sample_batch(data: Batch, rng: jax.Array, batch_size: int) -> Batch:
@@ -30,23 +61,44 @@ def sample_batch(data: Batch, rng: jax.Array, batch_size: int) -> Batch:
 
 
 def make_train_chunk(agent: Agent, batch_size: int) -> Callable[[TrainState, Batch, int], tuple]:
-    """Return f(states, data, length) -> (states, mean metrics): `length` fused updates per seed.
+    """Return f(states, data, length) -> (states, mean metrics, health): `length` fused updates per
+    seed.
 
     `states` has a leading seed axis (vmapped); `data` is shared by all seeds. The metrics are the
-    per-seed means over the `length` updates, i.e. one log row.
+    per-seed means over the `length` updates. `health` is the divergence check, computed in the
+    same call: `first_bad` (index of the first update with a non-finite metric, -1 if none),
+    `bad_terms` (which metrics were non-finite at that update) and `params_finite` (per module:
+    its parameters and target copy are all finite at the end of the chunk).
     """
 
-    def one_seed(state: TrainState, data: Batch, length: int) -> tuple[TrainState, Metrics]:
+    def one_seed(state: TrainState, data: Batch, length: int) -> tuple:
         def body(state: TrainState, _):
             rng, batch_rng = jax.random.split(state.rng)
             batch = sample_batch(data, batch_rng, batch_size)
             return agent.update(state.replace(rng=rng), batch)
 
         state, metrics = jax.lax.scan(body, state, None, length=length)
-        return state, jax.tree.map(jnp.mean, metrics)
+        bad = {k: ~jnp.isfinite(v).reshape(length, -1).all(-1) for k, v in metrics.items()}
+        any_bad = jnp.stack(list(bad.values()), -1).any(-1)
+        first = jnp.where(any_bad.any(), jnp.argmax(any_bad), -1)
+        at_first = jnp.maximum(first, 0)
+        health = {
+            "first_bad": first,
+            "bad_terms": {k: b[at_first] for k, b in bad.items()},
+            "params_finite": {
+                name: _all_finite((p, state.target_params.get(name, {})))
+                for name, p in state.params.items()
+            },
+        }
+        return state, jax.tree.map(jnp.mean, metrics), health
 
     vmapped = jax.vmap(one_seed, in_axes=(0, None, None))
     return jax.jit(vmapped, static_argnums=2, donate_argnums=0)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]
+    return jnp.stack(leaves).all() if leaves else jnp.array(True)
 
 
 def init_states(agent: Agent, seeds: Sequence[int]) -> TrainState:
@@ -55,13 +107,78 @@ def init_states(agent: Agent, seeds: Sequence[int]) -> TrainState:
     return jax.jit(jax.vmap(agent.init))(keys)
 
 
-def chunk_boundaries(start: int, steps: int, *every: int) -> Iterator[int]:
-    """Steps in (start, steps] at which the loop must stop: multiples of each interval and the end."""
-    marks = {steps}
+def chunk_boundaries(
+    start: int, steps: int, *every: int, extra: Sequence[int] = ()
+) -> Iterator[int]:
+    """Steps in (start, steps] at which the loop must stop: multiples of each interval, the steps
+    in `extra` and the end. They are global (multiples counted from 0), so a run resumed at one of
+    them stops where the uninterrupted run stopped."""
+    marks = {steps, *extra}
     for e in every:
         if e > 0:
             marks.update(range(e * (start // e + 1), steps + 1, e))
-    yield from sorted(m for m in marks if m > start)
+    yield from sorted(m for m in marks if start < m <= steps)
+
+
+@dataclasses.dataclass
+class LogSums:
+    """One seed's metric sums since its last log row: a log row averages every update of its
+    interval even when the interval spans several chunks (an evaluation or checkpoint inside it).
+    Saved in checkpoints, so a resumed run writes the same rows."""
+
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    count: int = 0
+
+    def add(self, means: Mapping[str, float], length: int) -> None:
+        for k, v in means.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v) * length
+        self.count += length
+
+    def pop_row(self) -> dict[str, float]:
+        row = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        self.sums, self.count = {}, 0
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> LogSums:
+        if not obj:
+            return cls()
+        return cls({k: float(v) for k, v in obj["sums"].items()}, int(obj["count"]))
+
+
+def _restore(states: TrainState, saved: TrainState, keep: Sequence[bool]) -> TrainState:
+    """`states` with the seeds where `keep` is true replaced by their `saved` state."""
+    mask = jnp.asarray(keep)
+
+    def pick(new: jax.Array, old: Any) -> jax.Array:
+        return jnp.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), old, new)
+
+    return jax.tree.map(pick, states, saved)
+
+
+def _divergence(start: int, step: int, health: Mapping[str, Any], i: int) -> DivergenceError | None:
+    """The error for seed index `i` if its chunk (start, step] went non-finite, else None."""
+    first = int(health["first_bad"][i])
+    if first >= 0:
+        names = [k for k, bad in health["bad_terms"].items() if bad[i]]
+        names.sort(key=lambda k: ("loss" not in k, k))  # loss terms first
+        shown = ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+        err = DivergenceError(f"training diverged at step {start + first + 1}: non-finite {shown}")
+        err.step, err.terms = start + first + 1, names
+    else:
+        modules = [m for m, ok in health["params_finite"].items() if not ok[i]]
+        if not modules:
+            return None
+        err = DivergenceError(
+            f"training diverged at step {step}: non-finite parameters in {', '.join(modules)} "
+            "(the losses were finite)"
+        )
+        err.step, err.terms = step, modules
+    err.seed_index = i
+    return err
 
 
 def train(
@@ -72,40 +189,88 @@ def train(
     steps: int,
     log_every: int = 1000,
     eval_every: int = 0,
-    on_log: Callable[[int, list[dict[str, float]]], None] | None = None,
+    checkpoint_every: int = 0,
+    on_log: Callable[[int, list[dict[str, float] | None]], None] | None = None,
     on_eval: Callable[[int, TrainState], dict[str, float] | None] | None = None,
+    on_checkpoint: Callable[[int, TrainState, list[LogSums]], None] | None = None,
     on_chunk: Callable[[int, TrainState], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    log_sums: Sequence[LogSums] | None = None,
+    check_finite: bool = True,
     progress: bool = True,
 ) -> TrainState:
     """Run updates from `states.step` to `steps` for every seed in `states`.
 
-    Callbacks receive the global step: `on_log(step, per-seed metrics)` every `log_every`,
-    `on_eval(step, states)` every `eval_every` (and at the end), `on_chunk(step, states)` after every
-    fused call (checkpointing hooks in here).
+    Callbacks receive the global step. At each chunk boundary, in this order:
+    `on_log(step, per-seed rows)` every `log_every` and at the end; `on_eval(step, states)` every
+    `eval_every` and at the end (only at the end if `eval_every` is 0); `on_checkpoint(step,
+    states, log_sums)` every `checkpoint_every`, at the end, and when `stop()` turns true, after
+    which training returns early (at that step); then `on_chunk(step, states)`. Writing a
+    checkpoint after the log rows and the evaluation of its step means that a checkpoint's logs are
+    complete.
+
+    Seeds may start at different steps (a multi-seed run killed while writing its checkpoints):
+    the loop starts at the earliest, and a seed that is ahead sits out (its state is restored after
+    each chunk and its row passed to `on_log` is None) until the others reach it. `log_sums`
+    carries partial log intervals across a resume. With `check_finite`, a non-finite metric or
+    parameter raises `DivergenceError` naming the step and the terms, before any callback of that
+    chunk runs.
     """
+    missing = [k for k in agent.batch_keys if k not in data]
+    if missing:
+        raise ValueError(
+            f"agent {agent.name!r} reads {missing} which the training data lacks; build it with "
+            "gfp.train.to_device(transitions), which derives next_actions"
+        )
+    data = {k: data[k] for k in agent.batch_keys}  # batches carry only what the agent reads
     chunk = make_train_chunk(agent, agent.config.batch_size)
-    start = int(np.asarray(states.step).reshape(-1)[0])
+    at = [int(s) for s in np.asarray(jax.device_get(states.step)).reshape(-1)]
+    n_seeds, start = len(at), min(at)
+    sums = [LogSums.from_json(s.to_json()) for s in log_sums] if log_sums else []
+    sums += [LogSums() for _ in range(n_seeds - len(sums))]
+    ahead = jax.device_get(states) if max(at) > start else None  # kept while some seed sits out
     bar = tqdm(total=steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True)
-    step, logged_at, t0 = start, start, time.perf_counter()
-    for boundary in chunk_boundaries(start, steps, log_every, eval_every):
-        states, metrics = chunk(states, data, boundary - step)
+    step, t_step, t0 = start, start, time.perf_counter()
+    marks = chunk_boundaries(start, steps, log_every, eval_every, checkpoint_every, extra=at)
+    for boundary in marks:
+        states, metrics, health = chunk(states, data, boundary - step)
+        active = [boundary > a for a in at]  # seed i's chunk counts once it has reached at[i]
+        if not all(active):
+            states = _restore(states, ahead, [not a for a in active])
+        host, health = jax.device_get((metrics, health))
+        for i in (i for i in range(n_seeds) if active[i]):
+            err = _divergence(step, boundary, health, i) if check_finite else None
+            if err is not None:
+                bar.close()
+                raise err
+            sums[i].add({k: v[i] for k, v in host.items()}, boundary - step)
         step = boundary
         if on_log and (step % log_every == 0 or step == steps):
-            host = jax.device_get(metrics)
-            n_seeds = len(next(iter(host.values())))
-            rows = [{k: float(v[i]) for k, v in host.items()} for i in range(n_seeds)]
             elapsed = time.perf_counter() - t0
-            for row in rows:
-                row["time/updates_per_s"] = (step - logged_at) / max(elapsed, 1e-9)
+            rows: list[dict[str, float] | None] = []
+            for i in range(n_seeds):
+                row = sums[i].pop_row() if active[i] else None
+                if row is not None:
+                    row["time/updates_per_s"] = (step - t_step) / max(elapsed, 1e-9)
+                rows.append(row)
             on_log(step, rows)
-            logged_at, t0 = step, time.perf_counter()
-        if on_chunk:
-            on_chunk(step, states)
+            t_step, t0 = step, time.perf_counter()
         bar.update(boundary - bar.n)
-        if on_eval and eval_every > 0 and (step % eval_every == 0 or step == steps):
+        if on_eval and ((eval_every > 0 and step % eval_every == 0) or step == steps):
             result = on_eval(step, states)
             if result:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in result.items()})
+        stopping = stop is not None and stop()
+        if on_checkpoint and (
+            stopping or step == steps or (checkpoint_every > 0 and step % checkpoint_every == 0)
+        ):
+            on_checkpoint(step, states, sums)
+        if on_chunk:
+            on_chunk(step, states)
+        if step >= max(at):
+            ahead = None
+        if stopping:
+            break
     bar.close()
     return states
 

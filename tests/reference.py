@@ -36,10 +36,18 @@ def mlp(p, x, layer_norm_on=False):
 
 def critic(p, s, a, layer_norm_on=True):
     """Ensemble Q: returns (num, batch). p is the critic's params (vmapped MLP under one key)."""
+    return _ensemble(p, np.concatenate([s, a], -1), layer_norm_on)
+
+
+def value(p, s, layer_norm_on=True):
+    """Ensemble V(s) (IQL's value net): returns (num, batch)."""
+    return _ensemble(p, s, layer_norm_on)
+
+
+def _ensemble(p, x, layer_norm_on):
     (inner,) = p.values()
     num = next(iter(inner.values()))["kernel"].shape[0]
-    x = np.concatenate([s, a], -1)
-    member = lambda k: {name: {kk: v[k] for kk, v in layer.items()} for name, layer in inner.items()}
+    member = lambda k: {name: {kk: v[k] for kk, v in lay.items()} for name, lay in inner.items()}
     return np.stack([mlp(member(k), x, layer_norm_on)[:, 0] for k in range(num)])
 
 
@@ -68,3 +76,27 @@ def euler(p, s, z, steps, embedding="sinusoidal"):
 
 def agg(q, how):
     return q.min(0) if how == "min" else q.mean(0)
+
+
+def flow_matching_error(p, s, a, eps, t, embedding="sinusoidal"):
+    """Per-sample mean_j (v(t, s, a_t) - (a - eps))_j^2 on the linear path a_t = (1-t) eps + t a."""
+    a_t = (1 - t[:, None]) * eps + t[:, None] * a
+    return np.mean((velocity(p, s, a_t, t, embedding) - (a - eps)) ** 2, -1)
+
+
+def deterministic_actor(p, s, tanh=True):
+    x = mlp(p["MLP_0"], s)
+    return np.tanh(x) if tanh else x
+
+
+def gaussian_actor(p, s, const_std=False, log_std_min=-5.0, log_std_max=2.0):
+    """(mean, log_std) of the diagonal Gaussian policy; log_std = 0 when const_std."""
+    mean = mlp(p["MLP_0"], s)
+    log_std = np.zeros(mean.shape[-1]) if const_std else np.asarray(p["log_std"], np.float64)
+    return mean, np.broadcast_to(np.clip(log_std, log_std_min, log_std_max), mean.shape)
+
+
+def gaussian_log_prob(mean, log_std, x):
+    """log of prod_j N(x_j; mean_j, sigma_j^2), sigma = exp(log_std)."""
+    var = np.exp(2 * log_std)
+    return np.sum(-((x - mean) ** 2) / (2 * var) - 0.5 * np.log(2 * np.pi * var), -1)

@@ -364,7 +364,7 @@ def test_unknown_or_partial_names_match_nothing(task: str) -> None:
 def test_cpu_keeps_the_per_task_algorithm_values() -> None:
     c, s = presets.resolve("gfp", "cube-double-noisy-singletask-task2-v0", "cpu")
     assert (c.alpha, c.eta, c.target_agg, c.gamma) == (0.1, 1e-4, "mean", 0.99)
-    assert c.actor_hidden_dims == c.value_hidden_dims == (256, 256) and c.batch_size == 256
+    assert c.actor_hidden_dims == c.value_hidden_dims == (128, 128) and c.batch_size == 256
     assert "cpu preset" in s["actor_hidden_dims"] and s["alpha"] == "paper Tab. 13"
     assert (
         "replaces"
@@ -378,10 +378,10 @@ def test_cpu_keeps_the_per_task_algorithm_values() -> None:
     ex = cfg("rebrac", ogb("antmaze-large-explore"), "cpu")
     assert (ex.alpha_actor, ex.actor_hidden_dims, ex.value_hidden_dims) == (
         1e-3,
-        (256, 256),
-        (256, 256),
+        (128, 128),
+        (128, 128),
     )
-    assert cfg("bc", None, "cpu").actor_hidden_dims == (256, 256)
+    assert cfg("bc", None, "cpu").actor_hidden_dims == (128, 128)
     # ... and the paper preset is untouched by it.
     assert cfg("gfp", "cube-double-noisy-singletask-task2-v0").actor_hidden_dims == P512
 
@@ -425,7 +425,7 @@ def test_overrides_win_and_are_marked_flag() -> None:
     assert (c.batch_size, c.value_hidden_dims, c.target_use_next) == (512, (64, 64, 64), True)
     assert s["alpha"] == s["batch_size"] == s["value_hidden_dims"] == s["target_use_next"] == "flag"
     assert (c.eta, s["eta"]) == (1e-4, "paper Tab. 13")  # None = flag not given
-    assert c.actor_hidden_dims == (256, 256)  # the rest of the cpu preset still applies
+    assert c.actor_hidden_dims == (128, 128)  # the rest of the cpu preset still applies
     assert cfg("gfp", task, actor_hidden_dims=[128, 128]).actor_hidden_dims == (128, 128)
     assert cfg("gfp", task, actor_hidden_dims="(32, 16)").actor_hidden_dims == (32, 16)
     r = presets._resolve("gfp", task, "paper", {"alpha": 2})

@@ -4,9 +4,13 @@ A new agent is one file with a `Config` and an `Agent` subclass, plus one line h
 """
 
 from gfp.agents.base import Agent, BaseConfig, TrainState
+from gfp.agents.bc import BC, FlowBC
+from gfp.agents.fql import FQL
 from gfp.agents.gfp import GFP
+from gfp.agents.iql import IQL
+from gfp.agents.rebrac import ReBRAC
 
-AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (GFP,)}
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (GFP, FQL, ReBRAC, IQL, BC, FlowBC)}
 
 __all__ = ["AGENTS", "Agent", "BaseConfig", "TrainState", "make_agent"]
 

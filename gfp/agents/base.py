@@ -5,6 +5,10 @@ that builds its networks, returns its loss *terms* and samples actions. The core
 takes ONE Adam step over all modules (as the FQL and GFP reference code do) and Polyak-averages the
 target networks. Returning terms (not just their sum) lets tests differentiate each term on its
 own, which is how the stop-gradients are checked.
+
+Adam acts elementwise, so the state is kept per module: one Adam over all modules equals one Adam
+per module advanced together. That lets an agent with delayed updates (ReBRAC's actor) leave a
+module, its Adam moments and its target copy untouched on some steps (`Agent.schedule`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ class BaseConfig:
     lr: float = option(3e-4, "Adam learning rate, one optimizer over all networks (Tab. 4).")
     batch_size: int = option(256, "Minibatch size, sampled uniformly with replacement.")
     gamma: float = option(0.99, "Discount factor (per-task values in the presets table).")
-    tau: float = option(0.005, "Polyak rate of the target networks: target <- tau*online + (1-tau)*target.")
+    tau: float = option(
+        0.005, "Polyak rate of the target networks: target <- tau*online + (1-tau)*target."
+    )
     actor_hidden_dims: tuple[int, ...] = option(
         (512, 512, 512, 512), "Hidden layer sizes of the policy networks (actor and flow)."
     )
@@ -56,7 +62,7 @@ class TrainState:
 
     params: Params  # trainable networks, e.g. {"critic": ..., "actor": ..., "vabc": ...}
     target_params: Params  # Polyak copies of the modules named in Agent.targets
-    opt_state: optax.OptState
+    opt_state: dict[str, optax.OptState]  # one optimizer state per module, keyed like params
     rng: jax.Array
     step: jax.Array
 
@@ -70,6 +76,18 @@ def aggregate(q: jax.Array, how: str) -> jax.Array:
     return q.min(axis=0) if how == "min" else q.mean(axis=0)
 
 
+def where_tree(on: jax.Array | None, new: Any, old: Any) -> Any:
+    """`new` where the (traced) switch `on` is true, else `old`, leaf by leaf; None means `new`."""
+    if on is None:
+        return new
+    return jax.tree.map(lambda n, o: jnp.where(on, n, o), new, old)
+
+
+# What every agent reads from the dataset; an agent that needs more (ReBRAC: next_actions) says
+# so in its `batch_keys` and the training loop provides them (gfp.train.to_device).
+BATCH_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "masks", "next_observations")
+
+
 class Agent:
     """Base class. Subclasses set `name`, `Config`, and implement networks/losses/act."""
 
@@ -77,6 +95,7 @@ class Agent:
     Config: ClassVar[type[BaseConfig]] = BaseConfig
     policies: ClassVar[tuple[str, ...]] = ("actor",)  # policies that evaluation reports
     targets: ClassVar[tuple[str, ...]] = ("critic",)  # modules with a Polyak target copy
+    batch_keys: ClassVar[tuple[str, ...]] = BATCH_KEYS  # dataset arrays its batches carry
 
     def __init__(self, config: BaseConfig, obs_dim: int, action_dim: int):
         self.config = config
@@ -89,20 +108,40 @@ class Agent:
         """Map module name -> (flax module, example call arguments for initialisation)."""
         raise NotImplementedError
 
+    def loss_terms(
+        self, params: Params, target_params: Params, batch: Batch, noise: dict[str, jax.Array]
+    ) -> tuple[dict[str, jax.Array], Metrics]:
+        """Return the loss terms (summed into one objective) and diagnostics, given all the
+        update's randomness in `noise` (so tests can pass it explicitly)."""
+        raise NotImplementedError
+
+    def sample_noise(self, rng: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        """All random draws of one update, for `loss_terms` (none by default)."""
+        return {}
+
     def losses(
         self, params: Params, target_params: Params, batch: Batch, rng: jax.Array
     ) -> tuple[dict[str, jax.Array], Metrics]:
-        """Return the loss terms (summed into one objective) and diagnostics."""
-        raise NotImplementedError
+        """The loss terms and diagnostics for a fresh draw of the update's noise."""
+        return self.loss_terms(params, target_params, batch, self.sample_noise(rng, batch))
 
     def act(self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor") -> jax.Array:
         raise NotImplementedError
+
+    def schedule(self, step: jax.Array) -> dict[str, jax.Array]:
+        """Delayed updates. Map a module name, or 'target/<module>' for its target copy, to a traced
+        bool: whether it changes at update number `step` (0-based). A module that sits a step out
+        keeps its parameters AND its optimizer state; its loss term is still computed (a traced
+        step cannot skip code) but its gradient is discarded. Names left out change every step,
+        which is every module for most agents."""
+        return {}
 
     # ---- shared machinery ---------------------------------------------------------------------
     def apply(self, name: str, params: Params, *args: jax.Array) -> jax.Array:
         return self.nets[name][0].apply({"params": params[name]}, *args)
 
     def optimizer(self) -> optax.GradientTransformation:
+        """The optimizer of each module (the same transformation, a state per module)."""
         return optax.adam(self.config.lr)
 
     def init(self, rng: jax.Array) -> TrainState:
@@ -115,7 +154,7 @@ class Agent:
         return TrainState(
             params=params,
             target_params=target_params,
-            opt_state=self.optimizer().init(params),
+            opt_state={name: self.optimizer().init(p) for name, p in params.items()},
             rng=rng,
             step=jnp.zeros((), jnp.int32),
         )
@@ -128,14 +167,25 @@ class Agent:
         return total, {**metrics, "loss/total": total}
 
     def update(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-        """One gradient step on the joint loss, then the Polyak update of the targets."""
+        """One gradient step on the joint loss, then the Polyak update of the targets (both only
+        for the modules that `schedule` lets change at this step)."""
         rng, loss_rng = jax.random.split(state.rng)
         grad_fn = jax.grad(self.total_loss, has_aux=True)
         grads, metrics = grad_fn(state.params, state.target_params, batch, loss_rng)
-        updates, opt_state = self.optimizer().update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        on = self.schedule(state.step)
+        tx = self.optimizer()
+        params, opt_state = {}, {}
+        for name, p in state.params.items():
+            updates, new_opt = tx.update(grads[name], state.opt_state[name], p)
+            params[name], opt_state[name] = where_tree(
+                on.get(name), (optax.apply_updates(p, updates), new_opt), (p, state.opt_state[name])
+            )
         target_params = {
-            name: polyak(params[name], state.target_params[name], self.config.tau)
+            name: where_tree(
+                on.get(f"target/{name}"),
+                polyak(params[name], state.target_params[name], self.config.tau),
+                state.target_params[name],
+            )
             for name in self.targets
         }
         metrics |= {f"grad_norm/{name}": optax.tree.norm(g) for name, g in grads.items()}

@@ -19,13 +19,19 @@ reproduce the published numbers (the code's behaviour).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 
 from gfp.agents.base import Agent, BaseConfig, Batch, Metrics, Params, aggregate, option
-from gfp.agents.networks import Critic, OneStepActor, VelocityField, euler_flow
+from gfp.agents.networks import (
+    Critic,
+    OneStepActor,
+    VelocityField,
+    euler_flow,
+    flow_matching_error,
+)
 
 sg = jax.lax.stop_gradient
 
@@ -82,12 +88,17 @@ class Config(BaseConfig):
     )
 
 
-class GFP(Agent):
-    name = "gfp"
-    Config = Config
-    policies = ("actor", "vabc")
+class OneStepFlow(Agent):
+    """What GFP keeps from FQL (GFP.md 1.7), shared by both agents (gfp.agents.fql):
+    a 2-critic ensemble with a target copy, a one-step actor mu_theta(s, z), a BC flow v(t, s, x)
+    named `flow_module`, one z shared by the actor and its distillation target, and the pieces of
+    the losses that are the same in both. Subclasses write their loss_terms from these pieces.
+
+    The config must provide alpha, flow_steps, q_agg, normalize_q_loss and time_embedding.
+    """
+
+    flow_module: ClassVar[str]  # name of the BC flow network, and of its evaluation policy
     targets = ("critic",)
-    config: Config
 
     def networks(self):
         c, d = self.config, self.action_dim
@@ -95,37 +106,115 @@ class GFP(Agent):
         return {
             "critic": (Critic(c.value_hidden_dims, c.layer_norm), (obs, act)),
             "actor": (OneStepActor(c.actor_hidden_dims, d), (obs, act)),
-            "vabc": (VelocityField(c.actor_hidden_dims, d, c.time_embedding), (obs, act, t)),
+            self.flow_module: (
+                VelocityField(c.actor_hidden_dims, d, c.time_embedding),
+                (obs, act, t),
+            ),
         }
 
-    # ---- the three policies' actions ----------------------------------------------------------
+    # ---- the two policies' actions and the critic ----------------------------------------------
     def actor_action(self, params: Params, obs: jax.Array, z: jax.Array) -> jax.Array:
         """mu_theta(s, z), unclipped (the distillation loss uses it unclipped)."""
         return self.apply("actor", params, obs, z)
 
+    def flow_action(self, params: Params, obs: jax.Array, z: jax.Array) -> jax.Array:
+        """mu_omega(s, z): M Euler steps of the BC flow from z, clipped to [-1, 1]."""
+        flow = self.nets[self.flow_module][0]
+        return euler_flow(
+            flow, {"params": params[self.flow_module]}, obs, z, self.config.flow_steps
+        )
+
+    def q(self, critic_params: Params, obs: jax.Array, actions: jax.Array, how: str | None = None):
+        """Aggregated ensemble value Qagg(s, a) with the given critic parameters; `how` defaults to
+        the config's q_agg."""
+        q_all = self.nets["critic"][0].apply({"params": critic_params}, obs, actions)
+        return aggregate(q_all, how or self.config.q_agg)
+
+    def act(
+        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    ) -> jax.Array:
+        z = jax.random.normal(rng, (*obs.shape[:-1], self.action_dim))
+        if policy == self.flow_module:
+            return self.flow_action(params, obs, z)
+        return jnp.clip(self.actor_action(params, obs, z), -1.0, 1.0)
+
+    # ---- shared loss pieces ---------------------------------------------------------------------
+    def sample_noise(self, rng: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        """All randomness of one update: z' (target), z (actor/distillation/guidance), and the flow
+        matching eps and t, which are independent of z (GFP.md ambiguity 10)."""
+        shape = batch["actions"].shape
+        k_next, k_z, k_eps, k_t = jax.random.split(rng, 4)
+        return {
+            "z_next": jax.random.normal(k_next, shape),
+            "z": jax.random.normal(k_z, shape),
+            "eps": jax.random.normal(k_eps, shape),
+            "t": jax.random.uniform(k_t, shape[:1]),
+        }
+
+    def next_value(self, params: Params, target_params: Params, batch: Batch, z: jax.Array):
+        """Qagg_phibar(s', a'), a' = clip(mu_theta(s', z')): the current actor (no target actor)."""
+        s_next = batch["next_observations"]
+        a_next = jnp.clip(self.actor_action(params, s_next, z), -1.0, 1.0)
+        return self.q(target_params["critic"], s_next, a_next)
+
+    def td_loss(self, params: Params, batch: Batch, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """mean over both critics and the batch of (Q_phi^k(s, a) - y)^2; returns (loss, Q^k)."""
+        q_all = self.nets["critic"][0].apply(
+            {"params": params["critic"]}, batch["observations"], batch["actions"]
+        )
+        return jnp.mean((q_all - y) ** 2), q_all
+
+    def actor_loss(self, params: Params, obs: jax.Array, z: jax.Array, q_agg: str):
+        """The one-step actor's loss (GFP Eq. 8 and FQL's), with one z for both actions:
+
+            -lambda Qagg_phi(s, clip(mu_theta(s, z))) + alpha mean_j (mu_theta - sg mu_omega)_j^2
+
+        lambda = sg(1 / mean|Qagg|) if normalize_q_loss else 1; Qagg aggregates the critics by
+        `q_agg`. The critic is frozen (gradient reaches theta through the action only) and the flow
+        target is under stop-gradient. Returns (loss, parts); parts holds the clipped actor action
+        and the flow action, which GFP's guidance reuses."""
+        c = self.config
+        a_flow = sg(self.flow_action(params, obs, z))  # current omega, no gradient
+        a_theta_raw = self.actor_action(params, obs, z)
+        distill = jnp.mean((a_theta_raw - a_flow) ** 2)  # mean over dims and batch, unclipped
+        a_theta = jnp.clip(a_theta_raw, -1.0, 1.0)
+        q_pi = self.q(sg(params["critic"]), obs, a_theta, q_agg)  # online critic, params frozen
+        lam = sg(1.0 / jnp.mean(jnp.abs(q_pi)))
+        q_loss = -(lam if c.normalize_q_loss else 1.0) * jnp.mean(q_pi)
+        parts = {
+            "a_theta": a_theta,
+            "a_flow": a_flow,
+            "q_pi": q_pi,
+            "lam": lam,
+            "distill": distill,
+            "q_loss": q_loss,
+        }
+        return q_loss + c.alpha * distill, parts
+
+    def flow_error(self, params: Params, obs, actions, eps, t) -> jax.Array:
+        """Per-sample flow-matching error of the BC flow, mean over action dims, shape (batch,)."""
+        flow = self.nets[self.flow_module][0]
+        return flow_matching_error(flow, {"params": params[self.flow_module]}, obs, actions, eps, t)
+
+
+class GFP(OneStepFlow):
+    name = "gfp"
+    Config = Config
+    flow_module = "vabc"
+    policies = ("actor", "vabc")
+    targets = ("critic",)
+    config: Config
+
     def vabc_action(self, params: Params, obs: jax.Array, z: jax.Array) -> jax.Array:
         """mu_omega(s, z): M Euler steps of the VaBC flow from z, clipped to [-1, 1]."""
-        vabc = self.nets["vabc"][0]
-        return euler_flow(vabc, {"params": params["vabc"]}, obs, z, self.config.flow_steps)
-
-    def q(self, critic_params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:
-        """Aggregated ensemble value Qagg(s, a) with the given critic parameters."""
-        q_all = self.nets["critic"][0].apply({"params": critic_params}, obs, actions)
-        return aggregate(q_all, self.config.q_agg)
-
-    def act(self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor") -> jax.Array:
-        z = jax.random.normal(rng, (*obs.shape[:-1], self.action_dim))
-        if policy == "vabc":
-            return self.vabc_action(params, obs, z)
-        return jnp.clip(self.actor_action(params, obs, z), -1.0, 1.0)
+        return self.flow_action(params, obs, z)
 
     # ---- losses -------------------------------------------------------------------------------
     def critic_target(self, params: Params, target_params: Params, batch: Batch, z: jax.Array):
         """y = r + gamma * mask * q_next (Eq. 6 / Eq. 7); no gradient flows through it."""
         c = self.config
         s_next = batch["next_observations"]
-        a_next = jnp.clip(self.actor_action(params, s_next, z), -1.0, 1.0)
-        q_actor = self.q(target_params["critic"], s_next, a_next)
+        q_actor = self.next_value(params, target_params, batch, z)
         if c.target_agg == "actor":
             q_next = q_actor
         else:
@@ -148,21 +237,6 @@ class GFP(Agent):
         x = (lam / c.eta) * (q_data - q_ref)
         return jax.nn.sigmoid(x) if c.guidance_fn == "softmax" else jnp.exp(x)
 
-    def sample_noise(self, rng: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-        """All randomness of one update: z' (target), z (actor/distillation/guidance), and the flow
-        matching eps and t, which are independent of z (GFP.md ambiguity 10)."""
-        shape = batch["actions"].shape
-        k_next, k_z, k_eps, k_t = jax.random.split(rng, 4)
-        return {
-            "z_next": jax.random.normal(k_next, shape),
-            "z": jax.random.normal(k_z, shape),
-            "eps": jax.random.normal(k_eps, shape),
-            "t": jax.random.uniform(k_t, shape[:1]),
-        }
-
-    def losses(self, params: Params, target_params: Params, batch: Batch, rng: jax.Array):
-        return self.loss_terms(params, target_params, batch, self.sample_noise(rng, batch))
-
     def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
         c = self.config
         s, a = batch["observations"], batch["actions"]
@@ -170,25 +244,15 @@ class GFP(Agent):
 
         # Critic (Eq. 6/7). Actor and VaBC appear only inside the stop-gradient target.
         y = self.critic_target(params, target_params, batch, noise["z_next"])
-        q_all = self.nets["critic"][0].apply({"params": params["critic"]}, s, a)
-        critic_loss = jnp.mean((q_all - y) ** 2)
+        critic_loss, q_all = self.td_loss(params, batch, y)
 
-        # Actor (Eq. 8): one z shared by the actor action, the distillation target and guidance.
-        z = noise["z"]
-        a_omega = sg(self.vabc_action(params, s, z))  # current omega, no gradient
-        a_theta_raw = self.actor_action(params, s, z)
-        distill = jnp.mean((a_theta_raw - a_omega) ** 2)  # mean over dims and batch, unclipped
-        a_theta = jnp.clip(a_theta_raw, -1.0, 1.0)
-        q_pi = self.q(sg(params["critic"]), s, a_theta)  # online critic, its parameters frozen
-        lam = sg(1.0 / jnp.mean(jnp.abs(q_pi)))
-        q_loss = -(lam if c.normalize_q_loss else 1.0) * jnp.mean(q_pi)
-        actor_loss = q_loss + c.alpha * distill
+        # Actor (Eq. 8): one z shared by the actor action, the distillation target and guidance;
+        # the critics aggregated by q_agg (FQL: always their mean).
+        actor_loss, p = self.actor_loss(params, s, noise["z"], c.q_agg)
+        a_theta, a_omega, lam = p["a_theta"], p["a_flow"], p["lam"]
 
         # VaBC (Eq. 9/10): flow matching on the linear path, each sample weighted by g.
-        eps, t = noise["eps"], noise["t"]
-        a_t = (1.0 - t[:, None]) * eps + t[:, None] * a
-        v = self.apply("vabc", params, s, a_t, t)
-        flow_err = jnp.mean((v - (a - eps)) ** 2, axis=-1)
+        flow_err = self.flow_error(params, s, a, noise["eps"], noise["t"])
         g_critic = target_params["critic"] if c.guidance_critic == "target" else params["critic"]
         g_critic = sg(g_critic)
         q_data = self.q(g_critic, s, a)
@@ -205,9 +269,9 @@ class GFP(Agent):
             "critic/q_min": q_all.min(),
             "critic/target_mean": y.mean(),
             "actor/loss": actor_loss,
-            "actor/q_loss": q_loss,
-            "actor/q_mean": q_pi.mean(),
-            "actor/distill": distill,
+            "actor/q_loss": p["q_loss"],
+            "actor/q_mean": p["q_pi"].mean(),
+            "actor/distill": p["distill"],
             "actor/lambda": lam,
             "vabc/loss": vabc_loss,
             "vabc/flow_error": flow_err.mean(),

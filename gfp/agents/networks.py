@@ -17,9 +17,13 @@ default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 
 
 class MLP(nn.Module):
+    """GELU MLP; `out_init_scale` scales the output layer's Xavier init (FQL's Gaussian and
+    deterministic actors use 0.01, so their first actions sit near 0)."""
+
     hidden_dims: Sequence[int]
     out_dim: int
     layer_norm: bool = False
+    out_init_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -27,7 +31,8 @@ class MLP(nn.Module):
             x = nn.gelu(nn.Dense(size, kernel_init=default_init)(x))
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
-        return nn.Dense(self.out_dim, kernel_init=default_init)(x)
+        out_init = nn.initializers.variance_scaling(self.out_init_scale, "fan_avg", "uniform")
+        return nn.Dense(self.out_dim, kernel_init=out_init)(x)
 
 
 class Critic(nn.Module):
@@ -106,40 +111,53 @@ class OneStepActor(nn.Module):
 
 
 class DeterministicActor(nn.Module):
-    """a = tanh(MLP(s)) (ReBRAC) or the raw MLP mean (when tanh_squash is False)."""
+    """a = tanh(MLP(s)) (ReBRAC) or the raw MLP mean (when tanh_squash is False). The output layer
+    starts at 0.01 x Xavier, as FQL's actors (`actor_fc_scale`)."""
 
     hidden_dims: Sequence[int]
     action_dim: int
     tanh_squash: bool = True
+    final_init_scale: float = 1e-2
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        a = MLP(self.hidden_dims, self.action_dim)(obs)
+        a = MLP(self.hidden_dims, self.action_dim, out_init_scale=self.final_init_scale)(obs)
         return jnp.tanh(a) if self.tanh_squash else a
 
 
 class GaussianActor(nn.Module):
-    """State-independent log-std Gaussian policy head (IQL, Gaussian BC); returns (mean, log_std)."""
+    """Diagonal Gaussian policy head (IQL, Gaussian BC); returns (mean, log_std). The log-std is
+    state-independent: a learned vector, or fixed at 0 (std 1, FQL's `const_std`, the default of
+    its IQL). Output layer init 0.01 x Xavier as FQL's actors."""
 
     hidden_dims: Sequence[int]
     action_dim: int
     tanh_mean: bool = False
+    const_std: bool = False
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    final_init_scale: float = 1e-2
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = MLP(self.hidden_dims, self.action_dim)(obs)
+        mean = MLP(self.hidden_dims, self.action_dim, out_init_scale=self.final_init_scale)(obs)
         if self.tanh_mean:
             mean = jnp.tanh(mean)
-        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        if self.const_std:
+            log_std = jnp.zeros((self.action_dim,))
+        else:
+            log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
         log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
         return mean, jnp.broadcast_to(log_std, mean.shape)
 
 
-def euler_flow(
-    velocity: nn.Module, params, obs: jax.Array, z: jax.Array, steps: int
-) -> jax.Array:
+def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, x: jax.Array) -> jax.Array:
+    """log N(x; mean, diag(exp(log_std)^2)), summed over the last (action) axis."""
+    z = (x - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+def euler_flow(velocity: nn.Module, params, obs: jax.Array, z: jax.Array, steps: int) -> jax.Array:
     """mu(s, z): integrate dx/dt = v(t, s, x) from x0 = z with `steps` Euler steps, then clip to
     [-1, 1] (GFP.md 1.1). A fori_loop keeps the compiled graph small for any M."""
     dt = 1.0 / steps
@@ -149,3 +167,13 @@ def euler_flow(
         return x + dt * velocity.apply(params, obs, x, t)
 
     return jnp.clip(jax.lax.fori_loop(0, steps, step, z), -1.0, 1.0)
+
+
+def flow_matching_error(
+    velocity: nn.Module, params, obs: jax.Array, actions: jax.Array, eps: jax.Array, t: jax.Array
+) -> jax.Array:
+    """Per-sample flow-matching error on the linear path a_t = (1 - t) eps + t a, whose velocity is
+    a - eps: mean_j (v(t, s, a_t)_j - (a - eps)_j)^2, shape (batch,) (GFP.md 1.4; FQL's BC flow)."""
+    a_t = (1.0 - t[:, None]) * eps + t[:, None] * actions
+    v = velocity.apply(params, obs, a_t, t)
+    return jnp.mean((v - (actions - eps)) ** 2, axis=-1)

@@ -1,0 +1,90 @@
+"""Flow Q-Learning (FQL; Park, Li, Levine, ICML 2025), as in its reference code (seohongpark/fql,
+agents/fql.py). GFP is a fork of it, so both build on `OneStepFlow` (gfp.agents.gfp): the same
+critic ensemble, one-step actor, BC flow network, noise and loss pieces.
+
+Three networks, one Adam step on the sum of their losses:
+  L_critic = mean_k,batch (Q_phi^k(s, a) - y)^2,   y = r + gamma * mask * Qagg_phibar(s', a'),
+             a' = clip(mu_theta(s', z'))                      (Qagg: q_agg, 'mean' by default)
+  L_actor  = -lambda * mean_k Q_phi^k(s, clip(mu_theta(s, z)))
+             + alpha * mean_j (mu_theta(s, z) - sg mu_omega(s, z))_j^2     (the same z in both)
+             lambda = sg(1 / mean_batch |Q|) if normalize_q_loss, else 1 (FQL's default)
+  L_flow   = mean_batch,j (v_omega(t, s, a_t) - (a - eps))_j^2,   a_t = (1 - t) eps + t a
+
+What makes this FQL rather than GFP with eta = 0 (GFP.md 1.7): the actor loss always averages the
+two critics (q_agg only sets the Bellman target), the Q term is unnormalised by default (so alpha
+is on FQL's scale, 1 to 30000, not GFP's), the flow takes the raw scalar t, and the flow-matching
+loss is unweighted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+
+from gfp.agents.base import BaseConfig, Batch, Params, option
+from gfp.agents.gfp import OneStepFlow
+
+sg = jax.lax.stop_gradient
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(BaseConfig):
+    alpha: float = option(
+        10.0,
+        "Distillation weight alpha (FQL's BC coefficient), on the scale of the UNnormalised Q "
+        "loss (mean over action dims); FQL's default 10, per-task values in the presets table.",
+    )
+    flow_steps: int = option(10, "Euler steps M of the BC flow (30 on humanoidmaze-large).")
+    q_agg: Literal["mean", "min"] = option(
+        "mean",
+        "Aggregation of the 2 target critics in the Bellman target only; the actor loss always "
+        "uses their mean (FQL).",
+    )
+    normalize_q_loss: bool = option(
+        False, "Scale the actor's -Q term by lambda = sg(1/mean|Q|) (off in FQL, always on in GFP)."
+    )
+    time_embedding: Literal["sinusoidal", "scalar"] = option(
+        "scalar", "Flow time input: the raw scalar t (FQL) or GFP's 64-d sinusoidal embedding."
+    )
+
+
+class FQL(OneStepFlow):
+    name = "fql"
+    Config = Config
+    flow_module = "flow"
+    policies = ("actor", "flow")  # the one-step policy, and the BC flow as a by-product
+    targets = ("critic",)
+    config: Config
+
+    def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
+        c = self.config
+        s, a = batch["observations"], batch["actions"]
+
+        # Critic: y = r + gamma * mask * Qagg_phibar(s', clip(mu_theta(s', z'))), no gradient in y.
+        q_next = self.next_value(params, target_params, batch, noise["z_next"])
+        y = sg(batch["rewards"] + c.gamma * batch["masks"] * q_next)
+        critic_loss, q_all = self.td_loss(params, batch, y)
+
+        # Actor: -lambda Q + alpha * distillation, Q the MEAN of the two critics whatever q_agg.
+        actor_loss, p = self.actor_loss(params, s, noise["z"], q_agg="mean")
+
+        # BC flow: plain (unweighted) flow matching on the dataset actions.
+        flow_err = self.flow_error(params, s, a, noise["eps"], noise["t"])
+        flow_loss = flow_err.mean()
+
+        metrics = {
+            "critic/loss": critic_loss,
+            "critic/q_mean": q_all.mean(),
+            "critic/q_max": q_all.max(),
+            "critic/q_min": q_all.min(),
+            "critic/target_mean": y.mean(),
+            "actor/loss": actor_loss,
+            "actor/q_loss": p["q_loss"],
+            "actor/q_mean": p["q_pi"].mean(),
+            "actor/distill": p["distill"],
+            "actor/lambda": p["lam"],
+            "flow/loss": flow_loss,
+        }
+        return {"critic": critic_loss, "actor": actor_loss, "flow": flow_loss}, metrics

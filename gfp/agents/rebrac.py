@@ -1,0 +1,132 @@
+"""ReBRAC (Tarasov et al., NeurIPS 2023), as implemented in FQL's code (seohongpark/fql,
+agents/rebrac.py): TD3+BC with LayerNorm critics and separate actor and critic BC penalties.
+
+A deterministic actor pi(s) = tanh(MLP(s)) with a target copy pi_bar, and a 2-critic ensemble with a
+target copy Q_phibar:
+  a'       = clip(pi_bar(s') + clip(sigma * eps, -c, c), -1, 1)          (target policy smoothing)
+  y        = r + gamma * mask * (Qagg_phibar(s', a') - alpha_critic * sum_j (a' - a'_data)_j^2)
+  L_critic = mean_k,batch (Q_phi^k(s, a) - y)^2
+  L_actor  = -lambda * mean_batch Qagg_phi(s, pi(s))
+             + alpha_actor * mean_batch sum_j (pi(s) - a)_j^2
+             lambda = sg(1 / mean_batch |Qagg_phi(s, pi(s))|)             (the critic frozen)
+a'_data is the dataset's next action (batch key next_actions, see gfp.train.next_actions).
+
+Delayed updates (TD3): the critic learns every step; the actor and BOTH target copies change only
+on every `actor_freq`-th update (FQL's `full_update`, i.e. updates actor_freq, 2 actor_freq, ...).
+On the other steps the actor keeps its parameters and its Adam moments (`schedule`), as with the
+separate actor optimizer of the original ReBRAC. (FQL's code instead takes a joint Adam step with
+a zero actor loss there, which still moves the actor through Adam momentum.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from gfp.agents.base import BATCH_KEYS, Agent, BaseConfig, Batch, Params, aggregate, option
+from gfp.agents.networks import Critic, DeterministicActor
+
+sg = jax.lax.stop_gradient
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(BaseConfig):
+    alpha_actor: float = option(
+        0.01,
+        "Actor BC weight alpha_1 on sum_j (pi(s) - a)_j^2 next to the normalised Q term; tuned per "
+        "task (presets table). FQL's code defaults to 0, the GFP authors' config to 0.01.",
+    )
+    alpha_critic: float = option(
+        0.01,
+        "Critic BC weight alpha_2: the target value is lowered by "
+        "alpha_2 * sum_j (a' - a'_data)_j^2 (0 turns the critic penalty off); tuned per task.",
+    )
+    actor_freq: int = option(
+        2, "Delayed updates: actor and both target networks change every actor_freq-th step."
+    )
+    actor_noise: float = option(0.2, "Std sigma of the target policy smoothing noise.")
+    actor_noise_clip: float = option(0.5, "The smoothing noise is clipped to [-c, c].")
+    q_agg: Literal["min", "mean"] = option(
+        "min",
+        "Aggregation of the 2 critics in the target and the actor loss: 'min' (ReBRAC and FQL's "
+        "implementation) or 'mean' (FQL's/GFP's, which the GFP authors used, GFP.md 5.2).",
+    )
+    tanh_squash: bool = option(True, "Squash the actor's output with tanh (else clip it to act).")
+
+
+class ReBRAC(Agent):
+    name = "rebrac"
+    Config = Config
+    policies = ("actor",)
+    targets = ("critic", "actor")
+    batch_keys = (*BATCH_KEYS, "next_actions")
+    config: Config
+
+    def networks(self):
+        c, d = self.config, self.action_dim
+        obs, act = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, d))
+        return {
+            "critic": (Critic(c.value_hidden_dims, c.layer_norm), (obs, act)),
+            "actor": (DeterministicActor(c.actor_hidden_dims, d, c.tanh_squash), (obs,)),
+        }
+
+    def pi(self, actor_params: Params, obs: jax.Array) -> jax.Array:
+        """pi(s): tanh(MLP(s)), or the raw MLP output without tanh_squash (FQL's `dist.mode()`)."""
+        return self.nets["actor"][0].apply({"params": actor_params}, obs)
+
+    def q(self, critic_params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        q_all = self.nets["critic"][0].apply({"params": critic_params}, obs, actions)
+        return aggregate(q_all, self.config.q_agg)
+
+    def act(
+        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    ) -> jax.Array:
+        """Deterministic pi(s) (FQL evaluates with temperature 0: no exploration noise)."""
+        return jnp.clip(self.pi(params["actor"], obs), -1.0, 1.0)
+
+    def schedule(self, step: jax.Array) -> dict[str, jax.Array]:
+        full = (step + 1) % self.config.actor_freq == 0  # FQL: update i = step + 1 is 'full'
+        return {"actor": full, "target/actor": full, "target/critic": full}
+
+    def sample_noise(self, rng: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        """eps ~ N(0, I) of the target policy smoothing (scaled and clipped in the loss)."""
+        return {"eps": jax.random.normal(rng, batch["actions"].shape)}
+
+    def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
+        c = self.config
+        s, a, s_next = batch["observations"], batch["actions"], batch["next_observations"]
+
+        # Critic: target actor with clipped smoothing noise; critic BC penalty inside the target.
+        smoothing = jnp.clip(c.actor_noise * noise["eps"], -c.actor_noise_clip, c.actor_noise_clip)
+        a_next = jnp.clip(self.pi(target_params["actor"], s_next) + smoothing, -1.0, 1.0)
+        penalty_next = jnp.sum((a_next - batch["next_actions"]) ** 2, axis=-1)
+        q_next = self.q(target_params["critic"], s_next, a_next) - c.alpha_critic * penalty_next
+        y = sg(batch["rewards"] + c.gamma * batch["masks"] * q_next)
+        q_all = self.nets["critic"][0].apply({"params": params["critic"]}, s, a)
+        critic_loss = jnp.mean((q_all - y) ** 2)
+
+        # Actor: normalised Q (critic frozen) plus the actor BC penalty.
+        a_pi = self.pi(params["actor"], s)
+        q_pi = self.q(sg(params["critic"]), s, a_pi)
+        lam = sg(1.0 / jnp.mean(jnp.abs(q_pi)))
+        q_loss = -lam * jnp.mean(q_pi)
+        bc = jnp.mean(jnp.sum((a_pi - a) ** 2, axis=-1))
+        actor_loss = q_loss + c.alpha_actor * bc
+
+        metrics = {
+            "critic/loss": critic_loss,
+            "critic/q_mean": q_all.mean(),
+            "critic/q_max": q_all.max(),
+            "critic/q_min": q_all.min(),
+            "critic/target_mean": y.mean(),
+            "critic/bc_penalty": penalty_next.mean(),
+            "actor/loss": actor_loss,
+            "actor/q_loss": q_loss,
+            "actor/q_mean": q_pi.mean(),
+            "actor/lambda": lam,
+            "actor/bc_mse": bc,
+        }
+        return {"critic": critic_loss, "actor": actor_loss}, metrics

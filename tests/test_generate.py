@@ -1,0 +1,333 @@
+"""Offline OGBench dataset generation: official layout, OGBench's own loader with the network
+blocked, reproducibility across worker counts, and kill/resume safety."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gfp.data.generate as gen
+from gfp.data.generate import (
+    GENERATABLE,
+    OFFICIAL_SIZES,
+    dataset_file_stem,
+    default_dataset_dir,
+    generate,
+)
+from gfp.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+# glfw's 'DISPLAY missing' and gymnasium's Box precision notes come from importing OGBench's envs.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _no_network(*args, **kwargs):
+    raise AssertionError(f"network access attempted: {args!r}")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Make any download by OGBench's loader fail loudly."""
+    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _check_layout(path: Path, episodes: int, length: int, buttons: int | None) -> dict:
+    """The exact official key set and dtypes, and terminals only on each episode's last row."""
+    d = _load(path)
+    keys = {"observations", "actions", "terminals", "qpos", "qvel"}
+    if buttons is not None:
+        keys.add("button_states")
+    assert set(d) == keys
+    n = episodes * length
+    assert d["observations"].dtype == np.float32 and d["observations"].shape[0] == n
+    assert d["actions"].dtype == np.float32 and d["actions"].shape[0] == n
+    assert d["qpos"].dtype == np.float32 and d["qvel"].dtype == np.float32
+    assert d["terminals"].dtype == np.bool_ and d["terminals"].shape == (n,)
+    assert np.flatnonzero(d["terminals"]).tolist() == [
+        (e + 1) * length - 1 for e in range(episodes)
+    ]
+    assert np.abs(d["actions"]).max() <= 1.0
+    assert d["actions"].std(axis=0).min() > 0.05  # actually acting, per dimension
+    if buttons is not None:
+        assert d["button_states"].dtype == np.int64
+        assert d["button_states"].shape == (n, buttons)
+        assert set(np.unique(d["button_states"])) <= {0, 1}
+    return d
+
+
+# --------------------------------------------------------------------------------------------------
+# Names.
+
+
+def test_dataset_file_stem_follows_ogbench_naming():
+    assert dataset_file_stem("cube-double-play-singletask-task3-v0") == "cube-double-play-v0"
+    assert dataset_file_stem("pointmaze-medium-navigate-singletask-v0") == (
+        "pointmaze-medium-navigate-v0"
+    )
+    assert dataset_file_stem("puzzle-4x4-noisy-singletask-task5-v0") == "puzzle-4x4-noisy-v0"
+    assert dataset_file_stem("cube-single-play-oraclerep-v0") == "cube-single-play-v0"
+    assert dataset_file_stem("scene-play-v0") == "scene-play-v0"
+
+
+def test_generatable_names_and_default_dir():
+    for name in (
+        "cube-single-play-v0",
+        "cube-triple-noisy-v0",
+        "scene-noisy-v0",
+        "puzzle-4x4-play-v0",
+        "pointmaze-giant-stitch-v0",
+    ):
+        assert name in GENERATABLE
+    assert not any(n.startswith(("antmaze", "humanoidmaze", "antsoccer")) for n in GENERATABLE)
+    assert OFFICIAL_SIZES["cube-single-play-v0"] == (1000, 1001)
+    assert OFFICIAL_SIZES["pointmaze-medium-stitch-v0"] == (5000, 201)
+    assert default_dataset_dir() == Path.home() / ".ogbench" / "data"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["antmaze-large-navigate-v0", "humanoidmaze-medium-stitch-v0", "antsoccer-arena-navigate-v0"],
+)
+def test_expert_datasets_raise_clear_error(name, tmp_path):
+    with pytest.raises(DataError) as err:
+        generate(name, 2, tmp_path, workers=1, progress=False)
+    msg = str(err.value)
+    assert "expert" in msg and "offline" in msg and name in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_name_lists_choices(tmp_path):
+    with pytest.raises(DataError) as err:
+        generate("cube-sextuple-play-v0", 2, tmp_path, workers=1, progress=False)
+    msg = str(err.value)
+    assert "cube-sextuple-play-v0" in msg
+    assert "cube-single-play-v0" in msg and "pointmaze-medium-navigate-v0" in msg
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(episodes=0), dict(episode_length=1), dict(workers=0), dict(seed=-1)],
+)
+def test_bad_settings_raise_config_error(kwargs, tmp_path):
+    args = dict(name="cube-single-play-v0", episodes=2, out_dir=tmp_path, progress=False) | kwargs
+    with pytest.raises(ConfigError):
+        generate(**args)
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout and OGBench's own loader, offline.
+
+
+def test_loader_really_is_offline_in_these_tests(offline, tmp_path):
+    """Guard for the tests below: a missing file makes OGBench try the network, which fails."""
+    import ogbench
+
+    with pytest.raises(AssertionError, match="network access attempted"):
+        ogbench.make_env_and_datasets("cube-single-noisy-singletask-v0", dataset_dir=str(tmp_path))
+
+
+def test_cube_layout_and_ogbench_load(offline, tmp_path, capsys):
+    import ogbench
+
+    train_path, val_path = generate(
+        "cube-single-noisy-v0", 3, tmp_path, workers=1, episode_length=151, progress=True
+    )
+    assert (train_path, val_path) == (
+        tmp_path / "cube-single-noisy-v0.npz",
+        tmp_path / "cube-single-noisy-v0-val.npz",
+    )
+    bar = capsys.readouterr().err
+    assert "episodes 4/4" in bar and "tr/s" in bar  # 3 train + max(1, 3 // 10) val episodes
+    # Shards are cleaned up after the merge; only the two datasets remain.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [val_path.name, train_path.name]
+
+    d = _check_layout(train_path, 3, 151, buttons=None)
+    _check_layout(val_path, 1, 151, buttons=None)
+    assert d["observations"].shape[1] == 28 and d["qpos"].shape[1] == 21
+    # qpos is the state *of that row's observation* (prev_qpos), not the state after the step:
+    # arm joints are obs[:6], and the cube position is obs[19:22] = (xyz - centre) * 10.
+    np.testing.assert_array_equal(d["observations"][:, :6], d["qpos"][:, :6])
+    cube_xyz = (d["qpos"][:, 14:17] - np.array([0.425, 0.0, 0.0])) * 10.0
+    np.testing.assert_allclose(d["observations"][:, 19:22], cube_xyz, atol=1e-4)
+
+    env, train, val = ogbench.make_env_and_datasets(
+        "cube-single-noisy-singletask-task1-v0", dataset_dir=str(tmp_path)
+    )
+    assert train["observations"].shape == (3 * 150, 28)  # the loader drops each episode's last row
+    assert val["observations"].shape == (150, 28)
+    np.testing.assert_array_equal(train["next_observations"][:149], d["observations"][1:150])
+    assert set(np.unique(train["rewards"])) <= {-1.0, 0.0}
+    assert train["terminals"].sum() == 3
+
+
+def test_scene_and_puzzle_layout_and_rewards(offline, tmp_path):
+    import ogbench
+
+    train_path, _ = generate("scene-play-v0", 2, tmp_path, workers=1, episode_length=101)
+    d = _check_layout(train_path, 2, 101, buttons=2)
+    assert d["qpos"].shape[1] == 25 and d["qvel"].shape[1] == 24
+    _, train, _ = ogbench.make_env_and_datasets("scene-play-singletask-task2-v0", str(tmp_path))
+    assert set(np.unique(train["rewards"])) <= {float(-k) for k in range(6)}
+
+    train_path, _ = generate("puzzle-3x3-noisy-v0", 2, tmp_path, workers=1, episode_length=101)
+    _check_layout(train_path, 2, 101, buttons=9)
+    _, train, _ = ogbench.make_env_and_datasets("puzzle-3x3-noisy-singletask-v0", str(tmp_path))
+    rewards = set(np.unique(train["rewards"]))
+    assert rewards <= {float(-k) for k in range(10)} and len(rewards) >= 1
+    assert train["observations"].shape == (200, 55)
+
+
+def test_pointmaze_layout_oracle_actions_and_load(offline, tmp_path):
+    import ogbench
+
+    # A task name is accepted and mapped to its dataset file.
+    train_path, _ = generate(
+        "pointmaze-medium-navigate-singletask-v0", 3, tmp_path, workers=1, episode_length=201
+    )
+    assert train_path.name == "pointmaze-medium-navigate-v0.npz"
+    d = _check_layout(train_path, 3, 201, buttons=None)
+    np.testing.assert_array_equal(d["observations"], d["qpos"])  # point state = xy
+    # The point moves by 0.2 * action (away from walls), so actions must be aligned with rows.
+    keep = ~d["terminals"][:-1]
+    moved = (d["observations"][1:] - d["observations"][:-1])[keep]
+    free = np.abs(moved - 0.2 * d["actions"][:-1][keep]).max(axis=1) < 1e-4
+    assert free.mean() > 0.9
+
+    _, train, val = ogbench.make_env_and_datasets(
+        "pointmaze-medium-navigate-singletask-task1-v0", dataset_dir=str(tmp_path)
+    )
+    assert train["observations"].shape == (600, 2) and val["observations"].shape == (200, 2)
+    assert set(np.unique(train["rewards"])) <= {-1.0, 0.0}
+
+    stitch, _ = generate("pointmaze-large-stitch-v0", 2, tmp_path, workers=1, episode_length=101)
+    s = _check_layout(stitch, 2, 101, buttons=None)
+    assert np.abs(s["actions"]).max() <= 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Reproducibility.
+
+
+def test_episode_does_not_depend_on_what_the_worker_ran_before():
+    """Workers reuse one env for many episodes; an episode must be the same in a fresh env."""
+    spec = gen._spec("puzzle-3x3-noisy-v0")
+    warm = gen._make_collector(spec)
+    for i in range(2):
+        gen._collect(warm, 7, "train", i, 60)
+    after_others = gen._collect(warm, 7, "train", 2, 60)
+    fresh = gen._collect(gen._make_collector(spec), 7, "train", 2, 60)
+    for k in fresh:
+        np.testing.assert_array_equal(after_others[k], fresh[k])
+    # ... while different episodes, splits and seeds do differ.
+    other = gen._collect(warm, 7, "val", 2, 60)
+    assert not np.array_equal(other["observations"], fresh["observations"])
+
+
+def test_same_output_for_one_and_two_workers(tmp_path):
+    state = np.random.get_state()
+    a = generate("cube-single-noisy-v0", 3, tmp_path / "w1", workers=1, seed=11, episode_length=81)
+    # In-process generation reseeds np.random per episode; the caller's stream is restored.
+    assert np.random.get_state()[1].tolist() == state[1].tolist()
+    b = generate("cube-single-noisy-v0", 3, tmp_path / "w2", workers=2, seed=11, episode_length=81)
+    for pa, pb in zip(a, b, strict=True):
+        assert pa.read_bytes() == pb.read_bytes()
+    c = generate("cube-single-noisy-v0", 3, tmp_path / "s12", workers=1, seed=12, episode_length=81)
+    assert not np.array_equal(_load(a[0])["observations"], _load(c[0])["observations"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Safety: atomic files, kill and resume, locking.
+
+
+def test_killed_run_leaves_no_dataset_and_rerun_reuses_shards(tmp_path, monkeypatch):
+    name, episodes, length, seed = "cube-single-noisy-v0", 6, 101, 5
+    out = tmp_path / "killed"
+    script = textwrap.dedent(
+        f"""
+        from gfp.data.generate import generate
+        if __name__ == "__main__":
+            generate({name!r}, {episodes}, {str(out)!r}, workers=1, seed={seed},
+                     episode_length={length}, progress=False)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    shard_root = out / f".{name}.shards"
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(shard_root.glob("*/*.npz"))) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no shards appeared"
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-episode, possibly mid-write
+        proc.wait()
+
+    done = sorted(shard_root.glob("*/*.npz"))
+    assert 2 <= len(done) < episodes + 1, "the run was not interrupted"
+    assert not (out / f"{name}.npz").exists() and not (out / f"{name}-val.npz").exists()
+    assert not list(out.glob("*.npz"))
+    for shard in done:  # every finished shard is complete, whatever the kill interrupted
+        assert _load(shard)["terminals"].shape == (length,)
+
+    calls = []
+    real_collect = gen._collect
+    monkeypatch.setattr(
+        gen, "_collect", lambda *a, **k: calls.append(a[2:4]) or real_collect(*a, **k)
+    )
+    resumed = generate(name, episodes, out, workers=1, seed=seed, episode_length=length)
+    finished = {(p.stem.split("-")[0], int(p.stem.split("-")[1])) for p in done}
+    assert len(calls) == episodes + 1 - len(done)  # only the missing episodes were generated
+    assert not finished & set(calls)
+    assert not shard_root.exists()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+    monkeypatch.setattr(gen, "_collect", real_collect)
+    fresh = generate(
+        name, episodes, tmp_path / "fresh", workers=1, seed=seed, episode_length=length
+    )
+    for pr, pf in zip(resumed, fresh, strict=True):
+        assert pr.read_bytes() == pf.read_bytes()
+
+
+def test_failed_write_leaves_neither_file_nor_temp(tmp_path, monkeypatch):
+    target = tmp_path / "x.npz"
+    target.write_bytes(b"old")
+
+    def half_write(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        gen._atomic_savez(target, {"a": np.zeros(3)})
+    assert target.read_bytes() == b"old"  # the previous file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
+
+
+def test_concurrent_generation_of_same_dataset_is_refused(tmp_path):
+    root = tmp_path / ".cube-single-play-v0.shards"
+    root.mkdir()
+    with open(root / "lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DataError, match="another generation"):
+            generate("cube-single-play-v0", 1, tmp_path, workers=1, episode_length=5)
+    assert not (tmp_path / "cube-single-play-v0.npz").exists()
