@@ -22,38 +22,32 @@ from gfp.errors import ConfigError, GfpError, Interrupted
 
 
 def _agent_options_class() -> type:
-    """A dataclass with one optional field per agent hyperparameter (union over all agents)."""
-    fields: dict[str, tuple[Any, Any]] = {}
-    for cls in AGENTS.values():
-        helps = cls.Config.field_help()
-        for f in dataclasses.fields(cls.Config):
-            if f.name in fields:
-                continue
-            help_text = f"{helps[f.name]} [default: {f.default!r}, or the task's preset]"
-            annotated = Annotated[Union[f.type, None], tyro.conf.arg(help=help_text)]  # noqa: UP007
-            fields[f.name] = (annotated, dataclasses.field(default=None))
-    return dataclasses.make_dataclass(
-        "AgentOptions", [(name, t, d) for name, (t, d) in fields.items()]
-    )
+    """A dataclass with one optional field per agent hyperparameter (the union over all agents).
 
-
-def _resolved_types(cls: type) -> None:
-    # make_dataclass stores string annotations from `from __future__ import annotations` configs;
-    # resolve them so tyro sees real types.
+    The help of each flag is the option's documentation plus each agent's default, since agents
+    that share a name may differ in default (e.g. normalize_q_loss: gfp True, fql False).
+    """
     import typing
 
-    hints: dict[str, Any] = {}
-    for agent in AGENTS.values():
-        mod = sys.modules[agent.Config.__module__]
-        hints |= typing.get_type_hints(agent.Config, globalns=vars(mod))
-    for f in dataclasses.fields(cls):
-        help_text = f.type.__metadata__[0].help if hasattr(f.type, "__metadata__") else ""
-        f.type = Annotated[Union[hints[f.name], None], tyro.conf.arg(help=help_text)]  # noqa: UP007
-        cls.__annotations__[f.name] = f.type
+    types: dict[str, Any] = {}
+    helps: dict[str, str] = {}
+    defaults: dict[str, list[str]] = {}
+    for name, cls in AGENTS.items():
+        hints = typing.get_type_hints(cls.Config, globalns=vars(sys.modules[cls.Config.__module__]))
+        field_help = cls.Config.field_help()
+        for f in dataclasses.fields(cls.Config):
+            types.setdefault(f.name, hints[f.name])
+            helps.setdefault(f.name, field_help[f.name])
+            defaults.setdefault(f.name, []).append(f"{name} {f.default!r}")
+    fields = []
+    for key, typ in types.items():
+        text = f"{helps[key]} [default: {', '.join(defaults[key])}; or the task's preset]"
+        annotated = Annotated[Union[typ, None], tyro.conf.arg(help=text)]  # noqa: UP007
+        fields.append((key, annotated, dataclasses.field(default=None)))
+    return dataclasses.make_dataclass("AgentOptions", fields)
 
 
 AgentOptions = _agent_options_class()
-_resolved_types(AgentOptions)
 
 
 @dataclasses.dataclass

@@ -22,6 +22,9 @@ class DivergenceError(GfpError):
     keeps its last good checkpoint."""
 
     exit_code = 3
+    step: int | None = None  # the update that first produced a non-finite value
+    terms: tuple[str, ...] | list[str] = ()  # the metrics (or modules) that were non-finite
+    seed_index: int = 0  # which seed of a vmapped run
 
 
 class WriteError(GfpError):

@@ -8,7 +8,9 @@ Speed (BENCHMARKS.md, "Evaluation"): simulation, not the policy, dominates, and 
 OGBench environment costs about a second. So the environments are stepped by worker processes
 (one per core, each owning a share of the pool) while the policy runs here, and the pool is kept
 for the next call (`gfp train` evaluates every policy of every seed many times). Results do not
-depend on `workers` or on reuse: every episode is reset with its own seed.
+depend on `workers` or on reuse: every episode is reset with its own seed. A worker loads this
+file on its own, not the `gfp` package (which imports JAX), so it starts in a fraction of a second;
+hence JAX is imported inside the functions that need it and nothing from `gfp` at the top.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium
-import jax
 import numpy as np
 
-PolicyFn = Callable[[np.ndarray, jax.Array], np.ndarray]  # (obs batch, rng) -> actions
+PolicyFn = Callable[[np.ndarray, Any], np.ndarray]  # (obs batch, JAX PRNG key) -> actions
 # What stepping one environment returns to the loop: obs, reward, terminated, truncated, success.
 StepResult = tuple[np.ndarray, float, bool, bool, float]
 
@@ -75,13 +76,20 @@ class _Envs:
         self.envs.clear()
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this worker when the parent dies, so none is orphaned."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _worker_main(recv_fd: int, send_fd: int, env_name: str, parent_pid: int) -> None:
     """A worker process (started by EnvPool): owns some slots' environments and serves the
     pool's reset/step requests until it is told to close or the pool's pipe closes."""
-    from multiprocessing.connection import Connection
-
-    from gfp.data.generate import _die_with_parent
-
     _die_with_parent(parent_pid)
     warnings.simplefilter("ignore")
     inbox, outbox = Connection(recv_fd, writable=False), Connection(send_fd, readable=False)
@@ -120,11 +128,14 @@ class EnvPool:
         for _ in range(workers):
             to_r, to_w = os.pipe()
             from_r, from_w = os.pipe()
-            code = (
-                "from gfp.evaluate import _worker_main; "
-                f"_worker_main({to_r}, {from_w}, {env_name!r}, {os.getpid()})"
+            code = (  # this file alone, as a module of its own (see the module docstring)
+                "import importlib.util as u; "
+                f"s = u.spec_from_file_location('gfp_evaluate_worker', {__file__!r}); "
+                "m = u.module_from_spec(s); s.loader.exec_module(m); "
+                f"m._worker_main({to_r}, {from_w}, {env_name!r}, {os.getpid()})"
             )
-            proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(to_r, from_w), env=env)
+            cmd = [sys.executable, "-P", "-c", code]  # -P: nothing from the cwd on sys.path
+            proc = subprocess.Popen(cmd, pass_fds=(to_r, from_w), env=env)
             os.close(to_r)
             os.close(from_w)
             self.procs.append(proc)
@@ -233,6 +244,8 @@ def evaluate(
     the results do not depend on it. The environments are kept for later calls
     (`close_env_pools` frees them).
     """
+    import jax
+
     num_envs = max(1, min(num_envs, episodes))
     pool = env_pool(env_name, default_workers(num_envs) if workers is None else workers)
     rng = jax.random.PRNGKey(seed)
@@ -301,6 +314,7 @@ def record_video(
     """Render a few episodes to an mp4 (needs an offscreen GL backend; MUJOCO_GL=egl is set)."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     import imageio.v2 as imageio
+    import jax
 
     env = make_env(env_name, render=True)
     rng = jax.random.PRNGKey(seed + 10_000)

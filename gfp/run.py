@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -193,18 +194,20 @@ def check_env_matches(dataset: Dataset) -> None:
         return
     from gfp.evaluate import make_env
 
-    try:
-        env = make_env(dataset.env_name)
-    except Exception as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise ConfigError(
-            f"cannot create the evaluation environment {dataset.env_name!r} of {dataset.name!r}: "
-            f"{reason}"
-        ) from e
-    try:
-        want = {"observations": env.observation_space.shape, "actions": env.action_space.shape}
-    finally:
-        env.close()
+    with warnings.catch_warnings():  # e.g. gymnasium's float32 notes: keep the error one line
+        warnings.simplefilter("ignore")
+        try:
+            env = make_env(dataset.env_name)
+        except Exception as e:
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise ConfigError(
+                f"cannot create the evaluation environment {dataset.env_name!r} of "
+                f"{dataset.name!r}: {reason}"
+            ) from e
+        try:
+            want = {"observations": env.observation_space.shape, "actions": env.action_space.shape}
+        finally:
+            env.close()
     problems = [
         f"{key} have shape {tuple(dataset.train[key].shape[1:])} in the dataset but "
         f"{tuple(shape)} in the environment"

@@ -1,5 +1,12 @@
 """The training loop: the dataset on the device, minibatches sampled inside jitted code, K updates
 fused per call with `lax.scan`, seeds trained side by side with `vmap`. No Python in the hot loop.
+
+Python runs only at chunk boundaries (multiples of the log, evaluation and checkpoint intervals,
+counted from step 0): logging, evaluation, checkpoints, the stop check for SIGINT/SIGTERM, and the
+divergence guard, whose non-finite test is computed inside the same jitted call. The whole state
+(parameters, targets, optimizer, RNG key, which also drives minibatch sampling, step) is one
+pytree, so a run restored from a checkpoint continues exactly: on CPU, K updates in one call equal
+K1 + K2 updates in two calls bit for bit, and the boundaries after a resume are the same anyway.
 """
 
 from __future__ import annotations
@@ -232,46 +239,47 @@ def train(
     bar = tqdm(total=steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True)
     step, t_step, t0 = start, start, time.perf_counter()
     marks = chunk_boundaries(start, steps, log_every, eval_every, checkpoint_every, extra=at)
-    for boundary in marks:
-        states, metrics, health = chunk(states, data, boundary - step)
-        active = [boundary > a for a in at]  # seed i's chunk counts once it has reached at[i]
-        if not all(active):
-            states = _restore(states, ahead, [not a for a in active])
-        host, health = jax.device_get((metrics, health))
-        for i in (i for i in range(n_seeds) if active[i]):
-            err = _divergence(step, boundary, health, i) if check_finite else None
-            if err is not None:
-                bar.close()
-                raise err
-            sums[i].add({k: v[i] for k, v in host.items()}, boundary - step)
-        step = boundary
-        if on_log and (step % log_every == 0 or step == steps):
-            elapsed = time.perf_counter() - t0
-            rows: list[dict[str, float] | None] = []
-            for i in range(n_seeds):
-                row = sums[i].pop_row() if active[i] else None
-                if row is not None:
-                    row["time/updates_per_s"] = (step - t_step) / max(elapsed, 1e-9)
-                rows.append(row)
-            on_log(step, rows)
-            t_step, t0 = step, time.perf_counter()
-        bar.update(boundary - bar.n)
-        if on_eval and ((eval_every > 0 and step % eval_every == 0) or step == steps):
-            result = on_eval(step, states)
-            if result:
-                bar.set_postfix({k: f"{v:.3g}" for k, v in result.items()})
-        stopping = stop is not None and stop()
-        if on_checkpoint and (
-            stopping or step == steps or (checkpoint_every > 0 and step % checkpoint_every == 0)
-        ):
-            on_checkpoint(step, states, sums)
-        if on_chunk:
-            on_chunk(step, states)
-        if step >= max(at):
-            ahead = None
-        if stopping:
-            break
-    bar.close()
+    try:
+        for boundary in marks:
+            states, metrics, health = chunk(states, data, boundary - step)
+            active = [boundary > a for a in at]  # seed i's chunk counts once it has reached at[i]
+            if not all(active):
+                states = _restore(states, ahead, [not a for a in active])
+            host, health = jax.device_get((metrics, health))
+            for i in (i for i in range(n_seeds) if active[i]):
+                err = _divergence(step, boundary, health, i) if check_finite else None
+                if err is not None:
+                    raise err
+                sums[i].add({k: v[i] for k, v in host.items()}, boundary - step)
+            step = boundary
+            if on_log and (step % log_every == 0 or step == steps):
+                elapsed = time.perf_counter() - t0
+                rows: list[dict[str, float] | None] = []
+                for i in range(n_seeds):
+                    row = sums[i].pop_row() if active[i] else None
+                    if row is not None:
+                        row["time/updates_per_s"] = (step - t_step) / max(elapsed, 1e-9)
+                    rows.append(row)
+                on_log(step, rows)
+                t_step, t0 = step, time.perf_counter()
+            bar.update(boundary - bar.n)
+            if on_eval and ((eval_every > 0 and step % eval_every == 0) or step == steps):
+                result = on_eval(step, states)
+                if result:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in result.items()})
+            stopping = stop is not None and stop()
+            if on_checkpoint and (
+                stopping or step == steps or (checkpoint_every > 0 and step % checkpoint_every == 0)
+            ):
+                on_checkpoint(step, states, sums)
+            if on_chunk:
+                on_chunk(step, states)
+            if step >= max(at):
+                ahead = None
+            if stopping:
+                break
+    finally:
+        bar.close()  # also on an error, so that its message starts a new line
     return states
 
 

@@ -108,7 +108,7 @@ def test_expert_datasets_raise_clear_error(name, tmp_path):
     with pytest.raises(DataError) as err:
         generate(name, 2, tmp_path, workers=1, progress=False)
     msg = str(err.value)
-    assert "expert" in msg and "offline" in msg and name in msg
+    assert "expert checkpoints" in msg and "cannot be generated offline" in msg and name in msg
     assert list(tmp_path.iterdir()) == []
 
 

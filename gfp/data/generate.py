@@ -121,11 +121,11 @@ def _spec(name: str) -> _Spec:
         return _Spec(name=name, env_id=env_id, family=family, kind=kind)
     if name.startswith(NEEDS_EXPERT_PREFIXES):
         raise DataError(
-            f"{name!r} cannot be generated offline: its official actions come from OGBench's SAC "
-            "expert policies (experts/ant, experts/humanoid, experts/antball), which are "
-            "downloaded separately and are not in the ogbench package. Download the official "
-            "dataset instead (ogbench.download_datasets) or place NAME.npz and NAME-val.npz in "
-            "the dataset dir."
+            f"{name!r} cannot be generated offline: it needs OGBench's downloaded expert "
+            "checkpoints (SAC policies experts/ant, experts/humanoid, experts/antball), which are "
+            "not in the ogbench package. Download the official dataset instead "
+            f"(ogbench.download_datasets) or copy {name}.npz and {name}-val.npz into the dataset "
+            "directory."
         )
     if name.startswith("visual-"):
         hint = " (pixel 'visual-*' datasets are not supported; use the state-based name)"
