@@ -74,7 +74,8 @@ def kind_of(name: str, kinds: dict[str, str]) -> str:
 
 def summarise(trace_dir: str, kinds: dict[str, str], wall: float) -> dict:
     path = sorted(glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True))[-1]
-    events = json.load(gzip.open(path))["traceEvents"]
+    with gzip.open(path) as f:
+        events = json.load(f)["traceEvents"]
     threads = {
         e["tid"]: e["args"]["name"]
         for e in events

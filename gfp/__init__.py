@@ -18,19 +18,25 @@ Python API:
 
 __version__ = "0.1.0"
 
-from gfp.agents import AGENTS, make_agent
-from gfp.data.load import Dataset, load_dataset
-from gfp.run import evaluate_policies, fit, load_run, resolve_config
-from gfp.train import unstack
+# The API is imported lazily: `import gfp` (and the data-generation worker processes, which
+# import gfp.data) should not pay for importing JAX and the agents.
+_API = {
+    "AGENTS": "gfp.agents",
+    "make_agent": "gfp.agents",
+    "Dataset": "gfp.data.load",
+    "load_dataset": "gfp.data.load",
+    "evaluate_policies": "gfp.run",
+    "fit": "gfp.run",
+    "load_run": "gfp.run",
+    "resolve_config": "gfp.run",
+    "unstack": "gfp.train",
+}
+__all__ = sorted(_API)
 
-__all__ = [
-    "AGENTS",
-    "Dataset",
-    "evaluate_policies",
-    "fit",
-    "load_dataset",
-    "load_run",
-    "make_agent",
-    "resolve_config",
-    "unstack",
-]
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'gfp' has no attribute {name!r}")

@@ -124,8 +124,8 @@ class Generate:
     workers: int | None = None
     """Worker processes. Unset: all cores."""
     seed: int = 0
-    episode_length: int = 1001
-    """Rows per episode (official: 1001)."""
+    episode_length: int | None = None
+    """Rows per episode. Unset: the official length (1001; pointmaze stitch 201, giant 2001)."""
 
 
 @dataclasses.dataclass

@@ -239,6 +239,37 @@ def test_episode_does_not_depend_on_what_the_worker_ran_before():
     assert not np.array_equal(other["observations"], fresh["observations"])
 
 
+def test_scene_health_rule():
+    """OGBench re-collects scene episodes where the cube leaves the view outside the drawer."""
+    qpos = np.zeros((3, 25), np.float32)
+    qpos[:, 14:17] = [0.4, 0.0, 0.02]
+    assert gen._scene_healthy(qpos)
+    qpos[1, 15] = 0.29  # too far right
+    assert not gen._scene_healthy(qpos)
+    qpos[1, 15:17] = [-0.31, 0.07]  # far left but inside the drawer
+    assert gen._scene_healthy(qpos)
+    qpos[1, 16] = 0.02  # far left on the table
+    assert not gen._scene_healthy(qpos)
+
+
+def test_unhealthy_scene_episode_is_recollected_deterministically(monkeypatch):
+    verdicts = []
+
+    def first_attempt_unhealthy(qpos):
+        verdicts.append(len(verdicts) % 2 == 1)
+        return verdicts[-1]
+
+    collector = gen._make_collector(gen._spec("scene-noisy-v0"))
+    monkeypatch.setattr(gen, "_scene_healthy", first_attempt_unhealthy)
+    a = gen._collect(collector, 0, "train", 0, 30)
+    b = gen._collect(collector, 0, "train", 0, 30)
+    assert verdicts == [False, True, False, True]
+    np.testing.assert_array_equal(a["observations"], b["observations"])
+    monkeypatch.setattr(gen, "_scene_healthy", lambda qpos: True)
+    first_try = gen._collect(collector, 0, "train", 0, 30)
+    assert not np.array_equal(first_try["observations"], a["observations"])
+
+
 def test_same_output_for_one_and_two_workers(tmp_path):
     state = np.random.get_state()
     a = generate("cube-single-noisy-v0", 3, tmp_path / "w1", workers=1, seed=11, episode_length=81)

@@ -74,7 +74,7 @@ def _official_size(name: str) -> tuple[int, int]:
 
 
 # Official (train episodes, episode length) per dataset; val is a tenth of train. Note that
-# pointmaze stitch (201) and giant-navigate (2001) differ from the default `episode_length=1001`.
+# pointmaze stitch (201) and giant-navigate (2001) differ from the usual 1001 rows.
 OFFICIAL_SIZES: dict[str, tuple[int, int]] = {n: _official_size(n) for n in GENERATABLE}
 
 
@@ -570,7 +570,7 @@ def generate(
     out_dir: str | Path,
     workers: int | None = None,
     seed: int = 0,
-    episode_length: int = 1001,
+    episode_length: int | None = None,
     progress: bool = True,
 ) -> tuple[Path, Path]:
     """Generate OGBench dataset NAME offline into `out_dir/NAME.npz` and `out_dir/NAME-val.npz`.
@@ -582,8 +582,9 @@ def generate(
         out_dir: output directory (created if missing); OGBench reads `default_dataset_dir()`.
         workers: worker processes (default: os.cpu_count()); the output does not depend on it.
         seed: base seed; every episode's seed is derived from (seed, split, episode index).
-        episode_length: rows per episode (1001 is the official value for most datasets, see
-            OFFICIAL_SIZES); the loader turns each episode into episode_length - 1 transitions.
+        episode_length: rows per episode; None = the official value for NAME (OFFICIAL_SIZES:
+            1001 for most, 201 for pointmaze stitch, 2001 for pointmaze giant-navigate). The
+            loader turns each episode into episode_length - 1 transitions.
         progress: show a tqdm bar (transitions, rate, ETA, episodes done).
 
     Returns:
@@ -596,6 +597,8 @@ def generate(
     """
     name = dataset_file_stem(name)
     spec = _spec(name)
+    if episode_length is None:
+        episode_length = OFFICIAL_SIZES[name][1]
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if episode_length < 2:
