@@ -81,7 +81,14 @@ def summarise(trace_dir: str, kinds: dict[str, str], wall: float) -> dict:
         for e in events
         if e.get("ph") == "M" and e.get("name") == "thread_name"
     }
-    skip = ("ThunkExecutor", "SlinkyThreadPool", "end: ", "PjitFunction", "Common")
+    skip = (
+        "ThunkExecutor",
+        "SlinkyThreadPool",
+        "ThreadpoolListener",
+        "end: ",
+        "PjitFunction",
+        "Common",
+    )
     by_kind: dict[str, float] = collections.defaultdict(float)
     busy: dict[str, float] = collections.defaultdict(float)
     for e in events:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -91,6 +92,9 @@ def _worker_main(recv_fd: int, send_fd: int, env_name: str, parent_pid: int) -> 
     """A worker process (started by EnvPool): owns some slots' environments and serves the
     pool's reset/step requests until it is told to close or the pool's pipe closes."""
     _die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group; the parent handles it (checkpoint, then close the
+    # pool), so a worker must not die mid-evaluation.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore")
     inbox, outbox = Connection(recv_fd, writable=False), Connection(send_fd, readable=False)
     envs = _Envs(env_name)

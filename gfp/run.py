@@ -81,7 +81,7 @@ def fit(
     states. Keyword arguments go to `gfp.train.train` (callbacks, checkpoint_every, stop, ...)."""
     if states is None:
         states = init_states(agent, seeds)
-    return train(agent, to_device(dataset.train), states, steps=steps, **kwargs)
+    return train(agent, to_device(dataset.train, agent.batch_keys), states, steps=steps, **kwargs)
 
 
 def evaluate_policies(

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny OGBench dataset generated once per test session with OGBench's oracles."""
+"""Shared fixtures: a tiny OGBench dataset made once per session with OGBench's oracles."""
 
 from __future__ import annotations
 

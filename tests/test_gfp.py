@@ -49,8 +49,9 @@ def setup():
 
 def reference_losses(c, params, target, batch, noise):
     """GFP.md section 2, written out in numpy."""
-    s, a, r, m, s2 = (batch[k] for k in
-                      ("observations", "actions", "rewards", "masks", "next_observations"))
+    s, a, r, m, s2 = (
+        batch[k] for k in ("observations", "actions", "rewards", "masks", "next_observations")
+    )
     M = c.flow_steps
     Qt = lambda ss, aa: ref.agg(ref.critic(target["critic"], ss, aa), c.q_agg)
     Qo = lambda ss, aa: ref.agg(ref.critic(params["critic"], ss, aa), c.q_agg)
@@ -99,7 +100,9 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+@pytest.mark.parametrize(
+    "variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default"
+)
 def test_losses_match_reference(setup, variant):
     params, target, batch, noise = setup
     agent = tiny_agent(**{"eta": 0.5, **variant})
@@ -115,7 +118,8 @@ def test_y_vabc_variants_differ(setup):
     params, target, batch, noise = setup
     published = tiny_agent(target_agg="mean").loss_terms(params, target, batch, noise)[0]
     corrected = tiny_agent(target_agg="mean", target_use_next=True).loss_terms(
-        params, target, batch, noise)[0]
+        params, target, batch, noise
+    )[0]
     assert abs(float(published["critic"]) - float(corrected["critic"])) > 1e-6
 
 
@@ -147,8 +151,9 @@ def optax_norm(tree):
     return jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree.leaves(tree)))
 
 
-@pytest.mark.parametrize("variant", [{}, {"target_agg": "mean", "guidance_agg": "min"},
-                                     {"guidance_critic": "online"}])
+@pytest.mark.parametrize(
+    "variant", [{}, {"target_agg": "mean", "guidance_agg": "min"}, {"guidance_critic": "online"}]
+)
 def test_stop_gradients(setup, variant):
     params, target, batch, noise = setup
     agent = tiny_agent(eta=0.5, **variant)
@@ -165,9 +170,12 @@ def test_target_critic_gets_no_gradient_and_polyak(setup):
     state = agent.init(jax.random.PRNGKey(0))
     new, _ = jax.jit(agent.update)(state, jax.tree.map(jnp.asarray, batch))
     tau = agent.config.tau
-    expected = jax.tree.map(lambda o, t: tau * o + (1 - tau) * t,
-                            new.params["critic"], state.target_params["critic"])
-    for e, got in zip(jax.tree.leaves(expected), jax.tree.leaves(new.target_params["critic"])):
+    expected = jax.tree.map(
+        lambda o, t: tau * o + (1 - tau) * t, new.params["critic"], state.target_params["critic"]
+    )
+    for e, got in zip(
+        jax.tree.leaves(expected), jax.tree.leaves(new.target_params["critic"]), strict=True
+    ):
         np.testing.assert_allclose(got, e, rtol=1e-6, atol=1e-7)
     assert int(new.step) == 1
 
@@ -181,8 +189,13 @@ def bandit_dataset(n=4096, seed=0):
     a = np.where(high, 0.6, -0.6) + 0.05 * rng.normal(size=n)
     a = np.clip(a, -1, 1).astype(np.float32)[:, None]
     r = (np.abs(a[:, 0] - 0.6) < 0.3).astype(np.float32)
-    return {"observations": s, "actions": a, "rewards": r, "masks": np.zeros(n, np.float32),
-            "next_observations": s}
+    return {
+        "observations": s,
+        "actions": a,
+        "rewards": r,
+        "masks": np.zeros(n, np.float32),
+        "next_observations": s,
+    }
 
 
 def high_mode_fraction(agent, params, policy, n=512):
@@ -196,11 +209,18 @@ def bandit_runs():
     data = jax.tree.map(jnp.asarray, bandit_dataset())
     out = {}
     for name, eta in (("gfp", 0.05), ("unweighted", 0.0)):
-        cfg = GFPConfig(actor_hidden_dims=(64, 64), value_hidden_dims=(64, 64), alpha=1.0,
-                        eta=eta, batch_size=256, gamma=0.0)
+        cfg = GFPConfig(
+            actor_hidden_dims=(64, 64),
+            value_hidden_dims=(64, 64),
+            alpha=1.0,
+            eta=eta,
+            batch_size=256,
+            gamma=0.0,
+        )
         agent = make_agent("gfp", cfg, obs_dim=2, action_dim=1)
-        states = train(agent, data, init_states(agent, [0]), steps=3000, log_every=1000,
-                       progress=False)
+        states = train(
+            agent, data, init_states(agent, [0]), steps=3000, log_every=1000, progress=False
+        )
         out[name] = (agent, jax.device_get(unstack(states, 0).params))
     return out
 
@@ -221,9 +241,11 @@ def test_same_seed_same_result():
     data = jax.tree.map(jnp.asarray, bandit_dataset(n=512))
     cfg = GFPConfig(actor_hidden_dims=(16,), value_hidden_dims=(16,), batch_size=32)
     agent = make_agent("gfp", cfg, obs_dim=2, action_dim=1)
-    runs = [train(agent, data, init_states(agent, [3, 4]), steps=50, log_every=25, progress=False)
-            for _ in range(2)]
-    for a, b in zip(jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params)):
+    runs = [
+        train(agent, data, init_states(agent, [3, 4]), steps=50, log_every=25, progress=False)
+        for _ in range(2)
+    ]
+    for a, b in zip(jax.tree.leaves(runs[0].params), jax.tree.leaves(runs[1].params), strict=True):
         np.testing.assert_array_equal(a, b)
     # different seeds in the same vmapped run really differ
     p = runs[0].params["actor"]["MLP_0"]["Dense_0"]["kernel"]
@@ -237,6 +259,12 @@ def test_config_is_frozen_and_documented():
     helps = GFPConfig.field_help()
     assert all(helps[f.name] for f in dataclasses.fields(GFPConfig))
     # paper defaults (GFP.md 3.1)
-    assert (cfg.lr, cfg.batch_size, cfg.gamma, cfg.tau, cfg.flow_steps) == (3e-4, 256, 0.99, 0.005, 10)
+    assert (cfg.lr, cfg.batch_size, cfg.gamma, cfg.tau, cfg.flow_steps) == (
+        3e-4,
+        256,
+        0.99,
+        0.005,
+        10,
+    )
     assert cfg.actor_hidden_dims == cfg.value_hidden_dims == (512, 512, 512, 512)
     assert (cfg.target_agg, cfg.target_use_next, cfg.guidance_critic) == ("actor", False, "target")

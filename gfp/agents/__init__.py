@@ -15,7 +15,9 @@ AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (GFP, FQL, ReBRAC, IQ
 __all__ = ["AGENTS", "Agent", "BaseConfig", "TrainState", "make_agent"]
 
 
-def make_agent(name: str, config: BaseConfig | None = None, *, obs_dim: int, action_dim: int) -> Agent:
+def make_agent(
+    name: str, config: BaseConfig | None = None, *, obs_dim: int, action_dim: int
+) -> Agent:
     """Build agent `name` with `config` (its paper defaults if None)."""
     from gfp.errors import ConfigError
 

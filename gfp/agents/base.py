@@ -58,7 +58,7 @@ class BaseConfig:
 
 @struct.dataclass
 class TrainState:
-    """Everything a training run carries between steps; a pytree, so it can be scanned and vmapped."""
+    """Everything a training run carries between steps; a pytree (scanned, vmapped over seeds)."""
 
     params: Params  # trainable networks, e.g. {"critic": ..., "actor": ..., "vabc": ...}
     target_params: Params  # Polyak copies of the modules named in Agent.targets
@@ -125,7 +125,9 @@ class Agent:
         """The loss terms and diagnostics for a fresh draw of the update's noise."""
         return self.loss_terms(params, target_params, batch, self.sample_noise(rng, batch))
 
-    def act(self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor") -> jax.Array:
+    def act(
+        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    ) -> jax.Array:
         raise NotImplementedError
 
     def schedule(self, step: jax.Array) -> dict[str, jax.Array]:
@@ -198,5 +200,7 @@ class Agent:
         )
         return new_state, metrics
 
-    def policy_fn(self, policy: str = "actor") -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
+    def policy_fn(
+        self, policy: str = "actor"
+    ) -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
         return jax.jit(lambda params, obs, rng: self.act(params, obs, rng, policy))

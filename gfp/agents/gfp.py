@@ -6,12 +6,14 @@ Three networks trained jointly with one Adam step on the sum of their losses (GF
   * one-step actor pi_theta: mu_theta(s, z), distilled from VaBC while maximising Q.
 
 Losses (equation numbers are the paper's):
-  L_C     = mean_k,batch (Q_phi^k(s, a) - y)^2,  y = r + gamma * mask * Qagg_phibar(s', a')          (6)
-            a' = clip(mu_theta(s', z')); optionally y_VaBC averages in a' = mu_omega(., z')           (7)
-  L_A     = -lambda * Qagg_phi(s, clip(mu_theta(s, z))) + alpha * mean_j (mu_theta(s,z) - sg mu_omega(s,z))^2   (8)
-            lambda = sg(1 / mean_batch |Qagg_phi(s, clip(mu_theta(s, z)))|)
-  L_VaBC  = mean_batch g(s, a) * mean_j (v_omega(t, s, a_t) - (a - eps))^2,  a_t = (1-t) eps + t a   (9)
-            g = sigmoid((lambda/eta) (Q(s, a) - Q(s, a_theta)))                                      (10)
+  (6)  L_C = mean_k,batch (Q_phi^k(s, a) - y)^2,   y = r + gamma * mask * Qagg_phibar(s', a'),
+       a' = clip(mu_theta(s', z'));  (7) y_VaBC also averages in the VaBC action mu_omega(., z')
+  (8)  L_A = -lambda * Qagg_phi(s, clip(mu_theta(s, z)))
+             + alpha * mean_j (mu_theta(s, z) - sg mu_omega(s, z))^2,
+       lambda = sg(1 / mean_batch |Qagg_phi(s, clip(mu_theta(s, z)))|)
+  (9)  L_VaBC = mean_batch g(s, a) * mean_j (v_omega(t, s, a_t) - (a - eps))^2,
+       a_t = (1 - t) eps + t a
+  (10) g = sigmoid((lambda / eta) (Q(s, a) - Q(s, a_theta)))
 Where the paper and the authors' code disagree (GFP.md section 7) both are options; the defaults
 reproduce the published numbers (the code's behaviour).
 """
@@ -230,7 +232,8 @@ class GFP(OneStepFlow):
         return sg(batch["rewards"] + c.gamma * batch["masks"] * q_next)
 
     def guidance(self, q_data: jax.Array, q_ref: jax.Array, lam: jax.Array) -> jax.Array:
-        """g(s, a) from Eq. 10 (softmax) or Eq. 11 (advantage); eta = 0 gives g = 1 (no weighting)."""
+        """g(s, a) from Eq. 10 (softmax) or Eq. 11 (advantage); eta = 0 gives g = 1 (no
+        weighting)."""
         c = self.config
         if c.eta == 0:
             return jnp.ones_like(q_data)
