@@ -35,6 +35,18 @@ class MLP(nn.Module):
         return nn.Dense(self.out_dim, kernel_init=out_init)(x)
 
 
+def mlp_ensemble(num: int) -> type[nn.Module]:
+    """`num` independent MLPs with stacked parameters, all applied to the same input."""
+    return nn.vmap(
+        MLP,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=None,
+        out_axes=0,
+        axis_size=num,
+    )
+
+
 class Critic(nn.Module):
     """Q(s, a) ensemble: `num` independent MLPs; returns shape (num, *batch)."""
 
@@ -44,16 +56,8 @@ class Critic(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
-        ensemble = nn.vmap(
-            MLP,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=self.num,
-        )
-        q = ensemble(self.hidden_dims, 1, self.layer_norm)(jnp.concatenate([obs, actions], -1))
-        return q[..., 0]
+        q = mlp_ensemble(self.num)(self.hidden_dims, 1, self.layer_norm)
+        return q(jnp.concatenate([obs, actions], -1))[..., 0]
 
 
 class Value(nn.Module):
@@ -65,15 +69,7 @@ class Value(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        ensemble = nn.vmap(
-            MLP,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=self.num,
-        )
-        return ensemble(self.hidden_dims, 1, self.layer_norm)(obs)[..., 0]
+        return mlp_ensemble(self.num)(self.hidden_dims, 1, self.layer_norm)(obs)[..., 0]
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int = 64, max_period: float = 10000.0) -> jax.Array:
