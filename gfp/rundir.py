@@ -160,6 +160,24 @@ class CsvLog:
         self.__init__(self.path)
 
 
+def _lock_run_dir(path: Path):
+    """Hold an exclusive lock on RUN_DIR/.lock while a run writes there, so that a second gfp
+    process (say, the same command started twice, or --overwrite of a live run) cannot interleave
+    its files with the first one's. The OS releases the lock when the process dies."""
+    import fcntl
+
+    f = (path / ".lock").open("a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise ConfigError(
+            f"{path} is in use by another running gfp process; wait for it to finish or choose "
+            "another --out"
+        ) from None
+    return f
+
+
 class RunDir:
     """Files of one training run (one seed).
 
@@ -177,23 +195,8 @@ class RunDir:
         resume: bool = False,
     ):
         self.path = Path(path)
-        if create and not resume:
-            if overwrite:
-                for name in RUN_FILES:
-                    (self.path / name).unlink(missing_ok=True)
-                shutil.rmtree(self.path / "tb", ignore_errors=True)
-            elif (self.path / "summary.json").exists():
-                raise ConfigError(
-                    f"{self.path} holds a finished run; pass --overwrite to replace it or choose "
-                    "another --out"
-                )
-            elif (self.path / "config.json").exists():
-                step = self.checkpoint_step()
-                at = f"checkpoint at step {step}" if step is not None else "no checkpoint yet"
-                raise ConfigError(
-                    f"{self.path} holds an unfinished run ({at}); continue it with "
-                    f"--resume {self.path}, or pass --overwrite to start over"
-                )
+        self._lock = None
+        self._tb = None
         if create:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -201,10 +204,36 @@ class RunDir:
                 raise WriteError(
                     f"cannot create the run directory {self.path}: {os_reason(e)}"
                 ) from e
+            self._lock = _lock_run_dir(self.path)
+        try:
+            if create and not resume:
+                self._refuse_or_clear(overwrite)
+        except BaseException:
+            self.close()
+            raise
         self.metrics = CsvLog(self.path / "metrics.csv")
         self.evals = CsvLog(self.path / "eval.csv")
         self.purge_step: int | None = None  # TensorBoard drops events from this step on (resume)
-        self._tb = None
+
+    def _refuse_or_clear(self, overwrite: bool) -> None:
+        """A new run: clear the directory's run files (overwrite) or refuse a directory that
+        already holds a run."""
+        if overwrite:
+            for name in RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            shutil.rmtree(self.path / "tb", ignore_errors=True)
+        elif (self.path / "summary.json").exists():
+            raise ConfigError(
+                f"{self.path} holds a finished run; pass --overwrite to replace it or choose "
+                "another --out"
+            )
+        elif (self.path / "config.json").exists():
+            step = self.checkpoint_step()
+            at = f"checkpoint at step {step}" if step is not None else "no checkpoint yet"
+            raise ConfigError(
+                f"{self.path} holds an unfinished run ({at}); continue it with "
+                f"--resume {self.path}, or pass --overwrite to start over"
+            )
 
     @property
     def tensorboard(self):
@@ -302,3 +331,6 @@ class RunDir:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._lock is not None:
+            self._lock.close()  # releases the run-directory lock
+            self._lock = None

@@ -208,3 +208,15 @@ def test_resume_of_one_seed_of_a_multi_seed_run_points_to_the_run(tmp_path, caps
     with pytest.raises(SystemExit):
         run_cli("train", "--resume", str(tmp_path / "runs" / "seed1"))
     assert f"resume the whole run: --resume {tmp_path / 'runs'}" in capsys.readouterr().err
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path):
+    """A second process writing into a live run directory (even with --overwrite) is refused."""
+    from gfp.errors import ConfigError
+    from gfp.rundir import RunDir
+
+    live = RunDir(tmp_path / "run")
+    with pytest.raises(ConfigError, match="in use by another running gfp process"):
+        RunDir(tmp_path / "run", overwrite=True)
+    live.close()
+    RunDir(tmp_path / "run", overwrite=True).close()  # free again once the first run closed
