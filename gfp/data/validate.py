@@ -173,6 +173,17 @@ def discontinuities(observations: np.ndarray, next_observations: np.ndarray) -> 
     return out
 
 
+def check_next_observation_shape(data: Mapping[str, np.ndarray], file: str) -> None:
+    """next_observations must have the same per-row shape as observations."""
+    if data["next_observations"].shape[1:] != data["observations"].shape[1:]:
+        fail(
+            file,
+            "next_observations",
+            f"has per-row shape {data['next_observations'].shape[1:]} but 'observations' "
+            f"has {data['observations'].shape[1:]}",
+        )
+
+
 def validate_transitions(data: Mapping[str, np.ndarray], file: str) -> None:
     """Check a final transition dictionary (the form ``Dataset.train`` / ``Dataset.val`` have).
 
@@ -189,13 +200,7 @@ def validate_transitions(data: Mapping[str, np.ndarray], file: str) -> None:
     for key, rank in (("actions", 2), ("rewards", 1), ("masks", 1), ("terminals", 1)):
         check_array(file, key, data[key], _FLOAT, (rank,), "float32")
         check_exact_dtype(file, key, data[key], ("float32",))
-    if data["next_observations"].shape[1:] != data["observations"].shape[1:]:
-        fail(
-            file,
-            "next_observations",
-            f"has per-row shape {data['next_observations'].shape[1:]} but 'observations' "
-            f"has {data['observations'].shape[1:]}",
-        )
+    check_next_observation_shape(data, file)
     check_lengths(data, TRANSITION_KEYS, file)
     for key in TRANSITION_KEYS:
         check_finite(file, key, data[key])
@@ -270,13 +275,7 @@ def validate_d4rl_arrays(data: Mapping[str, np.ndarray], file: str) -> None:
     if "next_observations" in data:
         keys.append("next_observations")
         check_array(file, "next_observations", data["next_observations"], _FLOAT, (2,), "floats")
-        if data["next_observations"].shape[1:] != data["observations"].shape[1:]:
-            fail(
-                file,
-                "next_observations",
-                f"has per-row shape {data['next_observations'].shape[1:]} but 'observations' "
-                f"has {data['observations'].shape[1:]}",
-            )
+        check_next_observation_shape(data, file)
     check_lengths(data, keys, file)
     for key in keys:
         check_finite(file, key, data[key])
