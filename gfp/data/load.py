@@ -549,17 +549,7 @@ def _load_minari(dataset_id: str, data_path: Path) -> tuple[dict[str, np.ndarray
             "array observations are supported"
         )
 
-    parts: dict[str, list[np.ndarray]] = {
-        k: []
-        for k in (
-            "observations",
-            "next_observations",
-            "actions",
-            "rewards",
-            "terminations",
-            "truncations",
-        )
-    }
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in V.EPISODE_KEYS}
     last_rows = []
     offset = 0
     for ep in ds.iterate_episodes():

@@ -284,19 +284,23 @@ def validate_d4rl_arrays(data: Mapping[str, np.ndarray], file: str) -> None:
     check_binary(file, "timeouts", data["timeouts"])
 
 
+# Flattened Minari-style step arrays, in the order the loader collects them.
+EPISODE_KEYS = (
+    "observations",
+    "next_observations",
+    "actions",
+    "rewards",
+    "terminations",
+    "truncations",
+)
+
+
 def validate_episode_arrays(data: Mapping[str, np.ndarray], file: str) -> None:
     """Check flattened Minari-style step arrays (one row per step, episodes concatenated).
 
     Keys: observations, next_observations, actions, rewards, terminations, truncations.
     """
-    keys = (
-        "observations",
-        "next_observations",
-        "actions",
-        "rewards",
-        "terminations",
-        "truncations",
-    )
+    keys = EPISODE_KEYS
     check_present(data, keys, file)
     for key in ("observations", "next_observations", "actions"):
         check_array(file, key, data[key], _FLOAT, (2,), "floats")
