@@ -10,7 +10,8 @@ OGBench environment costs about a second. So the environments are stepped by wor
 for the next call (`gfp train` evaluates every policy of every seed many times). Results do not
 depend on `workers` or on reuse: every episode is reset with its own seed. A worker loads this
 file on its own, not the `gfp` package (which imports JAX), so it starts in a fraction of a second;
-hence JAX is imported inside the functions that need it and nothing from `gfp` at the top.
+hence JAX is imported inside the functions that need it and nothing from `gfp` at the top but
+gfp.io (standard library and NumPy only).
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from gfp.io import die_with_parent
+
 PolicyFn = Callable[[np.ndarray, Any], np.ndarray]  # (obs batch, JAX PRNG key) -> actions
 # What stepping one environment returns to the loop: obs, reward, terminated, truncated, success.
 StepResult = tuple[np.ndarray, float, bool, bool, float]
+# The directory holding this gfp package: a worker imports gfp.io from the same copy.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def make_env(env_name: str, render: bool = False) -> gymnasium.Env:
@@ -77,21 +82,10 @@ class _Envs:
         self.envs.clear()
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this worker when the parent dies, so none is orphaned."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _worker_main(recv_fd: int, send_fd: int, env_name: str, parent_pid: int) -> None:
     """A worker process (started by EnvPool): owns some slots' environments and serves the
     pool's reset/step requests until it is told to close or the pool's pipe closes."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the parent handles it (checkpoint, then close the
     # pool), so a worker must not die mid-evaluation.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -133,6 +127,7 @@ class EnvPool:
             to_r, to_w = os.pipe()
             from_r, from_w = os.pipe()
             code = (  # this file alone, as a module of its own (see the module docstring)
+                f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "  # for gfp.io, as here
                 "import importlib.util as u; "
                 f"s = u.spec_from_file_location('gfp_evaluate_worker', {__file__!r}); "
                 "m = u.module_from_spec(s); s.loader.exec_module(m); "

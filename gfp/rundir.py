@@ -20,15 +20,14 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import flax.serialization
-import numpy as np
 
 from gfp.errors import ConfigError, DataError, WriteError
+from gfp.io import _jsonable, atomic_write_bytes, atomic_write_json, os_reason  # noqa: F401
 
 CHECKPOINT = "checkpoint.msgpack"
 CHECKPOINT_FORMAT = 1
@@ -42,66 +41,6 @@ RUN_FILES = (
     CHECKPOINT,
     "eval_final.json",
 )
-
-
-def os_reason(e: BaseException | None) -> str:
-    """'[Errno 28] No space left on device' for an OSError, its text otherwise."""
-    if e is None:
-        return "unknown error"
-    if not isinstance(e, OSError):
-        return str(e) or type(e).__name__
-    if e.errno is not None and e.strerror:
-        return f"[Errno {e.errno}] {e.strerror}"
-    return str(e) or type(e).__name__
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (best effort: not every file system lets a directory be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically; on failure remove the temp file, keep the old `path` and
-    raise WriteError (which says that the previous version is intact)."""
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(path.parent)
-    except OSError as e:
-        kept = "the previous version is intact" if path.exists() else "no file was written"
-        raise WriteError(f"could not write {path}: {os_reason(e)}; {kept}") from e
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic | np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 class CsvLog:

@@ -1,0 +1,110 @@
+"""File-system helpers shared by the run directory, dataset generation and evaluation workers:
+atomic writes, directory fsync, readable OS error reasons, and worker processes that die with
+their parent.
+
+Standard library and NumPy only (plus gfp.errors, which is pure Python): evaluation and
+data-generation worker processes import this module, and they must start without importing JAX.
+
+An atomic write goes to a temp file in the target's directory, is fsynced, replaces the target
+with os.replace and then fsyncs the directory, so a kill never leaves a half-written file and a
+failed write (full disk, permissions, read-only file system) leaves the previous version intact;
+it raises `WriteError` saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from gfp.errors import WriteError
+
+
+def os_reason(e: BaseException | None) -> str:
+    """'[Errno 28] No space left on device' for an OSError, its text otherwise."""
+    if e is None:
+        return "unknown error"
+    if not isinstance(e, OSError):
+        return str(e) or type(e).__name__
+    if e.errno is not None and e.strerror:
+        return f"[Errno {e.errno}] {e.strerror}"
+    return str(e) or type(e).__name__
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename in `path` durable (best effort: not every file system lets a directory be
+    opened or fsynced, and the rename itself has already happened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write` on a temp file next to `path`, fsync it and move it into place. On failure the
+    temp file is removed, `path` keeps its previous content and WriteError is raised."""
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Dot-prefixed and ending in '.tmp' (never '.npz', '.json', ...), so a leftover after a
+        # kill can't be mistaken for a real file.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        fsync_dir(path.parent)
+    except OSError as e:
+        kept = "the previous version is intact" if path.exists() else "no file was written"
+        raise WriteError(f"could not write {path}: {os_reason(e)}; {kept}") from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (see the module docstring); WriteError on failure."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON (NumPy values and paths allowed) to `path` atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic | np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """np.savez_compressed `arrays` to `path` atomically; WriteError on failure."""
+    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this (worker) process when its parent dies, even by SIGKILL, so no
+    worker is orphaned. Elsewhere prctl does not exist and this only checks the parent."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(Exception):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
