@@ -9,7 +9,8 @@ Columns: `preset, agent, tasks, key, value, source, note`.
 
 * `preset`: `paper` (the per-task values of the paper; always applied), `cpu` (smaller networks and
   batch for CPU runs, same algorithm) or `awr` (the GFP-AWR ablation of paper Tab. 7 / Tab. 13).
-* `agent`: one of `AGENT_NAMES`, or `*` for every agent (then `key` must be a shared field).
+* `agent`: an agent name (gfp.agents.configs.CONFIGS), or `*` for every agent (then `key` must be
+  a shared field).
 * `tasks`: `*` (every task) or ONE environment selector from `PAPER_ENVS` (see matching below).
 * `key`: a field of that agent's `Config`; `value`: its text, parsed by the field's type:
   floats `0.3`, `1e-4`, `3e4`; ints `256`; bools `true`/`false`; hidden sizes `256x256` (no commas,
@@ -81,15 +82,12 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import Any, Literal, Union
 
+from gfp.agents.configs import CONFIGS, BaseConfig
 from gfp.errors import ConfigError
 
-if TYPE_CHECKING:  # only for annotations: importing the agents pulls in JAX
-    from gfp.agents.base import BaseConfig
-
 PRESETS: tuple[str, ...] = ("paper", "cpu", "awr")
-AGENT_NAMES: tuple[str, ...] = ("gfp", "fql", "rebrac", "iql", "bc", "flow_bc")
 TABLE_PATH = Path(__file__).with_name("presets.csv")
 COLUMNS: tuple[str, ...] = ("preset", "agent", "tasks", "key", "value", "source", "note")
 ANY = "*"
@@ -183,60 +181,38 @@ def task_env(task: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Field schema. It mirrors the agents' frozen Config dataclasses so the table can be validated
-# without importing them (they pull in JAX, and some are written after this table). When an
-# agent is registered, `resolve` uses its dataclass's own type hints instead, and a test checks
-# that the two agree.
-# A kind is float / int / bool / str, "dims" (tuple of ints), or a tuple of allowed words.
+# Field schema: read from the agents' Config dataclasses (gfp/agents/configs.py, no JAX), the only
+# place it is written. A kind is float / int / bool / str, "dims" (tuple of ints), or a tuple of
+# allowed words; it says how a table cell or a flag string is parsed.
 # ---------------------------------------------------------------------------------------------
 Kind = type | str | tuple[str, ...] | None
 
-Q_AGG = ("mean", "min")
-SHARED_FIELDS: dict[str, Kind] = {
-    "lr": float,
-    "batch_size": int,
-    "gamma": float,
-    "tau": float,
-    "actor_hidden_dims": "dims",
-    "value_hidden_dims": "dims",
-    "layer_norm": bool,
-}
-AGENT_FIELDS: dict[str, dict[str, Kind]] = {
-    "gfp": {
-        **SHARED_FIELDS,
-        "alpha": float,
-        "eta": float,
-        "flow_steps": int,
-        "q_agg": Q_AGG,
-        "target_agg": ("actor", "mean", "vabc", "min", "max"),
-        "target_use_next": bool,
-        "guidance_agg": ("actor", "min"),
-        "guidance_fn": ("softmax", "advantage"),
-        "guidance_critic": ("target", "online"),
-        "time_embedding": ("sinusoidal", "scalar"),
-        "normalize_q_loss": bool,
-    },
-    "fql": {
-        **SHARED_FIELDS,
-        "alpha": float,
-        "flow_steps": int,
-        "q_agg": Q_AGG,
-        "normalize_q_loss": bool,
-        "time_embedding": ("sinusoidal", "scalar"),
-    },
-    "rebrac": {
-        **SHARED_FIELDS,
-        "alpha_actor": float,
-        "alpha_critic": float,
-        "actor_freq": int,
-        "actor_noise": float,
-        "actor_noise_clip": float,
-        "q_agg": Q_AGG,
-    },
-    "iql": {**SHARED_FIELDS, "alpha": float, "expectile": float},
-    "bc": dict(SHARED_FIELDS),
-    "flow_bc": dict(SHARED_FIELDS),
-}
+
+def _configs() -> Mapping[str, type]:
+    """Agent name -> Config class (a test may replace this function)."""
+    return CONFIGS
+
+
+def _kind_of_hint(hint: Any) -> Kind:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return tuple(str(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return "dims"
+    if origin in (Union, types.UnionType):
+        return None  # Optional and friends: pass flag values through untouched
+    return hint if hint in (float, int, bool, str) else None
+
+
+def field_kinds(config_cls: type) -> dict[str, Kind]:
+    """Field name -> kind, from the dataclass's own annotations."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: _kind_of_hint(hints.get(f.name)) for f in dataclasses.fields(config_cls)}
+
+
+def shared_fields() -> dict[str, Kind]:
+    """The fields every agent has (BaseConfig's): what an agent '*' row may set."""
+    return field_kinds(BaseConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,11 +359,12 @@ def _load_table(path: str) -> tuple[PresetRow, ...]:
                 raise ConfigError(
                     f"{where}: unknown preset {preset!r} (choices: {', '.join(PRESETS)})"
                 )
-            if agent != ANY and agent not in AGENT_FIELDS:
+            configs = _configs()
+            if agent != ANY and agent not in configs:
                 raise ConfigError(
-                    f"{where}: unknown agent {agent!r} (choices: *, {', '.join(AGENT_NAMES)})"
+                    f"{where}: unknown agent {agent!r} (choices: *, {', '.join(configs)})"
                 )
-            fields = SHARED_FIELDS if agent == ANY else AGENT_FIELDS[agent]
+            fields = shared_fields() if agent == ANY else field_kinds(configs[agent])
             if key not in fields:
                 whose = "every agent" if agent == ANY else f"agent {agent!r}"
                 raise ConfigError(
@@ -418,30 +395,6 @@ def _load_table(path: str) -> tuple[PresetRow, ...]:
 # ---------------------------------------------------------------------------------------------
 # Resolution.
 # ---------------------------------------------------------------------------------------------
-def _registry() -> Mapping[str, type]:
-    """The agent registry. Imported lazily: it pulls in JAX. A test may replace this function."""
-    import gfp.agents
-
-    return getattr(gfp.agents, "AGENTS", {})
-
-
-def _kind_of_hint(hint: Any) -> Kind:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return tuple(str(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        return "dims"
-    if origin in (Union, types.UnionType):
-        return None  # Optional and friends: pass flag values through untouched
-    return hint if hint in (float, int, bool, str) else None
-
-
-def _field_kinds(config_cls: type) -> dict[str, Kind]:
-    """Field name -> kind, from the dataclass's own annotations (the ground truth)."""
-    hints = typing.get_type_hints(config_cls)
-    return {f.name: _kind_of_hint(hints.get(f.name)) for f in dataclasses.fields(config_cls)}
-
-
 @dataclasses.dataclass
 class _Resolved:
     config: Any
@@ -452,18 +405,10 @@ class _Resolved:
 
 
 def _config_class(agent: str) -> type:
-    if agent not in AGENT_NAMES:
-        # Also accept agents registered beyond the frozen list (they have no table rows).
-        registry = _registry()
-        if agent not in registry:
-            choices = sorted(set(AGENT_NAMES) | set(registry))
-            raise ConfigError(f"unknown agent {agent!r} (choices: {', '.join(choices)})")
-        return registry[agent].Config
-    registry = _registry()
-    if agent not in registry:
-        registered = ", ".join(sorted(registry)) or "none"
-        raise ConfigError(f"agent {agent!r} is not available yet (registered: {registered})")
-    return registry[agent].Config
+    configs = _configs()
+    if agent not in configs:
+        raise ConfigError(f"unknown agent {agent!r} (choices: {', '.join(configs)})")
+    return configs[agent]
 
 
 def _resolve(
@@ -472,7 +417,6 @@ def _resolve(
     preset: str = "paper",
     overrides: Mapping[str, Any] | None = None,
 ) -> _Resolved:
-    # Cheap checks first: a typo in the preset fails before the registry (JAX) is imported.
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r} (choices: {', '.join(PRESETS)})")
     config_cls = _config_class(agent)
@@ -482,7 +426,7 @@ def _resolve(
         raise ConfigError(
             f"preset {preset!r} does not apply to agent {agent!r} (it is for: {', '.join(users)})"
         )
-    kinds = _field_kinds(config_cls)
+    kinds = field_kinds(config_cls)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}  # None = unset flag
     unknown = sorted(set(overrides) - set(kinds))
     if unknown:
@@ -493,7 +437,8 @@ def _resolve(
 
     shared_default = DEFAULT_SOURCE
     own_default = DEFAULT_SOURCE if agent == "gfp" else f"default ({agent} Config)"
-    sources = {k: shared_default if k in SHARED_FIELDS else own_default for k in kinds}
+    shared = shared_fields()
+    sources = {k: shared_default if k in shared else own_default for k in kinds}
     notes: dict[str, str] = {}
     values: dict[str, Any] = {}
     env = task_env(task) if task else None
@@ -532,10 +477,10 @@ def _resolve(
         values[key] = value
         sources[key] = FLAG_SOURCE
     notes = {k: v for k, v in notes.items() if v}
-    try:
+    try:  # the Config checks every value's type and range when it is built
         config = dataclasses.replace(config_cls(), **values)
-    except (TypeError, ValueError) as e:  # e.g. the Config's own __post_init__ checks
-        raise ConfigError(f"invalid {agent} config: {e}") from e
+    except ConfigError as e:
+        raise ConfigError(f"{agent} option {e}") from None
     return _Resolved(config, sources, notes, env, task_rows)
 
 

@@ -25,7 +25,8 @@ from gfp.agents.base import BATCH_KEYS, Agent, Batch, TrainState
 from gfp.errors import DivergenceError
 
 TRAIN_KEYS = BATCH_KEYS  # what every agent reads
-DERIVED_KEYS = ("next_actions",)  # computed here when the dataset lacks them (ReBRAC reads them)
+DERIVED_KEYS = ("next_actions",)
+OBS_KEYS = ("observations", "next_observations")  # kept uint8 on the device when they are  # computed here when the dataset lacks them (ReBRAC reads them)
 
 
 def next_actions(transitions: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -48,16 +49,21 @@ def next_actions(transitions: Mapping[str, np.ndarray]) -> np.ndarray:
 def to_device(
     transitions: Mapping[str, np.ndarray], keys: Sequence[str] = TRAIN_KEYS + DERIVED_KEYS
 ) -> Batch:
-    """Put the training arrays `keys` on the default device once, as float32; `next_actions` is
-    derived (see `next_actions`) when the dataset does not hold it. Pass `agent.batch_keys` to
-    carry only what that agent reads."""
+    """Put the training arrays `keys` on the default device once, as float32, except uint8
+    observations (pixels), which stay uint8: the networks' encoders cast them inside the jitted
+    update, so the device holds a quarter of the float32 bytes. `next_actions` is derived (see
+    `next_actions`) when the dataset does not hold it. Pass `agent.batch_keys` to carry only what
+    that agent reads."""
 
     def array(key: str) -> np.ndarray:
         if key == "next_actions" and key not in transitions:
             return next_actions(transitions)
-        return transitions[key]
+        return np.asarray(transitions[key])
 
-    return {k: jnp.asarray(array(k), dtype=jnp.float32) for k in keys}
+    def dtype(key: str, x: np.ndarray) -> Any:
+        return np.uint8 if key in OBS_KEYS and x.dtype == np.uint8 else jnp.float32
+
+    return {k: jnp.asarray(x, dtype=dtype(k, x)) for k in keys for x in (array(k),)}
 
 
 def sample_batch(data: Batch, rng: jax.Array, batch_size: int) -> Batch:

@@ -14,6 +14,7 @@ module, its Adam moments and its target copy untouched on some steps (`Agent.sch
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -23,37 +24,32 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gfp.agents.configs import BaseConfig, option  # noqa: F401 (re-exported for agent files)
+from gfp.agents.networks import Critic, make_encoder
+
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
-def option(default: Any, help: str) -> Any:
-    """A config field with its documentation, shown by `gfp train --help` and `gfp presets`."""
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 @dataclasses.dataclass(frozen=True)
-class BaseConfig:
-    """Hyperparameters every agent has. Defaults are the paper's (GFP Tab. 4, App. A)."""
+class ObsSpec:
+    """What an agent is told about observations: the shape of one observation and its dtype.
 
-    lr: float = option(3e-4, "Adam learning rate, one optimizer over all networks (Tab. 4).")
-    batch_size: int = option(256, "Minibatch size, sampled uniformly with replacement.")
-    gamma: float = option(0.99, "Discount factor (per-task values in the presets table).")
-    tau: float = option(
-        0.005, "Polyak rate of the target networks: target <- tau*online + (1-tau)*target."
-    )
-    actor_hidden_dims: tuple[int, ...] = option(
-        (512, 512, 512, 512), "Hidden layer sizes of the policy networks (actor and flow)."
-    )
-    value_hidden_dims: tuple[int, ...] = option(
-        (512, 512, 512, 512), "Hidden layer sizes of the critic / value networks."
-    )
-    layer_norm: bool = option(True, "LayerNorm after each hidden activation of the critic.")
+    State vectors are float32 (d,); pixel observations are uint8 (H, W, C) and stay uint8 on the
+    device (a quarter of float32's memory): the cast happens inside the networks' encoders."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
 
     @classmethod
-    def field_help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+    def of(cls, obs: Any) -> ObsSpec:
+        """The spec of an observation array with a leading batch axis."""
+        return cls(tuple(int(n) for n in obs.shape[1:]), str(obs.dtype))
+
+    @property
+    def flat_dim(self) -> int:
+        return int(math.prod(self.shape))
 
 
 @struct.dataclass
@@ -97,11 +93,36 @@ class Agent:
     targets: ClassVar[tuple[str, ...]] = ("critic",)  # modules with a Polyak target copy
     batch_keys: ClassVar[tuple[str, ...]] = BATCH_KEYS  # dataset arrays its batches carry
 
-    def __init__(self, config: BaseConfig, obs_dim: int, action_dim: int):
+    def __init__(self, config: BaseConfig, obs_spec: ObsSpec | int, action_dim: int):
         self.config = config
-        self.obs_dim = obs_dim
+        self.obs_spec = ObsSpec((obs_spec,)) if isinstance(obs_spec, int) else obs_spec
         self.action_dim = action_dim
         self.nets = self.networks()
+
+    @property
+    def obs_dim(self) -> int:
+        """Size of a flattened observation."""
+        return self.obs_spec.flat_dim
+
+    def example_inputs(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """A batch of one (observation, action, flow time) for initialising networks."""
+        spec = self.obs_spec
+        obs = jnp.zeros((1, *spec.shape), spec.dtype)
+        return obs, jnp.zeros((1, self.action_dim)), jnp.zeros((1,))
+
+    def encoder(self) -> Any:
+        """A fresh observation encoder for one network (each module gets its own, trained by that
+        module's loss, as in the reference code); None-like for state vectors."""
+        return make_encoder(self.config.encoder, self.obs_spec)
+
+    def critic_network(self) -> Critic:
+        """The Q ensemble every critic-based agent uses (2 members, LayerNorm, own encoder)."""
+        c = self.config
+        return Critic(c.value_hidden_dims, c.layer_norm, encoder=self.encoder())
+
+    def batch_shape(self, obs: jax.Array) -> tuple[int, ...]:
+        """The leading (batch) axes of an observation array."""
+        return obs.shape[: obs.ndim - len(self.obs_spec.shape)]
 
     # ---- to implement -------------------------------------------------------------------------
     def networks(self) -> dict[str, tuple[nn.Module, tuple[jax.Array, ...]]]:
@@ -125,10 +146,20 @@ class Agent:
         """The loss terms and diagnostics for a fresh draw of the update's noise."""
         return self.loss_terms(params, target_params, batch, self.sample_noise(rng, batch))
 
+    def action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
+    ) -> jax.Array:
+        """The action of `policy` at `obs` for the noise `z` ~ N(0, I) of shape (*batch,
+        action_dim), clipped to [-1, 1]; deterministic policies ignore `z`. A pure function, so
+        that exported policies (gfp.export) take the noise as an input."""
+        raise NotImplementedError
+
     def act(
         self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
     ) -> jax.Array:
-        raise NotImplementedError
+        """The stochastic policy used at evaluation: a fresh z ~ N(0, I) from `rng`."""
+        z = jax.random.normal(rng, (*self.batch_shape(obs), self.action_dim))
+        return self.action(params, obs, z, policy)
 
     def schedule(self, step: jax.Array) -> dict[str, jax.Array]:
         """Delayed updates. Map a module name, or 'target/<module>' for its target copy, to a traced
@@ -170,7 +201,9 @@ class Agent:
 
     def update(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         """One gradient step on the joint loss, then the Polyak update of the targets (both only
-        for the modules that `schedule` lets change at this step)."""
+        for the modules that `schedule` lets change at this step). The targets average the online
+        parameters from before the step (`target_update='pre_step'`, as the reference code does:
+        target <- tau * online_before + (1 - tau) * target) or after it ('post_step')."""
         rng, loss_rng = jax.random.split(state.rng)
         grad_fn = jax.grad(self.total_loss, has_aux=True)
         grads, metrics = grad_fn(state.params, state.target_params, batch, loss_rng)
@@ -182,10 +215,11 @@ class Agent:
             params[name], opt_state[name] = where_tree(
                 on.get(name), (optax.apply_updates(p, updates), new_opt), (p, state.opt_state[name])
             )
+        source = state.params if self.config.target_update == "pre_step" else params
         target_params = {
             name: where_tree(
                 on.get(f"target/{name}"),
-                polyak(params[name], state.target_params[name], self.config.tau),
+                polyak(source[name], state.target_params[name], self.config.tau),
                 state.target_params[name],
             )
             for name in self.targets

@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import Agent, BaseConfig, Batch, Params, option
+from gfp.agents.base import Agent, Batch, Params
+from gfp.agents.configs import BCConfig, FlowBCConfig
 from gfp.agents.networks import (
     GaussianActor,
     VelocityField,
@@ -24,25 +22,6 @@ from gfp.agents.networks import (
     flow_matching_error,
     gaussian_log_prob,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class BCConfig(BaseConfig):
-    const_std: bool = option(
-        True,
-        "Fix the std at 1 (FQL's/OGBench's const_std; the loss is then a squared error) instead "
-        "of learning a state-independent log-std vector.",
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class FlowBCConfig(BaseConfig):
-    flow_steps: int = option(10, "Euler steps M used to sample an action.")
-    time_embedding: Literal["sinusoidal", "scalar"] = option(
-        "sinusoidal",
-        "Flow time input: GFP's 64-d sinusoidal embedding (the VaBC network) or the raw scalar t "
-        "(FQL's BC flow).",
-    )
 
 
 class BC(Agent):
@@ -54,11 +33,11 @@ class BC(Agent):
 
     def networks(self):
         c, d = self.config, self.action_dim
-        actor = GaussianActor(c.actor_hidden_dims, d, const_std=c.const_std)
-        return {"actor": (actor, (jnp.zeros((1, self.obs_dim)),))}
+        actor = GaussianActor(c.actor_hidden_dims, d, const_std=c.const_std, encoder=self.encoder())
+        return {"actor": (actor, self.example_inputs()[:1])}
 
-    def act(
-        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    def action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
     ) -> jax.Array:
         mean, _ = self.apply("actor", params, obs)
         return jnp.clip(mean, -1.0, 1.0)
@@ -86,13 +65,12 @@ class FlowBC(Agent):
 
     def networks(self):
         c, d = self.config, self.action_dim
-        obs, act, t = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, d)), jnp.zeros((1,))
-        return {"flow": (VelocityField(c.actor_hidden_dims, d, c.time_embedding), (obs, act, t))}
+        flow = VelocityField(c.actor_hidden_dims, d, c.time_embedding, encoder=self.encoder())
+        return {"flow": (flow, self.example_inputs())}
 
-    def act(
-        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    def action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
     ) -> jax.Array:
-        z = jax.random.normal(rng, (*obs.shape[:-1], self.action_dim))
         flow = self.nets["flow"][0]
         return euler_flow(flow, {"params": params["flow"]}, obs, z, self.config.flow_steps)
 

@@ -18,36 +18,13 @@ loss is unweighted.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import jax
 
-from gfp.agents.base import BaseConfig, Batch, Params, option
+from gfp.agents.base import Batch, Params
+from gfp.agents.configs import FQLConfig as Config
 from gfp.agents.gfp import OneStepFlow
 
 sg = jax.lax.stop_gradient
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(BaseConfig):
-    alpha: float = option(
-        10.0,
-        "Distillation weight alpha (FQL's BC coefficient), on the scale of the UNnormalised Q "
-        "loss (mean over action dims); FQL's default 10, per-task values in the presets table.",
-    )
-    flow_steps: int = option(10, "Euler steps M of the BC flow (30 on humanoidmaze-large).")
-    q_agg: Literal["mean", "min"] = option(
-        "mean",
-        "Aggregation of the 2 target critics in the Bellman target only; the actor loss always "
-        "uses their mean (FQL).",
-    )
-    normalize_q_loss: bool = option(
-        False, "Scale the actor's -Q term by lambda = sg(1/mean|Q|) (off in FQL, always on in GFP)."
-    )
-    time_embedding: Literal["sinusoidal", "scalar"] = option(
-        "scalar", "Flow time input: the raw scalar t (FQL) or GFP's 64-d sinusoidal embedding."
-    )
 
 
 class FQL(OneStepFlow):

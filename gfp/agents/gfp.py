@@ -20,15 +20,14 @@ reproduce the published numbers (the code's behaviour).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import Agent, BaseConfig, Batch, Metrics, Params, aggregate, option
+from gfp.agents.base import Agent, Batch, Metrics, Params, aggregate
+from gfp.agents.configs import GFPConfig as Config
 from gfp.agents.networks import (
-    Critic,
     OneStepActor,
     VelocityField,
     euler_flow,
@@ -36,58 +35,6 @@ from gfp.agents.networks import (
 )
 
 sg = jax.lax.stop_gradient
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(BaseConfig):
-    alpha: float = option(
-        1.0,
-        "Distillation weight alpha in the actor loss (Eq. 8), on the scale of the normalised Q "
-        "loss (mean over action dims). Per-task values in the presets table.",
-    )
-    eta: float = option(
-        1e-3,
-        "Guidance temperature eta of g (Eq. 10); small eta gives a near-binary filter; "
-        "eta = 0 switches the weighting off (plain flow BC, i.e. FQL with Q normalisation).",
-    )
-    flow_steps: int = option(10, "Euler steps M of the VaBC flow (30 on humanoidmaze-large).")
-    q_agg: Literal["mean", "min"] = option(
-        "mean",
-        "Aggregation of the 2 critics everywhere (target, actor loss, lambda, guidance); "
-        "'min' on antmaze (GFP.md ambiguity 9).",
-    )
-    target_agg: Literal["actor", "mean", "vabc", "min", "max"] = option(
-        "actor",
-        "Bellman target: 'actor' = standard target (Eq. 6); 'mean' = y_VaBC, the average of the "
-        "actor and VaBC next-action values (Eq. 7, used on cube and humanoidmaze-medium); "
-        "'vabc', 'min', 'max' are the authors' code's other choices.",
-    )
-    target_use_next: bool = option(
-        False,
-        "y_VaBC only: compute the VaBC next action at s' (True, the equation as written) or at s "
-        "(False, the authors' code and the published numbers; GFP.md 1.2 'implementation note').",
-    )
-    guidance_agg: Literal["actor", "min"] = option(
-        "actor",
-        "Reference action value in g: 'actor' = Q(s, a_theta) (Eq. 10); 'min' = "
-        "min(Q(s, a_theta), Q(s, a_omega)), g_min of Eq. 13 (antmaze, humanoidmaze, antsoccer).",
-    )
-    guidance_fn: Literal["softmax", "advantage"] = option(
-        "softmax",
-        "'softmax' = g_eta, a two-way softmax = sigmoid of the scaled Q gap (Eq. 10); 'advantage' "
-        "= AWR-style exp((lambda/eta) gap), unbounded and unclipped as in the code (Eq. 11/12).",
-    )
-    guidance_critic: Literal["target", "online"] = option(
-        "target",
-        "Critic inside g: 'target' Q_phibar (the authors' code, default) or 'online' Q_phi (the "
-        "paper's text). Either way g carries no gradient (GFP.md ambiguity 1).",
-    )
-    time_embedding: Literal["sinusoidal", "scalar"] = option(
-        "sinusoidal", "Flow time input: 64-d sinusoidal embedding (GFP) or the raw scalar t (FQL)."
-    )
-    normalize_q_loss: bool = option(
-        True, "Scale the actor's -Q term by lambda = sg(1/mean|Q|) (always on in GFP, Eq. 8)."
-    )
 
 
 class OneStepFlow(Agent):
@@ -104,14 +51,12 @@ class OneStepFlow(Agent):
 
     def networks(self):
         c, d = self.config, self.action_dim
-        obs, act, t = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, d)), jnp.zeros((1,))
+        obs, act, t = self.example_inputs()
+        flow = VelocityField(c.actor_hidden_dims, d, c.time_embedding, encoder=self.encoder())
         return {
-            "critic": (Critic(c.value_hidden_dims, c.layer_norm), (obs, act)),
-            "actor": (OneStepActor(c.actor_hidden_dims, d), (obs, act)),
-            self.flow_module: (
-                VelocityField(c.actor_hidden_dims, d, c.time_embedding),
-                (obs, act, t),
-            ),
+            "critic": (self.critic_network(), (obs, act)),
+            "actor": (OneStepActor(c.actor_hidden_dims, d, encoder=self.encoder()), (obs, act)),
+            self.flow_module: (flow, (obs, act, t)),
         }
 
     # ---- the two policies' actions and the critic ----------------------------------------------
@@ -132,10 +77,9 @@ class OneStepFlow(Agent):
         q_all = self.nets["critic"][0].apply({"params": critic_params}, obs, actions)
         return aggregate(q_all, how or self.config.q_agg)
 
-    def act(
-        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    def action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
     ) -> jax.Array:
-        z = jax.random.normal(rng, (*obs.shape[:-1], self.action_dim))
         if policy == self.flow_module:
             return self.flow_action(params, obs, z)
         return jnp.clip(self.actor_action(params, obs, z), -1.0, 1.0)

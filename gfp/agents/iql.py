@@ -14,28 +14,14 @@ matters). The policy acts with its mean (FQL evaluates at temperature 0).
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import Agent, BaseConfig, Batch, Params, option
-from gfp.agents.networks import Critic, GaussianActor, Value, gaussian_log_prob
+from gfp.agents.base import Agent, Batch, Params
+from gfp.agents.configs import IQLConfig as Config
+from gfp.agents.networks import GaussianActor, Value, gaussian_log_prob
 
 sg = jax.lax.stop_gradient
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(BaseConfig):
-    alpha: float = option(
-        10.0,
-        "AWR inverse temperature: weights exp(alpha * (Q - V)), clipped at 100 (FQL's default 10; "
-        "per-task values in the presets table).",
-    )
-    expectile: float = option(0.9, "Expectile tau of the value regression (0.5 = mean).")
-    const_std: bool = option(
-        True, "Fix the policy's std at 1 (FQL's const_std) instead of learning a log-std vector."
-    )
 
 
 def expectile_loss(u: jax.Array, expectile: float) -> jax.Array:
@@ -52,11 +38,12 @@ class IQL(Agent):
 
     def networks(self):
         c, d = self.config, self.action_dim
-        obs, act = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, d))
+        obs, act, _ = self.example_inputs()
+        actor = GaussianActor(c.actor_hidden_dims, d, const_std=c.const_std, encoder=self.encoder())
         return {
-            "value": (Value(c.value_hidden_dims, c.layer_norm), (obs,)),
-            "critic": (Critic(c.value_hidden_dims, c.layer_norm), (obs, act)),
-            "actor": (GaussianActor(c.actor_hidden_dims, d, const_std=c.const_std), (obs,)),
+            "value": (Value(c.value_hidden_dims, c.layer_norm, encoder=self.encoder()), (obs,)),
+            "critic": (self.critic_network(), (obs, act)),
+            "actor": (actor, (obs,)),
         }
 
     def v(self, value_params: Params, obs: jax.Array) -> jax.Array:
@@ -65,8 +52,8 @@ class IQL(Agent):
     def q_min(self, critic_params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:
         return self.nets["critic"][0].apply({"params": critic_params}, obs, actions).min(axis=0)
 
-    def act(
-        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    def action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
     ) -> jax.Array:
         mean, _ = self.apply("actor", params, obs)
         return jnp.clip(mean, -1.0, 1.0)

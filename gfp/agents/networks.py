@@ -2,18 +2,51 @@
 
 All follow the FQL reference architecture: GELU MLPs, Xavier-uniform init, LayerNorm after the
 activation of each hidden layer where enabled (the critic only, by default).
+
+Every network takes raw observations and starts with its own `encoder` (the observation seam):
+`FlattenObs` for state vectors (no parameters: flatten and cast to float32, so uint8 data is cast
+inside the jitted update, never copied to float32 on the host), or an image encoder registered in
+`ENCODERS` for pixel observations. Networks whose observation is fed many times (the flow's M Euler
+steps) encode it once (`encode`, then `is_encoded=True`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+
+
+class FlattenObs(nn.Module):
+    """The 'none' encoder: flatten the `obs_ndim` observation axes and cast to float32."""
+
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        batch = obs.shape[: obs.ndim - self.obs_ndim]
+        return obs.reshape(*batch, -1).astype(jnp.float32)
+
+
+# Encoder name (BaseConfig.encoder) -> factory(obs_spec) -> flax module mapping raw observations of
+# shape (*batch, *obs_spec.shape) to features (*batch, n). The pixel encoders register here.
+ENCODERS: dict[str, Callable[[Any], nn.Module]] = {
+    "none": lambda spec: FlattenObs(len(spec.shape)),
+}
+
+
+def make_encoder(name: str, obs_spec: Any) -> nn.Module:
+    return ENCODERS[name](obs_spec)
+
+
+def _encode(encoder: nn.Module | None, obs: jax.Array) -> jax.Array:
+    return encoder(obs) if encoder is not None else obs.astype(jnp.float32)
 
 
 class MLP(nn.Module):
@@ -53,11 +86,12 @@ class Critic(nn.Module):
     hidden_dims: Sequence[int]
     layer_norm: bool = True
     num: int = 2
+    encoder: nn.Module | None = None  # shared by the ensemble members
 
     @nn.compact
     def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
         q = mlp_ensemble(self.num)(self.hidden_dims, 1, self.layer_norm)
-        return q(jnp.concatenate([obs, actions], -1))[..., 0]
+        return q(jnp.concatenate([_encode(self.encoder, obs), actions], -1))[..., 0]
 
 
 class Value(nn.Module):
@@ -66,10 +100,12 @@ class Value(nn.Module):
     hidden_dims: Sequence[int]
     layer_norm: bool = True
     num: int = 1
+    encoder: nn.Module | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return mlp_ensemble(self.num)(self.hidden_dims, 1, self.layer_norm)(obs)[..., 0]
+        feats = _encode(self.encoder, obs)
+        return mlp_ensemble(self.num)(self.hidden_dims, 1, self.layer_norm)(feats)[..., 0]
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int = 64, max_period: float = 10000.0) -> jax.Array:
@@ -88,11 +124,18 @@ class VelocityField(nn.Module):
     hidden_dims: Sequence[int]
     action_dim: int
     time_embedding: str = "sinusoidal"
+    encoder: nn.Module | None = None
+
+    def encode(self, obs: jax.Array) -> jax.Array:
+        return _encode(self.encoder, obs)
 
     @nn.compact
-    def __call__(self, obs: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+    def __call__(
+        self, obs: jax.Array, x: jax.Array, t: jax.Array, is_encoded: bool = False
+    ) -> jax.Array:
+        feats = obs if is_encoded else self.encode(obs)
         emb = sinusoidal_embedding(t) if self.time_embedding == "sinusoidal" else t[..., None]
-        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, x, emb], -1))
+        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([feats, x, emb], -1))
 
 
 class OneStepActor(nn.Module):
@@ -100,10 +143,12 @@ class OneStepActor(nn.Module):
 
     hidden_dims: Sequence[int]
     action_dim: int
+    encoder: nn.Module | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array, z: jax.Array) -> jax.Array:
-        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, z], -1))
+        feats = _encode(self.encoder, obs)
+        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([feats, z], -1))
 
 
 class DeterministicActor(nn.Module):
@@ -114,10 +159,12 @@ class DeterministicActor(nn.Module):
     action_dim: int
     tanh_squash: bool = True
     final_init_scale: float = 1e-2
+    encoder: nn.Module | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        a = MLP(self.hidden_dims, self.action_dim, out_init_scale=self.final_init_scale)(obs)
+        feats = _encode(self.encoder, obs)
+        a = MLP(self.hidden_dims, self.action_dim, out_init_scale=self.final_init_scale)(feats)
         return jnp.tanh(a) if self.tanh_squash else a
 
 
@@ -133,10 +180,12 @@ class GaussianActor(nn.Module):
     log_std_min: float = -5.0
     log_std_max: float = 2.0
     final_init_scale: float = 1e-2
+    encoder: nn.Module | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = MLP(self.hidden_dims, self.action_dim, out_init_scale=self.final_init_scale)(obs)
+        feats = _encode(self.encoder, obs)
+        mean = MLP(self.hidden_dims, self.action_dim, out_init_scale=self.final_init_scale)(feats)
         if self.tanh_mean:
             mean = jnp.tanh(mean)
         if self.const_std:
@@ -159,10 +208,11 @@ def euler_flow(velocity: nn.Module, params, obs: jax.Array, z: jax.Array, steps:
     code (about 7% faster per GFP update at paper size on CPU, and XLA's cost analysis counts
     every step; a rolled loop counts its body once). BENCHMARKS.md, "Training"."""
     dt = 1.0 / steps
+    feats = velocity.apply(params, obs, method="encode")  # once, not once per Euler step
 
     def step(i, x):
         t = jnp.full(x.shape[:-1], i * dt, x.dtype)
-        return x + dt * velocity.apply(params, obs, x, t)
+        return x + dt * velocity.apply(params, feats, x, t, True)
 
     return jnp.clip(jax.lax.fori_loop(0, steps, step, z, unroll=True), -1.0, 1.0)
 

@@ -20,41 +20,14 @@ a zero actor loss there, which still moves the actor through Adam momentum.)
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import BATCH_KEYS, Agent, BaseConfig, Batch, Params, aggregate, option
-from gfp.agents.networks import Critic, DeterministicActor
+from gfp.agents.base import BATCH_KEYS, Agent, Batch, Params, aggregate
+from gfp.agents.configs import ReBRACConfig as Config
+from gfp.agents.networks import DeterministicActor
 
 sg = jax.lax.stop_gradient
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(BaseConfig):
-    alpha_actor: float = option(
-        0.01,
-        "Actor BC weight alpha_1 on sum_j (pi(s) - a)_j^2 next to the normalised Q term; tuned per "
-        "task (presets table). FQL's code defaults to 0, the GFP authors' config to 0.01.",
-    )
-    alpha_critic: float = option(
-        0.01,
-        "Critic BC weight alpha_2: the target value is lowered by "
-        "alpha_2 * sum_j (a' - a'_data)_j^2 (0 turns the critic penalty off); tuned per task.",
-    )
-    actor_freq: int = option(
-        2, "Delayed updates: actor and both target networks change every actor_freq-th step."
-    )
-    actor_noise: float = option(0.2, "Std sigma of the target policy smoothing noise.")
-    actor_noise_clip: float = option(0.5, "The smoothing noise is clipped to [-c, c].")
-    q_agg: Literal["min", "mean"] = option(
-        "min",
-        "Aggregation of the 2 critics in the target and the actor loss: 'min' (ReBRAC and FQL's "
-        "implementation) or 'mean' (FQL's/GFP's, which the GFP authors used, GFP.md 5.2).",
-    )
-    tanh_squash: bool = option(True, "Squash the actor's output with tanh (else clip it to act).")
 
 
 class ReBRAC(Agent):
@@ -67,10 +40,11 @@ class ReBRAC(Agent):
 
     def networks(self):
         c, d = self.config, self.action_dim
-        obs, act = jnp.zeros((1, self.obs_dim)), jnp.zeros((1, d))
+        obs, act, _ = self.example_inputs()
+        actor = DeterministicActor(c.actor_hidden_dims, d, c.tanh_squash, encoder=self.encoder())
         return {
-            "critic": (Critic(c.value_hidden_dims, c.layer_norm), (obs, act)),
-            "actor": (DeterministicActor(c.actor_hidden_dims, d, c.tanh_squash), (obs,)),
+            "critic": (self.critic_network(), (obs, act)),
+            "actor": (actor, (obs,)),
         }
 
     def pi(self, actor_params: Params, obs: jax.Array) -> jax.Array:
@@ -81,8 +55,8 @@ class ReBRAC(Agent):
         q_all = self.nets["critic"][0].apply({"params": critic_params}, obs, actions)
         return aggregate(q_all, self.config.q_agg)
 
-    def act(
-        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    def action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
     ) -> jax.Array:
         """Deterministic pi(s) (FQL evaluates with temperature 0: no exploration noise)."""
         return jnp.clip(self.pi(params["actor"], obs), -1.0, 1.0)
