@@ -17,7 +17,7 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from gfp.agents import AGENTS
+from gfp.agents.configs import CONFIGS
 from gfp.errors import ConfigError, GfpError, Interrupted
 
 
@@ -32,10 +32,10 @@ def _agent_options_class() -> type:
     types: dict[str, Any] = {}
     helps: dict[str, str] = {}
     defaults: dict[str, list[str]] = {}
-    for name, cls in AGENTS.items():
-        hints = typing.get_type_hints(cls.Config, globalns=vars(sys.modules[cls.Config.__module__]))
-        field_help = cls.Config.field_help()
-        for f in dataclasses.fields(cls.Config):
+    for name, config in CONFIGS.items():
+        hints = typing.get_type_hints(config)
+        field_help = config.field_help()
+        for f in dataclasses.fields(config):
             types.setdefault(f.name, hints[f.name])
             helps.setdefault(f.name, field_help[f.name])
             defaults.setdefault(f.name, []).append(f"{name} {f.default!r}")
@@ -80,6 +80,9 @@ class Train:
     the end."""
     eval_episodes: int = 50
     """Episodes per evaluation (the paper's final protocol uses 100)."""
+    success_timing: str = "post"
+    """OGBench singletask success (and termination) decided 'post' (after the action: OGBench <
+    1.2, the paper's numbers) or 'pre' (before it: OGBench 1.2's default). Datasets are equal."""
     log_every: int = 1000
     """Average metrics over this many updates per log row (also the fused scan length)."""
     checkpoint_every: int | None = None
@@ -177,124 +180,80 @@ Command = Union[  # noqa: UP007
 ]
 
 
+def _seeds(args: Train) -> list[int]:
+    if not args.seeds:
+        return [args.seed]
+    try:
+        return [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+
+
+def _overrides(args: Train) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(args.options).items() if v is not None}
+
+
 def train_job(args: Train):
-    """Validate the train arguments and resolve them into a TrainJob (before any compilation)."""
-    from gfp import run
+    """The TrainJob of the arguments (validated by the job itself, before any compilation), and
+    whether it is the built-in default job."""
+    from gfp.job import make_train_job
 
     if args.resume is not None:
         return resume_job(args), False
-    default_job = args.task is None
-    task = run.DEFAULT_TASK if default_job else args.task
-    preset = args.preset or ("cpu" if default_job else "paper")
-    if args.agent not in AGENTS:
-        raise ConfigError(f"unknown agent {args.agent!r}; choose one of: {', '.join(AGENTS)}")
-    overrides = {k: v for k, v in dataclasses.asdict(args.options).items() if v is not None}
-    config, sources = run.resolve_config(args.agent, task, preset, overrides)
-    steps = (
-        args.steps
-        if args.steps is not None
-        else (run.CPU_STEPS if preset == "cpu" else run.paper_steps(task))
-    )
-    if steps <= 0:
-        raise ConfigError(f"--steps must be positive, got {steps}")
-    eval_every = args.eval_every
-    if eval_every is None:
-        eval_every = steps // 2 if preset == "cpu" else min(100_000, steps)
-    if eval_every < 0 or eval_every > steps:
-        raise ConfigError(f"--eval-every {eval_every} must be between 0 and --steps {steps}")
-    if args.log_every <= 0:
-        raise ConfigError(f"--log-every must be positive, got {args.log_every}")
-    checkpoint_every = args.checkpoint_every
-    if checkpoint_every is None:
-        every = run.DEFAULT_CHECKPOINT_EVERY
-        checkpoint_every = max(args.log_every, every // args.log_every * args.log_every)
-        if 0 < eval_every < checkpoint_every:
-            checkpoint_every = eval_every
-        checkpoint_every = min(checkpoint_every, steps)
-    if checkpoint_every < 0 or checkpoint_every > steps:
-        raise ConfigError(
-            f"--checkpoint-every {checkpoint_every} must be between 0 and --steps {steps}"
-        )
-    seeds = [args.seed]
-    if args.seeds:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise ConfigError(
-                f"--seeds must be comma-separated integers, got {args.seeds!r}"
-            ) from None
-        if len(set(seeds)) != len(seeds):
-            raise ConfigError(f"--seeds has duplicates: {args.seeds}")
-    dataset_dir = args.dataset_dir
-    if default_job and dataset_dir is None:
-        dataset_dir = run.default_data_dir()
-    out = args.out or Path("runs") / task / args.agent / (
-        f"seed{seeds[0]}" if len(seeds) == 1 else "seeds"
-    )
-    job = run.TrainJob(
-        task=task,
-        agent=args.agent,
-        config=config,
-        sources=sources,
-        steps=steps,
-        seeds=seeds,
-        out=out,
-        dataset_dir=dataset_dir,
-        preset=preset,
-        eval_every=eval_every,
+    job = make_train_job(
+        args.task,
+        args.agent,
+        preset=args.preset,
+        overrides=_overrides(args),
+        steps=args.steps,
+        seeds=_seeds(args),
+        out=args.out,
+        dataset_dir=args.dataset_dir,
+        eval_every=args.eval_every,
         eval_episodes=args.eval_episodes,
         log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        success_timing=args.success_timing,
         overwrite=args.overwrite,
         video=args.video,
-        checkpoint_every=checkpoint_every,
     )
-    return job, default_job
+    return job, args.task is None
 
 
 def _read_run_config(path: Path) -> dict[str, Any]:
     try:
         cfg = json.loads(path.read_text())
-        for key in ("task", "agent", "seed", "steps", "agent_config"):
-            cfg[key]  # noqa: B018  (presence check)
-        return cfg
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a gfp run configuration ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: not a gfp run configuration (not a JSON object)")
+    return cfg
 
 
 def resume_job(args: Train):
-    """The TrainJob of the run in args.resume, from its config.json; every other flag that is set
-    (differs from its default) must agree with the recorded setting, except --dataset-dir (the
-    data may have moved; a checksum makes sure it is the same data) and --video."""
-    from gfp import run
+    """The TrainJob of the run in args.resume, from its config.json (validated as a new job);
+    every other flag that is set (differs from its default) must agree with the recorded setting,
+    except --dataset-dir (the data may have moved; a checksum makes sure it is the same data) and
+    --video."""
+    from gfp.job import RECORDED_SETTINGS, job_from_record
 
     root = Path(args.resume)
-    if (root / "config.json").is_file():
-        cfg = _read_run_config(root / "config.json")
-        seeds = cfg.get("seeds") or [cfg["seed"]]
-        if len(seeds) > 1:
-            raise ConfigError(
-                f"{root} is seed {cfg['seed']} of the multi-seed run {root.parent}; resume the "
-                f"whole run: --resume {root.parent}"
-            )
-    else:
+    path = root / "config.json"
+    if not path.is_file():
         found = sorted(root.glob("seed*/config.json"))
         if not found:
             why = "it has no config.json" if root.is_dir() else "it does not exist"
             raise ConfigError(f"--resume {root}: not a gfp run directory ({why})")
-        cfg = _read_run_config(found[0])
-        seeds = cfg.get("seeds") or [cfg["seed"]]
-    if cfg["agent"] not in AGENTS:
-        raise ConfigError(f"{root}: the run's agent {cfg['agent']!r} is not installed")
-    recorded = {
-        "task": cfg["task"],
-        "agent": cfg["agent"],
-        "steps": cfg["steps"],
-        "preset": cfg["preset"],
-        "eval_every": cfg["eval_every"],
-        "eval_episodes": cfg["eval_episodes"],
-        "log_every": cfg["log_every"],
-        "checkpoint_every": cfg.get("checkpoint_every", 0),
-    }
+        path = found[0]
+    cfg = _read_run_config(path)
+    job = job_from_record(cfg, path, root, video=args.video)
+    if path.parent == root and len(job.seeds) > 1:
+        raise ConfigError(
+            f"{root} is seed {cfg.get('seed')} of the multi-seed run {root.parent}; resume the "
+            f"whole run: --resume {root.parent}"
+        )
+    seeds = job.seeds
+    recorded = {k: getattr(job, k) for k in RECORDED_SETTINGS}
     defaults = Train()
     conflicts = []
     for f in dataclasses.fields(Train):
@@ -312,44 +271,30 @@ def resume_job(args: Train):
             conflicts.append(f"{flag} {value} (run: {','.join(map(str, seeds))})")
         elif f.name == "out" and Path(value).resolve() != root.resolve():
             conflicts.append(f"{flag} {value} (resuming: {root})")
+        elif f.name in ("task", "agent") and value != getattr(job, f.name):
+            conflicts.append(f"{flag} {value} (run: {getattr(job, f.name)})")
         elif f.name in recorded and value != recorded[f.name]:
             conflicts.append(f"{flag} {value} (run: {recorded[f.name]})")
-    overrides = {k: v for k, v in dataclasses.asdict(args.options).items() if v is not None}
+    overrides = _overrides(args)
     if overrides:
-        given, _ = run.resolve_config(cfg["agent"], cfg["task"], cfg["preset"], overrides)
+        from gfp.presets import resolve
+
+        given, _ = resolve(job.agent, job.task, job.preset, overrides)
         for key in overrides:
             have = json.loads(json.dumps(getattr(given, key)))
-            if have != cfg["agent_config"].get(key):
-                flag = "--" + key.replace("_", "-")
-                conflicts.append(f"{flag} {have} (run: {cfg['agent_config'].get(key)})")
+            was = json.loads(json.dumps(getattr(job.config, key)))
+            if have != was:
+                conflicts.append(f"--{key.replace('_', '-')} {have} (run: {was})")
     if conflicts:
         raise ConfigError(
             f"--resume continues {root} with its recorded settings, and these flags differ from "
             f"them: {', '.join(conflicts)}; drop them, or start a new run with another --out"
         )
-    dataset_dir = Path(cfg["dataset_dir"]) if cfg.get("dataset_dir") else None
     if args.dataset_dir is not None:
-        if dataset_dir is not None and Path(args.dataset_dir) != dataset_dir:
-            print(f"gfp: reading the data from {args.dataset_dir} (the run used {dataset_dir})")
-        dataset_dir = Path(args.dataset_dir)
-    return run.TrainJob(
-        task=cfg["task"],
-        agent=cfg["agent"],
-        config=run.config_from_record(cfg["agent"], cfg["agent_config"]),
-        sources=cfg.get("agent_config_sources", {}),
-        steps=recorded["steps"],
-        seeds=seeds,
-        out=root,
-        dataset_dir=dataset_dir,
-        preset=recorded["preset"],
-        eval_every=recorded["eval_every"],
-        eval_episodes=recorded["eval_episodes"],
-        log_every=recorded["log_every"],
-        video=args.video,
-        checkpoint_every=recorded["checkpoint_every"],
-        resume=True,
-        recorded=cfg,
-    )
+        if job.dataset_dir is not None and Path(args.dataset_dir) != job.dataset_dir:
+            print(f"gfp: reading the data from {args.dataset_dir} (the run used {job.dataset_dir})")
+        job.dataset_dir = Path(args.dataset_dir)
+    return job
 
 
 def cmd_train(args: Train) -> None:

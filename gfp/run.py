@@ -1,11 +1,14 @@
-"""Experiments: resolve a configuration, load data, train (one or many seeds), evaluate, and write
-one run directory per seed. This is what `gfp train` and `gfp eval` call, and the Python API.
+"""Runs: load the data, build the agent, train a job's seeds side by side, evaluate, and write one
+run directory per seed. This is what `gfp train` and `gfp eval` call, and the Python API.
+
+`run_training(job)` reads as its stages (`Training`): open the run directories and record the
+configuration; restore checkpoints on resume (refusing an edited config.json); train with the
+logging, evaluation and checkpoint callbacks; write the final parameters and summaries.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import platform
@@ -23,30 +26,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gfp.agents import AGENTS, Agent, TrainState, make_agent
+from gfp.agents import make_agent
+from gfp.agents.base import Agent, ObsSpec, TrainState
+from gfp.agents.configs import config_from_dict
 from gfp.data.load import Dataset, load_dataset
 from gfp.errors import ConfigError, DataError, DivergenceError, Interrupted, WriteError
 from gfp.evaluate import evaluate
+from gfp.job import (  # noqa: F401 (the run-level names users and the CLI import from here)
+    CPU_STEPS,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_EPISODES,
+    DEFAULT_TASK,
+    TrainJob,
+    changed_keys,
+    default_data_dir,
+    job_record,
+    paper_steps,
+    run_defining,
+)
 from gfp.rundir import CHECKPOINT, RunDir, os_reason
 from gfp.train import LogSums, init_states, to_device, train, unstack
-
-DEFAULT_TASK = "cube-single-noisy-singletask-task1-v0"
-# The built-in default job generates this many episodes of the default task on first use.
-DEFAULT_EPISODES = 100
-CPU_STEPS = 40_000
-# `gfp train` checkpoints this often unless told otherwise (see gfp.cli.Train.checkpoint_every).
-DEFAULT_CHECKPOINT_EVERY = 10_000
-
-
-def default_data_dir() -> Path:
-    """Where the built-in default job caches its generated dataset (GFP_DATA_DIR overrides)."""
-    return Path(os.environ.get("GFP_DATA_DIR", Path.home() / ".cache" / "gfp" / "data"))
-
-
-def paper_steps(task: str) -> int:
-    """Gradient steps of the paper's protocol: 500K on D4RL and pixel tasks, else 1M (GFP.md 4)."""
-    d4rl = task.endswith(("-v1", "-v2")) and not task.startswith("D4RL/")
-    return 500_000 if d4rl or task.startswith("visual-") else 1_000_000
 
 
 def resolve_config(
@@ -121,35 +120,6 @@ def summarize(evals: list[dict[str, str]], policies: Sequence[str]) -> dict[str,
                 out[f"{key}_final"] = vals[-1]
                 out[f"{key}_last3"] = float(np.mean(vals[-3:]))
     return out
-
-
-@dataclasses.dataclass
-class TrainJob:
-    """Everything `gfp train` needs, already validated."""
-
-    task: str
-    agent: str
-    config: Any
-    sources: dict[str, str]
-    steps: int
-    seeds: list[int]
-    out: Path
-    dataset_dir: Path | None
-    preset: str
-    eval_every: int
-    eval_episodes: int
-    log_every: int
-    overwrite: bool = False
-    video: bool = False
-    progress: bool = True
-    checkpoint_every: int = 0  # 0: only at the end (and on SIGINT/SIGTERM)
-    resume: bool = False  # continue the run in `out` from its checkpoints
-    recorded: dict[str, Any] | None = None  # a resumed run's config.json
-
-    def run_dirs(self) -> list[Path]:
-        if len(self.seeds) == 1:
-            return [self.out]
-        return [self.out / f"seed{s}" for s in self.seeds]
 
 
 @contextlib.contextmanager
@@ -271,121 +241,161 @@ def _stack(states: Sequence[TrainState]) -> TrainState:
     return jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *states)
 
 
-def run_training(job: TrainJob) -> list[dict[str, Any]]:
-    """Train job.seeds side by side and write one run directory per seed; returns the summaries.
+class Training:
+    """One job's run, stage by stage (`run_training` calls them in order)."""
 
-    With `job.resume`, every seed continues from its own checkpoint (from scratch if it has none),
-    its logs cut back to that checkpoint; the result is bit-identical to an uninterrupted run on
-    CPU. Raises DivergenceError (the last good checkpoint is kept), WriteError (the previous file
-    is intact) or Interrupted (SIGINT/SIGTERM: a checkpoint was written first).
-    """
-    dataset = load_dataset(job.task, job.dataset_dir)
-    check_env_matches(dataset)
-    if job.recorded is not None:
-        _check_same_dataset(dataset, job.recorded)
-    agent = make_agent(job.agent, job.config, obs_dim=dataset.obs_dim, action_dim=dataset.act_dim)
-    dirs = [RunDir(p, overwrite=job.overwrite, resume=job.resume) for p in job.run_dirs()]
-    if job.resume and all(run.finished for run in dirs):
-        print(f"gfp: {job.out} is already finished ({job.steps} steps); nothing to do")
-        return [run.read_summary() for run in dirs]
-    for seed, run in zip(job.seeds, dirs, strict=True):
-        if not job.resume or not (run.path / "config.json").exists():
-            run.write_config(run_config(job, seed, dataset))
-    ckpts = [run.load_checkpoint() if job.resume else None for run in dirs]
-    if job.resume:
-        for run, ckpt in zip(dirs, ckpts, strict=True):
-            run.rewind(ckpt[1] if ckpt else None)
-    metas = [ckpt[1] if ckpt else None for ckpt in ckpts]
-    saved_at = [int(m["step"]) if m else None for m in metas]  # last checkpoint per seed
-    at = [s or 0 for s in saved_at]  # where each seed starts
-    if job.resume:
-        where = ", ".join(f"seed {s}: step {a}" for s, a in zip(job.seeds, at, strict=True))
-        print(f"gfp: resuming {job.out} ({where} of {job.steps})")
+    def __init__(self, job: TrainJob):
+        self.job = job
+        self.dataset = load_dataset(job.task, job.dataset_dir)
+        check_env_matches(self.dataset)
+        if job.recorded is not None:
+            _check_same_dataset(self.dataset, job.recorded)
+        self.agent = make_agent(
+            job.agent,
+            job.config,
+            obs_spec=ObsSpec.of(self.dataset.train["observations"]),
+            action_dim=self.dataset.act_dim,
+        )
+        self.dirs = [RunDir(p, overwrite=job.overwrite, resume=job.resume) for p in job.run_dirs()]
+        self.t0 = time.perf_counter()
 
-    states = init_states(agent, job.seeds)
-    if any(ckpts):
-        host = jax.device_get(states)
-        per_seed = [unstack(host, i) for i in range(len(job.seeds))]
-        for i, (run, ckpt) in enumerate(zip(dirs, ckpts, strict=True)):
-            if ckpt is not None:
-                per_seed[i] = restore_state(per_seed[i], ckpt[0], run.path / CHECKPOINT)
-        states = _stack(per_seed)
-    wall_before = [float(m.get("wall_seconds", 0.0)) if m else 0.0 for m in metas]
-    log_sums = [LogSums.from_json(m.get("log_sums")) if m else LogSums() for m in metas]
-    t0 = time.perf_counter()
+    def close(self) -> None:
+        for run in self.dirs:
+            run.close()
 
-    def on_log(step: int, rows: list[dict[str, float] | None]) -> None:
-        for run, row in zip(dirs, rows, strict=True):
+    # ---- stage 1: the configuration ------------------------------------------------------------
+    def write_configs(self) -> None:
+        """config.json per seed (a resumed run keeps the one it has)."""
+        for seed, run in zip(self.job.seeds, self.dirs, strict=True):
+            if not self.job.resume or not (run.path / "config.json").exists():
+                run.write_config(run_config(self.job, seed, self.dataset))
+
+    # ---- stage 2: the starting states ----------------------------------------------------------
+    def restore(self) -> TrainState:
+        """Fresh states, with each seed that has a checkpoint restored from it (its logs cut back to
+        it). A checkpoint made with other run-defining settings than config.json's is refused,
+        naming the keys that changed."""
+        job = self.job
+        ckpts = [run.load_checkpoint() if job.resume else None for run in self.dirs]
+        record = job_record(job)
+        for run, ckpt in zip(self.dirs, ckpts, strict=True):
+            if ckpt is None:
+                continue
+            made_with = ckpt[1].get("config")
+            if made_with is not None and made_with != run_defining(record):
+                keys = ", ".join(changed_keys(made_with, record)) or "config_hash"
+                raise ConfigError(
+                    f"{run.path / 'config.json'}: edited since the checkpoint at step "
+                    f"{ckpt[1]['step']} was written ({keys}); a resumed run keeps its settings: "
+                    "undo the edit, or start a new run with another --out"
+                )
+            if int(ckpt[1]["step"]) > job.steps:
+                raise ConfigError(
+                    f"{run.path / 'config.json'}: steps {job.steps} is before the checkpoint at "
+                    f"step {ckpt[1]['step']}"
+                )
+        if job.resume:
+            for run, ckpt in zip(self.dirs, ckpts, strict=True):
+                run.rewind(ckpt[1] if ckpt else None)
+        metas = [ckpt[1] if ckpt else None for ckpt in ckpts]
+        self.saved_at = [int(m["step"]) if m else None for m in metas]  # last checkpoint per seed
+        self.at = [s or 0 for s in self.saved_at]  # where each seed starts
+        self.wall_before = [float(m.get("wall_seconds", 0.0)) if m else 0.0 for m in metas]
+        self.log_sums = [LogSums.from_json(m.get("log_sums")) if m else LogSums() for m in metas]
+        if job.resume:
+            where = ", ".join(
+                f"seed {s}: step {a}" for s, a in zip(job.seeds, self.at, strict=True)
+            )
+            print(f"gfp: resuming {job.out} ({where} of {job.steps})")
+        states = init_states(self.agent, job.seeds)
+        if any(ckpts):
+            host = jax.device_get(states)
+            per_seed = [unstack(host, i) for i in range(len(job.seeds))]
+            for i, (run, ckpt) in enumerate(zip(self.dirs, ckpts, strict=True)):
+                if ckpt is not None:
+                    per_seed[i] = restore_state(per_seed[i], ckpt[0], run.path / CHECKPOINT)
+            states = _stack(per_seed)
+        return states
+
+    # ---- stage 3: training, with its callbacks -------------------------------------------------
+    def on_log(self, step: int, rows: list[dict[str, float] | None]) -> None:
+        for run, row in zip(self.dirs, rows, strict=True):
             if row is not None:
                 run.log_metrics(step, row)
 
-    def on_eval(step: int, states: TrainState) -> dict[str, float] | None:
-        if dataset.env_name is None:
+    def on_eval(self, step: int, states: TrainState) -> dict[str, float] | None:
+        env_name = self.dataset.env_name
+        if env_name is None:
             return None
         shown: dict[str, float] = {}
-        for i, (seed, run) in enumerate(zip(job.seeds, dirs, strict=True)):
-            if step <= at[i]:
+        for i, (seed, run) in enumerate(zip(self.job.seeds, self.dirs, strict=True)):
+            if step <= self.at[i]:
                 continue  # this seed is ahead (resumed from a later checkpoint): already done
             params = jax.device_get(unstack(states, i).params)
             t_eval = time.perf_counter()
             row = evaluate_policies(
-                agent, params, dataset.env_name, episodes=job.eval_episodes, seed=seed
+                self.agent, params, env_name, episodes=self.job.eval_episodes, seed=seed
             )
             row["eval_seconds"] = time.perf_counter() - t_eval
             run.log_eval(step, row)
             shown = {k: v for k, v in row.items() if k.endswith("success")} or shown
         return shown
 
-    def on_checkpoint(step: int, states: TrainState, sums: list[LogSums]) -> None:
+    def on_checkpoint(self, step: int, states: TrainState, sums: list[LogSums]) -> None:
         host = jax.device_get(states)
-        for i, (seed, run) in enumerate(zip(job.seeds, dirs, strict=True)):
-            if step <= at[i]:
+        made_with = run_defining(job_record(self.job))
+        for i, (seed, run) in enumerate(zip(self.job.seeds, self.dirs, strict=True)):
+            if step <= self.at[i]:
                 continue
             meta = {
                 "step": step,
                 "seed": seed,
                 "log_sums": sums[i].to_json(),
-                "wall_seconds": wall_before[i] + time.perf_counter() - t0,
+                "wall_seconds": self.wall_before[i] + time.perf_counter() - self.t0,
+                "config": made_with,
             }
             state = flax.serialization.to_state_dict(unstack(host, i))
             try:
                 run.save_checkpoint(state, meta)
             except WriteError as e:
                 kept = (
-                    f"the previous checkpoint (step {saved_at[i]}) is intact"
-                    if saved_at[i] is not None
+                    f"the previous checkpoint (step {self.saved_at[i]}) is intact"
+                    if self.saved_at[i] is not None
                     else "there is no earlier checkpoint"
                 )
                 raise WriteError(
                     f"could not write the step-{step} checkpoint {run.path / CHECKPOINT}: "
                     f"{os_reason(e.__cause__)}; {kept}; training stopped"
                 ) from e
-            saved_at[i] = step
+            self.saved_at[i] = step
 
-    try:
+    def train(self, states: TrainState) -> TrainState:
+        """All updates to job.steps; Interrupted after a checkpoint on SIGINT/SIGTERM."""
+        job = self.job
         with stop_on_signals() as flag:
             try:
                 states = fit(
-                    agent,
-                    dataset,
+                    self.agent,
+                    self.dataset,
                     steps=job.steps,
                     states=states,
                     log_every=job.log_every,
                     eval_every=job.eval_every,
                     checkpoint_every=job.checkpoint_every,
-                    on_log=on_log,
-                    on_eval=on_eval,
-                    on_checkpoint=on_checkpoint,
+                    on_log=self.on_log,
+                    on_eval=self.on_eval,
+                    on_checkpoint=self.on_checkpoint,
                     stop=lambda: flag["signum"] is not None,
-                    log_sums=log_sums,
+                    log_sums=self.log_sums,
                     progress=job.progress,
                 )
             except DivergenceError as e:
                 i = e.seed_index
                 kept = (
-                    f"the last good checkpoint (step {saved_at[i]}) is kept in {dirs[i].path}"
-                    if saved_at[i] is not None
-                    else f"no checkpoint had been written to {dirs[i].path} yet"
+                    f"the last good checkpoint (step {self.saved_at[i]}) is kept in "
+                    f"{self.dirs[i].path}"
+                    if self.saved_at[i] is not None
+                    else f"no checkpoint had been written to {self.dirs[i].path} yet"
                 )
                 err = DivergenceError(f"{e} (seed {job.seeds[i]}); {kept}")
                 err.step, err.terms, err.seed_index = e.step, e.terms, i
@@ -398,76 +408,79 @@ def run_training(job: TrainJob) -> list[dict[str, Any]]:
                 f"with: gfp train --resume {job.out}",
                 flag["signum"],
             )
-        summaries = []
-        for i, run in enumerate(dirs):
+        return states
+
+    # ---- stage 4: final parameters, videos, summaries ------------------------------------------
+    def finish(self, states: TrainState) -> list[dict[str, Any]]:
+        job, summaries = self.job, []
+        for i, run in enumerate(self.dirs):
             if run.finished:  # a resumed multi-seed run killed while writing the summaries
                 summaries.append(run.read_summary())
                 continue
             params = jax.device_get(unstack(states, i).params)
             run.save_params(params)
-            if job.video and dataset.env_name:
+            env_name = self.dataset.env_name
+            if job.video and env_name:
                 evaluate_policies(
-                    agent,
-                    params,
-                    dataset.env_name,
-                    episodes=1,
-                    video_dir=run.path,
-                    seed=job.seeds[i],
+                    self.agent, params, env_name, episodes=1, video_dir=run.path, seed=job.seeds[i]
                 )
             summary = {
                 "task": job.task,
                 "agent": job.agent,
                 "seed": job.seeds[i],
                 "steps": job.steps,
-                "wall_seconds": wall_before[i] + time.perf_counter() - t0,
-                **summarize(run.evals.read(), agent.policies),
+                "wall_seconds": self.wall_before[i] + time.perf_counter() - self.t0,
+                **summarize(run.evals.read(), self.agent.policies),
             }
             run.write_summary(summary)
             summaries.append(summary)
+        return summaries
+
+
+def run_training(job: TrainJob) -> list[dict[str, Any]]:
+    """Train job.seeds side by side and write one run directory per seed; returns the summaries.
+
+    With `job.resume`, every seed continues from its own checkpoint (from scratch if it has none),
+    its logs cut back to that checkpoint; the result is bit-identical to an uninterrupted run on
+    CPU. Raises DivergenceError (the last good checkpoint is kept), WriteError (the previous file
+    is intact) or Interrupted (SIGINT/SIGTERM: a checkpoint was written first).
+    """
+    run = Training(job)
+    try:
+        if job.resume and all(d.finished for d in run.dirs):
+            print(f"gfp: {job.out} is already finished ({job.steps} steps); nothing to do")
+            return [d.read_summary() for d in run.dirs]
+        run.write_configs()
+        states = run.restore()
+        states = run.train(states)
+        return run.finish(states)
     finally:
-        for run in dirs:
-            run.close()
-    return summaries
-
-
-def config_from_record(agent: str, values: dict[str, Any]) -> Any:
-    """The agent Config recorded in a config.json (lists back to tuples; unknown keys dropped)."""
-    cls = AGENTS[agent]
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields}
-    return cls.Config(**kept)
+        run.close()
 
 
 def run_config(job: TrainJob, seed: int, dataset: Dataset) -> dict[str, Any]:
-    """config.json: the fully resolved configuration, where each value came from, and versions."""
+    """config.json: the job (fully resolved, with where each value came from, and its
+    config_hash), the dataset it trains on, and versions."""
     import flax
     import optax
 
     import gfp
 
+    obs = dataset.train["observations"]
     return {
-        "task": job.task,
-        "agent": job.agent,
+        **job_record(job),
         "seed": seed,
-        "seeds": job.seeds,
-        "steps": job.steps,
-        "preset": job.preset,
-        "eval_every": job.eval_every,
-        "eval_episodes": job.eval_episodes,
-        "log_every": job.log_every,
-        "checkpoint_every": job.checkpoint_every,
-        "dataset_dir": str(job.dataset_dir) if job.dataset_dir else None,
         "dataset": {
             "name": dataset.name,
             "source": dataset.source,
             "env_name": dataset.env_name,
             "size": dataset.size,
             "obs_dim": dataset.obs_dim,
+            "obs_shape": list(obs.shape[1:]),
+            "obs_dtype": str(obs.dtype),
             "act_dim": dataset.act_dim,
             "fingerprint": dataset_fingerprint(dataset),
         },
-        "agent_config": dataclasses.asdict(job.config),
-        "agent_config_sources": job.sources,
         "versions": {
             "gfp": gfp.__version__,
             "jax": jax.__version__,
@@ -484,8 +497,16 @@ def load_run(run_dir: str | Path) -> tuple[Agent, Any, dict[str, Any]]:
     run = RunDir(run_dir, create=False)
     if not (run.path / "params.msgpack").exists():
         raise ConfigError(f"{run.path} has no params.msgpack: not a finished gfp run directory")
-    cfg = run.read_config()
-    cls = AGENTS[cfg["agent"]]
-    config = config_from_record(cfg["agent"], cfg["agent_config"])
-    agent = cls(config, cfg["dataset"]["obs_dim"], cfg["dataset"]["act_dim"])
+    where = run.path / "config.json"
+    try:
+        cfg = run.read_config()
+        agent_name, ds = cfg["agent"], cfg["dataset"]
+        config = config_from_dict(agent_name, cfg["agent_config"], f"{where}: agent_config")
+        shape = tuple(ds.get("obs_shape") or (ds["obs_dim"],))
+        spec = ObsSpec(shape, ds.get("obs_dtype", "float32"))
+        agent = make_agent(agent_name, config, obs_spec=spec, action_dim=ds["act_dim"])
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{where}: cannot be read ({e})") from None
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{where}: missing or malformed key {e}") from None
     return agent, run.load_params(), cfg

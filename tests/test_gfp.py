@@ -164,20 +164,60 @@ def test_stop_gradients(setup, variant):
     assert critic["actor"] == 0 and critic["vabc"] == 0 and critic["critic"] > 0
 
 
-def test_target_critic_gets_no_gradient_and_polyak(setup):
+@pytest.mark.parametrize("target_update", ["pre_step", "post_step"])
+def test_target_critic_gets_no_gradient_and_polyak(setup, target_update):
+    """target <- tau * online + (1 - tau) * target, with the online parameters from before the
+    gradient step (pre_step, the reference code) or after it (post_step)."""
     params, target, batch, _ = setup
-    agent = tiny_agent()
+    agent = tiny_agent(target_update=target_update)
     state = agent.init(jax.random.PRNGKey(0))
     new, _ = jax.jit(agent.update)(state, jax.tree.map(jnp.asarray, batch))
     tau = agent.config.tau
+    online = state.params if target_update == "pre_step" else new.params
     expected = jax.tree.map(
-        lambda o, t: tau * o + (1 - tau) * t, new.params["critic"], state.target_params["critic"]
+        lambda o, t: tau * o + (1 - tau) * t, online["critic"], state.target_params["critic"]
     )
     for e, got in zip(
         jax.tree.leaves(expected), jax.tree.leaves(new.target_params["critic"]), strict=True
     ):
         np.testing.assert_allclose(got, e, rtol=1e-6, atol=1e-7)
     assert int(new.step) == 1
+
+
+@pytest.mark.parametrize("agent_name", ["gfp", "fql", "rebrac", "iql"])
+def test_pre_step_target_is_unchanged_when_it_equals_the_critic(agent_name):
+    """Issue 9: from a state whose target equals the critic, one update with the reference
+    (pre-step) target update leaves the target exactly as it was, while the critic moves."""
+    from gfp.agents import make_agent
+    from gfp.agents.configs import CONFIGS
+
+    config = CONFIGS[agent_name](actor_hidden_dims=(16,), value_hidden_dims=(16,), batch_size=8)
+    agent = make_agent(agent_name, config, obs_dim=3, action_dim=2)
+    state = agent.init(jax.random.PRNGKey(0))
+    assert state.target_params["critic"] is not None
+    rng = np.random.default_rng(0)
+    batch = {
+        "observations": rng.normal(size=(8, 3)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, (8, 2)).astype(np.float32),
+        "rewards": rng.normal(size=8).astype(np.float32),
+        "masks": np.ones(8, np.float32),
+        "next_observations": rng.normal(size=(8, 3)).astype(np.float32),
+        "next_actions": rng.uniform(-1, 1, (8, 2)).astype(np.float32),
+    }
+    batch = {k: jnp.asarray(batch[k]) for k in agent.batch_keys}
+    if agent_name == "rebrac":  # its targets move on full updates only: start on one (step 1)
+        state = state.replace(step=jnp.ones((), jnp.int32))
+    new, _ = jax.jit(agent.update)(state, batch)
+    leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]
+    before, after = leaves(state.target_params["critic"]), leaves(new.target_params["critic"])
+    critic0, critic1 = leaves(state.params["critic"]), leaves(new.params["critic"])
+    # tau * x + (1 - tau) * x equals x up to float32 rounding (~1e-8 here) ...
+    drift = max(np.abs(a - b).max() for a, b in zip(after, before, strict=True))
+    assert drift < 1e-7
+    # ... while averaging the post-step critic would have moved it by tau * (its step), far more.
+    tau = agent.config.tau
+    post = max(tau * np.abs(c1 - c0).max() for c0, c1 in zip(critic0, critic1, strict=True))
+    assert post > 10 * max(drift, 1e-9)
 
 
 def bandit_dataset(n=4096, seed=0):
