@@ -48,9 +48,15 @@ def fsync_dir(path: str | Path) -> None:
             os.close(fd)
 
 
-def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+def _atomic_write(
+    path: str | Path,
+    write: Callable[[IO[bytes]], None],
+    before_replace: Callable[[], None] | None = None,
+) -> None:
     """Call `write` on a temp file next to `path`, fsync it and move it into place. On failure the
-    temp file is removed, `path` keeps its previous content and WriteError is raised."""
+    temp file is removed, `path` keeps its previous content and WriteError is raised.
+    `before_replace` runs once the new content is safely on disk, just before it replaces `path`
+    (a checkpoint keeps the old file as its previous one there)."""
     path = Path(path)
     tmp: str | None = None
     try:
@@ -62,6 +68,8 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
         tmp = None
         fsync_dir(path.parent)
@@ -74,9 +82,12 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
                 os.unlink(tmp)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (see the module docstring); WriteError on failure."""
-    _atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(
+    path: str | Path, data: bytes, *, before_replace: Callable[[], None] | None = None
+) -> None:
+    """Write `data` to `path` atomically (see the module docstring); WriteError on failure.
+    `before_replace`: called after the data is on disk, before it replaces `path`."""
+    _atomic_write(path, lambda f: f.write(data), before_replace)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -1,25 +1,36 @@
 """A run directory: config.json, metrics.csv, eval.csv, TensorBoard events, checkpoint.msgpack,
-summary.json, params.msgpack.
+checkpoint.prev.msgpack, summary.json, params.msgpack.
 
-Every whole-file write is atomic (temp file in the same directory, fsync, os.replace, fsync of the
-directory), so a kill never leaves a half-written file and a failed write (full disk, permissions)
-leaves the previous version intact; it raises `WriteError` saying so. The CSV logs are appended row
-by row; a checkpoint records their byte lengths (after an fsync), and resuming cuts them back to
-those lengths, so rows written after the checkpoint (or half a row written at a kill) disappear and
-are written again: no duplicate or missing rows.
+Every whole-file write is atomic (gfp.io: temp file in the same directory, fsync, os.replace,
+fsync of the directory), so a kill never leaves a half-written file and a failed write (full disk,
+permissions, read-only file system) leaves the previous version intact; it raises `WriteError`
+saying so. The CSV logs are appended row by row; a checkpoint records their byte lengths (after an
+fsync), and resuming cuts them back to those lengths, so rows written after the checkpoint (or half
+a row written at a kill) disappear and are written again: no duplicate or missing rows.
 
-checkpoint.msgpack is ONE file (so it is replaced atomically as a whole) holding the seed's full
-train state (parameters, target parameters, optimizer state, RNG key = sampler state, step) and a
-JSON `meta` record: the step, the CSV lengths, the partial log-interval sums, the wall time so far.
+A checkpoint is ONE file (so it is replaced atomically as a whole) holding the seed's full train
+state (parameters, target parameters, optimizer state, RNG key = sampler state, step) and a JSON
+`meta` record (the step, the CSV lengths, the partial log-interval sums, the wall time so far, and
+whatever the caller adds, e.g. a config hash), msgpack-encoded behind a 52-byte header: magic,
+format, payload length and the sha256 of header and payload. A file whose check fails (bit rot,
+a truncated copy, an edit) is never used. The two newest checkpoints are kept: checkpoint.msgpack
+and checkpoint.prev.msgpack, the one before it, so a damaged newest one makes `--resume` fall back
+to the previous one (and cut the logs back to *its* lengths, so the resumed run still ends
+identical to an uninterrupted one). The previous one is made by renaming a hard link over it, so at
+every instant both names hold a whole, verified checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import errno
+import hashlib
 import json
 import os
+import secrets
 import shutil
+import struct
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,8 +40,13 @@ import flax.serialization
 from gfp.errors import ConfigError, DataError, WriteError
 from gfp.io import _jsonable, atomic_write_bytes, atomic_write_json, os_reason  # noqa: F401
 
-CHECKPOINT = "checkpoint.msgpack"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT = "checkpoint.msgpack"  # the newest checkpoint
+PREV_CHECKPOINT = "checkpoint.prev.msgpack"  # the one before it
+CHECKPOINT_FORMAT = 2  # 1: no header and no integrity check (refused: it cannot be verified)
+_MAGIC = b"GFPCKPT\n"
+# magic, format, payload length, sha256 of (magic, format, length, payload); little-endian.
+_HEADER = struct.Struct("<8sIQ32s")
+_SIGNED = struct.Struct("<8sIQ")  # the part of the header the sha256 covers
 # Files a run writes; --overwrite removes them (and tb/) before a new run starts.
 RUN_FILES = (
     "config.json",
@@ -39,8 +55,102 @@ RUN_FILES = (
     "summary.json",
     "params.msgpack",
     CHECKPOINT,
+    PREV_CHECKPOINT,
     "eval_final.json",
 )
+
+
+class _Untrusted(Exception):
+    """A checkpoint file that must not be used; the message completes "PATH ..."."""
+
+
+def _seal(payload: bytes) -> bytes:
+    """The checkpoint file for `payload`: the header (with its sha256) followed by the payload."""
+    signed = _SIGNED.pack(_MAGIC, CHECKPOINT_FORMAT, len(payload))
+    return _HEADER.pack(_MAGIC, CHECKPOINT_FORMAT, len(payload), _digest(signed, payload)) + payload
+
+
+def _digest(signed: bytes, payload: bytes) -> bytes:
+    h = hashlib.sha256(signed)
+    h.update(payload)
+    return h.digest()
+
+
+def _verified_payload(path: Path) -> bytes:
+    """The payload of the checkpoint file `path` once its header and sha256 check out; otherwise
+    _Untrusted saying what is wrong."""
+    try:
+        blob = path.read_bytes()
+    except OSError as e:
+        raise _Untrusted(f"cannot be read ({os_reason(e)})") from e
+    if not blob.startswith(_MAGIC):
+        raise _Untrusted(
+            "is not a gfp checkpoint with an integrity check (no gfp header: damaged, another "
+            "file, or written by a gfp before checkpoint format 2)"
+        )
+    if len(blob) < _HEADER.size:
+        raise _Untrusted(f"is truncated ({len(blob)} bytes, shorter than the header)")
+    _, version, length, digest = _HEADER.unpack_from(blob)
+    payload = memoryview(blob)[_HEADER.size :]
+    if len(payload) != length:
+        raise _Untrusted(
+            f"is corrupt (length mismatch: {len(payload)} payload bytes, the header says {length})"
+        )
+    if _digest(blob[: _SIGNED.size], payload) != digest:
+        raise _Untrusted("is corrupt (sha256 mismatch)")
+    if version != CHECKPOINT_FORMAT:
+        raise _Untrusted(f"has checkpoint format {version}; this gfp reads {CHECKPOINT_FORMAT}")
+    return bytes(payload)
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint file `path` must not be used, or None if it verifies."""
+    try:
+        _verified_payload(path)
+    except _Untrusted as e:
+        return str(e)
+    return None
+
+
+def _open_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
+    """(state dict, meta) of a checkpoint file that verifies; _Untrusted otherwise."""
+    payload = _verified_payload(path)
+    try:
+        raw = flax.serialization.msgpack_restore(payload)
+        meta = json.loads(raw["meta"])
+        state = raw["state"]
+        int(meta["step"])
+    except Exception as e:  # verified, yet not gfp's layout: written by something else
+        raise _Untrusted(f"cannot be decoded as a gfp checkpoint ({e})") from e
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise _Untrusted(
+            f"has checkpoint format {meta.get('format')!r}; expected {CHECKPOINT_FORMAT}"
+        )
+    return state, meta
+
+
+# os.link fails with these where a file system has no hard links (FAT, some network/FUSE mounts).
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
+def _replace_with_link(src: Path, dst: Path) -> None:
+    """Make `dst` hold what `src` holds, atomically and leaving `src` in place: a hard link to
+    `src` renamed over `dst`, so a kill at any point leaves both names with a whole checkpoint.
+    Without hard links `src` itself is renamed to `dst`; until the caller's new file takes its
+    name, `src` is missing and loading falls back to `dst`."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.link(src, tmp)
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
+        os.replace(src, dst)
+        return
+    try:
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class CsvLog:
@@ -94,8 +204,13 @@ class CsvLog:
                 f"{self.path} has {have} bytes but held {size} at the checkpoint; it was modified "
                 "outside gfp, so the run cannot be resumed consistently"
             )
-        if self.path.exists():
-            os.truncate(self.path, size)
+        if self.path.exists() and have > size:
+            try:
+                os.truncate(self.path, size)
+            except OSError as e:
+                raise WriteError(
+                    f"could not cut {self.path} back to its checkpoint: {os_reason(e)}"
+                ) from e
         self.__init__(self.path)
 
 
@@ -105,7 +220,13 @@ def _lock_run_dir(path: Path):
     its files with the first one's. The OS releases the lock when the process dies."""
     import fcntl
 
-    f = (path / ".lock").open("a")
+    lock = path / ".lock"
+    try:
+        f = lock.open("a")
+    except OSError as e:  # a read-only file system, permissions: the run could not write anyway
+        raise WriteError(
+            f"cannot write to the run directory {path}: {os_reason(e)} ({lock})"
+        ) from e
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -153,13 +274,20 @@ class RunDir:
         self.metrics = CsvLog(self.path / "metrics.csv")
         self.evals = CsvLog(self.path / "eval.csv")
         self.purge_step: int | None = None  # TensorBoard drops events from this step on (resume)
+        self.checkpoint_file: Path | None = None  # the file load_checkpoint() last used
+        self._warned = False  # the fallback to the previous checkpoint is reported once
 
     def _refuse_or_clear(self, overwrite: bool) -> None:
         """A new run: clear the directory's run files (overwrite) or refuse a directory that
         already holds a run."""
         if overwrite:
             for name in RUN_FILES:
-                (self.path / name).unlink(missing_ok=True)
+                try:
+                    (self.path / name).unlink(missing_ok=True)
+                except OSError as e:
+                    raise WriteError(
+                        f"--overwrite could not remove {self.path / name}: {os_reason(e)}"
+                    ) from e
             shutil.rmtree(self.path / "tb", ignore_errors=True)
         elif (self.path / "summary.json").exists():
             raise ConfigError(
@@ -221,9 +349,10 @@ class RunDir:
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, state: Any, meta: Mapping[str, Any]) -> None:
-        """Atomically replace checkpoint.msgpack with `state` (a host pytree of arrays, e.g. from
-        `flax.serialization.to_state_dict`) and `meta`, after syncing the logs: the checkpoint
-        records their lengths, so it never refers to rows that are not on disk."""
+        """Write `state` (a host pytree of arrays, e.g. from `flax.serialization.to_state_dict`)
+        and `meta` as the newest checkpoint, after syncing the logs: the checkpoint records their
+        lengths, so it never refers to rows that are not on disk. The newest checkpoint, if it
+        still verifies, becomes the previous one; a damaged one is simply replaced."""
         self.tensorboard.flush()
         meta = {
             **meta,
@@ -231,33 +360,64 @@ class RunDir:
             "metrics_bytes": self.metrics.sync(),
             "eval_bytes": self.evals.sync(),
         }
-        blob = flax.serialization.msgpack_serialize(
+        payload = flax.serialization.msgpack_serialize(
             {"meta": json.dumps(meta, default=_jsonable), "state": state}
         )
-        atomic_write_bytes(self.path / CHECKPOINT, blob)
+        newest, prev = self.path / CHECKPOINT, self.path / PREV_CHECKPOINT
+
+        def keep_previous() -> None:
+            if _checkpoint_problem(newest) is None:
+                _replace_with_link(newest, prev)
+
+        atomic_write_bytes(newest, _seal(payload), before_replace=keep_previous)
 
     def load_checkpoint(self) -> tuple[Any, dict[str, Any]] | None:
-        """(state dict, meta) of the last checkpoint, or None if there is none."""
-        path = self.path / CHECKPOINT
-        if not path.exists():
-            return None
-        try:
-            raw = flax.serialization.msgpack_restore(path.read_bytes())
-            meta = json.loads(raw["meta"])
-            state = raw["state"]
-        except Exception as e:  # msgpack/JSON/key errors: a damaged or foreign file
-            raise DataError(f"{path}: cannot be read as a gfp checkpoint ({e})") from e
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise DataError(f"{path}: checkpoint format {meta.get('format')!r} is not supported")
-        return state, meta
+        """(state dict, meta) of the newest checkpoint that verifies, or None if there is none.
+
+        A newest checkpoint that fails its check (or is missing while a previous one exists: a kill
+        between the two renames on a file system without hard links) is skipped with one warning
+        on stderr; the previous one is used and `checkpoint_file` names it. DataError if no
+        checkpoint can be trusted."""
+        state, meta, path, problems = self._read_checkpoints()
+        if problems and not self._warned and path is not None:
+            self._warned = True
+            print(
+                f"gfp: {problems[0]}; resuming from the previous checkpoint {path} at step "
+                f"{meta['step']}",
+                file=sys.stderr,
+            )
+        if path is None and problems:
+            raise DataError(
+                f"no checkpoint in {self.path} can be trusted: {'; '.join(problems)}; start the "
+                "run again with --overwrite"
+            )
+        self.checkpoint_file = path
+        return None if path is None else (state, meta)
+
+    def _read_checkpoints(self) -> tuple[Any, dict[str, Any], Path | None, list[str]]:
+        """(state, meta, file) of the first checkpoint, newest then previous, that verifies
+        (file None if none does), and what was wrong with the ones skipped."""
+        newest, prev = self.path / CHECKPOINT, self.path / PREV_CHECKPOINT
+        problems: list[str] = []
+        for path in (newest, prev):
+            if not path.exists():
+                if path == newest and prev.exists():
+                    problems.append(f"{path} is missing")
+                continue
+            try:
+                state, meta = _open_checkpoint(path)
+            except _Untrusted as e:
+                problems.append(f"{path} {e}")
+                continue
+            return state, meta, path, problems
+        if problems and not prev.exists():
+            problems.append("there is no previous checkpoint")
+        return None, {}, None, problems
 
     def checkpoint_step(self) -> int | None:
-        """Step of the last checkpoint (None without one or if it cannot be read)."""
-        with contextlib.suppress(DataError):
-            ckpt = self.load_checkpoint()
-            if ckpt is not None:
-                return int(ckpt[1]["step"])
-        return None
+        """Step of the newest checkpoint that verifies (None if there is none)."""
+        _, meta, path, _ = self._read_checkpoints()
+        return None if path is None else int(meta["step"])
 
     def rewind(self, meta: Mapping[str, Any] | None) -> None:
         """Cut the logs back to a checkpoint (`meta`), or to nothing (None: no checkpoint), and make
