@@ -42,12 +42,17 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def make_env(env_name: str, render: bool = False) -> gymnasium.Env:
-    """An evaluation environment: OGBench tasks via OGBench, anything else via gymnasium.make."""
-    kwargs = {"render_mode": "rgb_array"} if render else {}
-    if "singletask" in env_name:
-        import ogbench
+    """An evaluation environment: an OGBench task's registered env (the task registry says which),
+    anything else by its Gymnasium id."""
+    # gfp.tasks imports only the standard library, so a worker loading this file stays light.
+    from gfp.tasks import parse_task
 
-        return ogbench.make_env_and_datasets(env_name, env_only=True, **kwargs)
+    kwargs = {"render_mode": "rgb_array"} if render else {}
+    task = parse_task(env_name)
+    if task.source == "ogbench":
+        import ogbench  # noqa: F401  (registers the OGBench environments)
+
+        return gymnasium.make(task.env_id, **kwargs)
     return gymnasium.make(env_name, **kwargs)
 
 

@@ -86,6 +86,15 @@ from typing import Any, Literal, Union
 
 from gfp.agents.configs import CONFIGS, BaseConfig
 from gfp.errors import ConfigError
+from gfp.tasks import (  # noqa: F401  (re-exported: the task lists used to be defined here)
+    D4RL_ENVS,
+    MINARI_ENVS,
+    OGBENCH_ENVS,
+    OGBENCH_PIXEL_ENVS,
+    PAPER_ENVS,
+    PAPER_TASKS,
+    task_env,
+)
 
 PRESETS: tuple[str, ...] = ("paper", "cpu", "awr")
 TABLE_PATH = Path(__file__).with_name("presets.csv")
@@ -94,90 +103,9 @@ ANY = "*"
 FLAG_SOURCE = "flag"
 DEFAULT_SOURCE = "default (paper Tab. 4)"
 
-# ---------------------------------------------------------------------------------------------
-# The paper's tasks (GFP.md section 4): 105 OGBench + 18 D4RL + 21 Minari = 144.
-# The selectors double as the table's vocabulary: a `tasks` cell outside this list is a typo.
-# ---------------------------------------------------------------------------------------------
-OGBENCH_ENVS: tuple[str, ...] = (
-    "antmaze-large-navigate",
-    "antmaze-large-stitch",
-    "antmaze-large-explore",
-    "antmaze-giant-navigate",
-    "humanoidmaze-medium-navigate",
-    "humanoidmaze-medium-stitch",
-    "humanoidmaze-large-navigate",
-    "antsoccer-arena-navigate",
-    "antsoccer-arena-stitch",
-    "cube-single-play",
-    "cube-single-noisy",
-    "cube-double-play",
-    "cube-double-noisy",
-    "cube-triple-play",
-    "cube-triple-noisy",
-    "puzzle-3x3-play",
-    "puzzle-4x4-play",
-    "puzzle-4x4-noisy",
-    "scene-play",
-    "scene-noisy",
-)
-OGBENCH_PIXEL_ENVS: tuple[str, ...] = (
-    "visual-cube-single-play",
-    "visual-cube-double-play",
-    "visual-scene-play",
-    "visual-puzzle-3x3-play",
-    "visual-puzzle-4x4-play",
-)
-D4RL_ENVS: tuple[str, ...] = (
-    "antmaze-umaze",
-    "antmaze-umaze-diverse",
-    "antmaze-medium-play",
-    "antmaze-medium-diverse",
-    "antmaze-large-play",
-    "antmaze-large-diverse",
-    *(
-        f"{h}-{q}"
-        for h in ("pen", "door", "hammer", "relocate")
-        for q in ("human", "cloned", "expert")
-    ),
-)
-MINARI_ENVS: tuple[str, ...] = (
-    *(
-        f"D4RL/{h}/{q}"
-        for h in ("pen", "door", "hammer", "relocate")
-        for q in ("human", "cloned", "expert")
-    ),
-    *(
-        f"mujoco/{b}/{q}"
-        for b in ("halfcheetah", "hopper", "walker2d")
-        for q in ("simple", "medium", "expert")
-    ),
-)
-PAPER_ENVS: dict[str, tuple[str, ...]] = {
-    "ogbench": OGBENCH_ENVS,
-    "ogbench-pixel": OGBENCH_PIXEL_ENVS,
-    "d4rl": D4RL_ENVS,
-    "minari": MINARI_ENVS,
-}
+# The paper's tasks (GFP.md section 4) live in the task registry, gfp/tasks.py; its environment
+# selectors double as the table's vocabulary: a `tasks` cell outside them is a typo.
 _ALL_ENVS: frozenset[str] = frozenset(e for envs in PAPER_ENVS.values() for e in envs)
-
-
-def _paper_tasks() -> tuple[str, ...]:
-    ogbench = [f"{e}-singletask-task{i}-v0" for e in OGBENCH_ENVS for i in range(1, 6)]
-    pixel = [f"{e}-singletask-task1-v0" for e in OGBENCH_PIXEL_ENVS]  # the paper ran task1 only
-    d4rl = [f"{e}-v2" if e.startswith("antmaze") else f"{e}-v1" for e in D4RL_ENVS]
-    minari = [f"{e}-v2" if e.startswith("D4RL/") else f"{e}-v0" for e in MINARI_ENVS]
-    return (*ogbench, *pixel, *d4rl, *minari)
-
-
-PAPER_TASKS: tuple[str, ...] = _paper_tasks()
-
-_VERSION = re.compile(r"-v\d+$")
-_SINGLETASK = re.compile(r"-singletask(?:-task\d+)?$")
-
-
-def task_env(task: str) -> str:
-    """The environment key a task name is matched on (the rule in the module docstring)."""
-    return _SINGLETASK.sub("", _VERSION.sub("", task.strip()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def _histogram(values: np.ndarray) -> list[str]:
 
 
 def _split_report(
-    title: str, data: dict[str, np.ndarray], score_task: str, shift: float
+    title: str, data: dict[str, np.ndarray], score_task: str | None, shift: float
 ) -> list[str]:
     rewards = data["rewards"].astype(np.float64)
     masks = data["masks"]
@@ -96,7 +96,7 @@ def _split_report(
     )
     # Reference scores are in the environment's own reward units: undo the loader's shift.
     env_returns = returns - shift * lengths
-    score = normalized_score(score_task, float(env_returns.mean()))
+    score = normalized_score(score_task, float(env_returns.mean())) if score_task else None
     if score is not None:
         lines.append(f"  mean episode return, D4RL-normalized (x100): {score:.1f}")
     lines.extend(_histogram(returns))
@@ -116,7 +116,9 @@ def format_info(ds: Dataset) -> str:
         f"train transitions: {ds.size:,}    val transitions: {val_size}",
         f"reward shift applied: {_fmt(ds.reward_shift)}",
     ]
-    score_task = ds.name if reference_scores(ds.name) is not None else (ds.env_name or ds.name)
+    # Scored as the task it was loaded as (the registry knows e.g. a Minari id's reference),
+    # else as the environment the data names (a file of unknown origin has no reference).
+    score_task = next((t for t in (ds.name, ds.env_name) if t and reference_scores(t)), None)
     for title, split in (("train", ds.train), ("val", ds.val)):
         if split is not None:
             lines.extend(_split_report(title, split, score_task, ds.reward_shift))

@@ -29,6 +29,10 @@ ACTION_TOLERANCE = 1e-3
 # threshold to detect episode boundaries from next_observations[t] != observations[t + 1].
 CONTINUITY_TOLERANCE = 1e-6
 
+# A split needs at least this many transitions. A single one is a truncated or wrong file (one
+# step of one episode), not something to train on or validate with.
+MIN_TRANSITIONS = 2
+
 # The keys the training loop reads; see gfp.data.load.Dataset.
 TRANSITION_KEYS = (
     "observations",
@@ -67,7 +71,8 @@ def check_array(
     ranks: tuple[int, ...],
     what: str,
 ) -> None:
-    """``arr`` must be a numpy array of one of the dtype ``kinds`` with a rank in ``ranks``."""
+    """``arr`` must be a numpy array of one of the dtype ``kinds`` with a rank in ``ranks``, and
+    rows of at least one value (a zero-width observation or action has nothing to learn from)."""
     if not isinstance(arr, np.ndarray):
         fail(file, key, f"is a {type(arr).__name__}, expected a numpy array of {what}")
     if arr.dtype.kind not in kinds:
@@ -75,6 +80,8 @@ def check_array(
     if arr.ndim not in ranks:
         expected = " or ".join(str(r) for r in ranks)
         fail(file, key, f"has rank {arr.ndim} (shape {arr.shape}), expected rank {expected}")
+    if 0 in arr.shape[1:]:
+        fail(file, key, f"has zero width (shape {arr.shape}): each row needs at least one value")
 
 
 def check_exact_dtype(file: str, key: str, arr: np.ndarray, dtypes: tuple[str, ...]) -> None:
@@ -162,8 +169,9 @@ def discontinuities(observations: np.ndarray, next_observations: np.ndarray) -> 
     the rest are compared in float64 against :data:`CONTINUITY_TOLERANCE`.
     """
     n = len(observations)
-    a = next_observations[:-1].reshape(max(n - 1, 0), -1)
-    b = observations[1:].reshape(max(n - 1, 0), -1)
+    width = int(np.prod(observations.shape[1:]))  # explicit: reshape(0, -1) is ambiguous
+    a = next_observations[:-1].reshape(max(n - 1, 0), width)
+    b = observations[1:].reshape(max(n - 1, 0), width)
     out = (a != b).any(axis=1)
     rows = np.flatnonzero(out)
     for start in range(0, len(rows), 65536):  # chunked: bounded float64 temporaries
@@ -188,7 +196,8 @@ def validate_transitions(data: Mapping[str, np.ndarray], file: str) -> None:
     """Check a final transition dictionary (the form ``Dataset.train`` / ``Dataset.val`` have).
 
     Required: the six :data:`TRANSITION_KEYS`, float32 (observations may be uint8 for pixel
-    tasks), observations/next_observations of rank 2 (or 4 for images) with equal shapes,
+    tasks), at least :data:`MIN_TRANSITIONS` rows, none of zero width,
+    observations/next_observations of rank 2 (or 4 for images) with equal shapes,
     actions of rank 2, rewards/masks/terminals of rank 1, equal lengths, no NaN/inf, actions in
     [-1, 1] (+ :data:`ACTION_TOLERANCE`), masks and terminals 0/1, the last row a terminal, and
     ``next_observations[t] == observations[t + 1]`` wherever ``terminals[t] == 0``.
@@ -201,7 +210,14 @@ def validate_transitions(data: Mapping[str, np.ndarray], file: str) -> None:
         check_array(file, key, data[key], _FLOAT, (rank,), "float32")
         check_exact_dtype(file, key, data[key], ("float32",))
     check_next_observation_shape(data, file)
-    check_lengths(data, TRANSITION_KEYS, file)
+    n = check_lengths(data, TRANSITION_KEYS, file)
+    if n < MIN_TRANSITIONS:
+        fail(
+            file,
+            "observations",
+            f"has only {n} transition; a dataset needs at least {MIN_TRANSITIONS} (a truncated "
+            "or wrong file?)",
+        )
     for key in TRANSITION_KEYS:
         check_finite(file, key, data[key])
     check_action_range(file, "actions", data["actions"])
