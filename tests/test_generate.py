@@ -1,5 +1,6 @@
 """Offline OGBench dataset generation: official layout, OGBench's own loader with the network
-blocked, reproducibility across worker counts, and kill/resume safety."""
+blocked, reproducibility across worker counts, kill/resume and Ctrl-C safety, and an existing
+dataset never replaced without --overwrite (through the real CLI)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import gfp.data.collectors as col
 import gfp.data.generate as gen
+from gfp.cli import main as gfp_main
 from gfp.data.generate import (
     GENERATABLE,
     OFFICIAL_SIZES,
@@ -227,11 +230,11 @@ def test_pointmaze_layout_oracle_actions_and_load(offline, tmp_path):
 def test_episode_does_not_depend_on_what_the_worker_ran_before():
     """Workers reuse one env for many episodes; an episode must be the same in a fresh env."""
     spec = gen._spec("puzzle-3x3-noisy-v0")
-    warm = gen._make_collector(spec)
+    warm = col.make_collector(spec)
     for i in range(2):
         gen._collect(warm, 7, "train", i, 60)
     after_others = gen._collect(warm, 7, "train", 2, 60)
-    fresh = gen._collect(gen._make_collector(spec), 7, "train", 2, 60)
+    fresh = gen._collect(col.make_collector(spec), 7, "train", 2, 60)
     for k in fresh:
         np.testing.assert_array_equal(after_others[k], fresh[k])
     # ... while different episodes, splits and seeds do differ.
@@ -243,13 +246,13 @@ def test_scene_health_rule():
     """OGBench re-collects scene episodes where the cube leaves the view outside the drawer."""
     qpos = np.zeros((3, 25), np.float32)
     qpos[:, 14:17] = [0.4, 0.0, 0.02]
-    assert gen._scene_healthy(qpos)
+    assert col.scene_healthy(qpos)
     qpos[1, 15] = 0.29  # too far right
-    assert not gen._scene_healthy(qpos)
+    assert not col.scene_healthy(qpos)
     qpos[1, 15:17] = [-0.31, 0.07]  # far left but inside the drawer
-    assert gen._scene_healthy(qpos)
+    assert col.scene_healthy(qpos)
     qpos[1, 16] = 0.02  # far left on the table
-    assert not gen._scene_healthy(qpos)
+    assert not col.scene_healthy(qpos)
 
 
 def test_unhealthy_scene_episode_is_recollected_deterministically(monkeypatch):
@@ -259,13 +262,13 @@ def test_unhealthy_scene_episode_is_recollected_deterministically(monkeypatch):
         verdicts.append(len(verdicts) % 2 == 1)
         return verdicts[-1]
 
-    collector = gen._make_collector(gen._spec("scene-noisy-v0"))
-    monkeypatch.setattr(gen, "_scene_healthy", first_attempt_unhealthy)
+    collector = col.make_collector(gen._spec("scene-noisy-v0"))
+    monkeypatch.setattr(col, "scene_healthy", first_attempt_unhealthy)
     a = gen._collect(collector, 0, "train", 0, 30)
     b = gen._collect(collector, 0, "train", 0, 30)
     assert verdicts == [False, True, False, True]
     np.testing.assert_array_equal(a["observations"], b["observations"])
-    monkeypatch.setattr(gen, "_scene_healthy", lambda qpos: True)
+    monkeypatch.setattr(col, "scene_healthy", lambda qpos: True)
     first_try = gen._collect(collector, 0, "train", 0, 30)
     assert not np.array_equal(first_try["observations"], a["observations"])
 
@@ -329,7 +332,7 @@ def test_killed_run_leaves_no_dataset_and_rerun_reuses_shards(tmp_path, monkeypa
     assert len(calls) == episodes + 1 - len(done)  # only the missing episodes were generated
     assert not finished & set(calls)
     assert not shard_root.exists()
-    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
     monkeypatch.setattr(gen, "_collect", real_collect)
     fresh = generate(
@@ -337,21 +340,6 @@ def test_killed_run_leaves_no_dataset_and_rerun_reuses_shards(tmp_path, monkeypa
     )
     for pr, pf in zip(resumed, fresh, strict=True):
         assert pr.read_bytes() == pf.read_bytes()
-
-
-def test_failed_write_leaves_neither_file_nor_temp(tmp_path, monkeypatch):
-    target = tmp_path / "x.npz"
-    target.write_bytes(b"old")
-
-    def half_write(f, **arrays):
-        f.write(b"PK\x03\x04 partial")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(np, "savez_compressed", half_write)
-    with pytest.raises(OSError, match="disk full"):
-        gen._atomic_savez(target, {"a": np.zeros(3)})
-    assert target.read_bytes() == b"old"  # the previous file is untouched
-    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
 
 
 def test_concurrent_generation_of_same_dataset_is_refused(tmp_path):
@@ -362,3 +350,135 @@ def test_concurrent_generation_of_same_dataset_is_refused(tmp_path):
         with pytest.raises(DataError, match="another generation"):
             generate("cube-single-play-v0", 1, tmp_path, workers=1, episode_length=5)
     assert not (tmp_path / "cube-single-play-v0.npz").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Through the CLI: existing data is never replaced unless asked, huge requests fail fast, Ctrl-C.
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run `gfp ARGS` in this process: (exit code, stdout, stderr)."""
+    try:
+        gfp_main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _visible_lines(err: str | bytes) -> list[str]:
+    """What a terminal shows of stderr: a progress bar redraws its line with '\\r'."""
+    text = err.decode() if isinstance(err, bytes) else err
+    lines = (line.split("\r")[-1].strip() for line in text.split("\n"))
+    return [line for line in lines if line]
+
+
+def test_existing_dataset_is_kept_unless_overwrite(tmp_path, capsys):
+    name = "cube-single-noisy-v0"
+    base = ["data", "generate", name, "--out", str(tmp_path), "--workers", "1"]
+    base += ["--episode-length", "30"]
+    assert _cli([*base, "--episodes", "2"], capsys)[0] == 0
+    train, val = tmp_path / f"{name}.npz", tmp_path / f"{name}-val.npz"
+    before = train.read_bytes(), val.read_bytes()
+
+    code, out, err = _cli([*base, "--episodes", "1"], capsys)
+    assert code == 2 and out == ""
+    [line] = _visible_lines(err)
+    assert line.startswith(f"gfp: error: {train} already exists (2 episodes, 60 rows)")
+    assert "--overwrite" in line
+    assert (train.read_bytes(), val.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([train.name, val.name])
+
+    code, out, _ = _cli([*base, "--episodes", "1", "--overwrite"], capsys)
+    assert code == 0 and out.split() == [str(train), str(val)]
+    assert _load(train)["terminals"].tolist() == [False] * 29 + [True]
+
+    # A val file without its train file is what a kill between the final writes (val first)
+    # leaves: not a dataset, so it is replaced without --overwrite.
+    train.unlink()
+    val.write_bytes(b"leftover")
+    assert _cli([*base, "--episodes", "1"], capsys)[0] == 0
+    assert _load(val)["terminals"].shape == (30,)
+
+
+def test_huge_episode_count_fails_fast_in_bounded_memory(tmp_path, capsys):
+    """1e9 episodes can never be merged in memory: refused in a moment, before any job list."""
+    import tracemalloc
+
+    out_dir = tmp_path / "d"
+    tracemalloc.start()
+    start = time.perf_counter()
+    code, out, err = _cli(
+        ["data", "generate", "cube-single-noisy-v0", "--episodes", "1000000000", "--out",
+         str(out_dir)], capsys,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert code == 2 and out == ""
+    assert seconds < 3 and peak < 50 * 2**20, (seconds, peak)
+    [line] = _visible_lines(err)
+    assert line.startswith("gfp: error: --episodes 1000000000: cube-single-noisy-v0 would hold")
+    assert "1,101,100,000,000 rows" in line and "the official size is 1000 episodes" in line
+    assert not out_dir.exists()
+
+
+def test_too_large_for_available_memory_stops_after_the_first_episode(tmp_path, monkeypatch):
+    """The exact check: the first episode gives the row size; the shard is kept for a rerun."""
+    calls = []
+    real_collect = gen._collect
+    monkeypatch.setattr(gen, "_meminfo_bytes", lambda field: 100_000)
+    monkeypatch.setattr(gen, "_collect", lambda *a: calls.append(a[2:4]) or real_collect(*a))
+    with pytest.raises(ConfigError, match=r"--episodes 50: .* GiB in memory .* than the 0.0 GiB"):
+        generate("cube-single-noisy-v0", 50, tmp_path, workers=1, episode_length=30)
+    assert calls == [("train", 0)]
+    assert len(list(tmp_path.glob(".cube-single-noisy-v0.shards/*/train-000000.npz"))) == 1
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, capsys, monkeypatch):
+    name, out = "cube-single-noisy-v0", tmp_path / "data"
+    args = ["data", "generate", name, "--episodes", "10", "--episode-length", "40"]
+    args += ["--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gfp.cli", *args, "--workers", "2"], cwd=REPO,
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    shard_glob = f".{name}.shards/*/*.npz"
+    deadline = time.monotonic() + 120
+    try:
+        while not list(out.glob(shard_glob)):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no shards appeared"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and stdout == b""
+    [line] = _visible_lines(stderr)
+    assert line.startswith(f"gfp: {name}: interrupted; ") and "rerun the same command" in line
+    done = sorted(out.glob(shard_glob))
+    assert 1 <= len(done) < 11, "the run was not interrupted"
+    assert f"{len(done)} of 11 episodes are finished" in line
+    assert not list(out.glob("*.npz")) and not list(out.glob(f".{name}.shards/*/*.tmp"))
+    for _ in range(100):  # the workers went with the parent
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("worker processes outlived the interrupted run")
+
+    calls = []
+    real_collect = gen._collect
+    monkeypatch.setattr(gen, "_collect", lambda *a: calls.append(a[2:4]) or real_collect(*a))
+    code, stdout, _ = _cli([*args, "--workers", "1"], capsys)
+    assert code == 0 and stdout.split() == [str(out / f"{name}.npz"), str(out / f"{name}-val.npz")]
+    finished = {(p.stem.split("-")[0], int(p.stem.split("-")[1])) for p in done}
+    assert len(calls) == 11 - len(done) and not finished & set(calls)
+    _check_layout(out / f"{name}.npz", 10, 40, buttons=None)

@@ -9,26 +9,31 @@ This module does that with the official protocol and writes the exact official `
 Generation is sharded per episode: every episode has its own seed derived from (seed, split,
 index), is written atomically as its own small shard file, and the shards are merged in episode
 order at the end. The output is therefore byte-identical whatever the number of worker
-processes, and a killed run resumes from the shards it already finished.
+processes, and a killed or interrupted (Ctrl-C) run resumes from the shards it already finished.
+An existing dataset is never replaced unless asked (`overwrite`), and a dataset too large for the
+machine's memory is refused before any work. The oracles themselves are in gfp.data.collectors.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
-import uuid
+import signal
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gfp.errors import ConfigError, DataError
+from gfp.data import shards
+from gfp.data.collectors import Spec, make_collector
+from gfp.data.shards import Job
+from gfp.errors import ConfigError, DataError, Interrupted
+from gfp.io import atomic_savez, die_with_parent
+from gfp.tasks import dataset_file_stem  # the task registry parses task names
 
 __all__ = [
     "GENERATABLE",
@@ -78,22 +83,6 @@ def _official_size(name: str) -> tuple[int, int]:
 OFFICIAL_SIZES: dict[str, tuple[int, int]] = {n: _official_size(n) for n in GENERATABLE}
 
 
-def dataset_file_stem(task_name: str) -> str:
-    """Map an OGBench task name to the stem of its dataset files (same rule as OGBench's loader).
-
-    'cube-double-play-singletask-task3-v0' -> 'cube-double-play-v0',
-    'pointmaze-medium-navigate-singletask-v0' -> 'pointmaze-medium-navigate-v0';
-    a plain dataset name maps to itself.
-    """
-    splits = task_name.split("-")
-    if "singletask" in splits:
-        pos = splits.index("singletask")
-        return "-".join(splits[:pos] + splits[-1:])
-    if "oraclerep" in splits:
-        return "-".join(splits[:-2] + splits[-1:])
-    return task_name
-
-
 def default_dataset_dir() -> Path:
     """The directory OGBench's own loader reads by default (~/.ogbench/data)."""
     from ogbench.utils import DEFAULT_DATASET_DIR
@@ -105,20 +94,12 @@ def default_dataset_dir() -> Path:
 # Dataset specs.
 
 
-@dataclass(frozen=True)
-class _Spec:
-    name: str  # dataset name, e.g. 'cube-double-play-v0'
-    env_id: str  # goal-conditioned env id, e.g. 'cube-double-v0'
-    family: str  # 'cube' | 'scene' | 'puzzle' | 'pointmaze'
-    kind: str  # 'play' | 'noisy' | 'navigate' | 'stitch'
-
-
-def _spec(name: str) -> _Spec:
+def _spec(name: str) -> Spec:
     if name in GENERATABLE:
         parts = name.split("-")
         family, kind = parts[0], parts[-2]
         env_id = "-".join(parts[:-2] + parts[-1:])
-        return _Spec(name=name, env_id=env_id, family=family, kind=kind)
+        return Spec(name=name, env_id=env_id, family=family, kind=kind)
     if name.startswith(NEEDS_EXPERT_PREFIXES):
         raise DataError(
             f"{name!r} cannot be generated offline: it needs OGBench's downloaded expert "
@@ -138,255 +119,7 @@ def _spec(name: str) -> _Spec:
 
 
 # --------------------------------------------------------------------------------------------------
-# Episode collection. The oracles draw from the global np.random, so each episode seeds it.
-
-# Per-dimension scale of the 'noisy' Gaussian action noise (x, y, z, yaw, gripper).
-_NOISY_SCALE = np.array([1.0, 1.0, 1.0, 3.0, 10.0])
-_P_RANDOM_ACTION = {"cube": 0.1, "scene": 0.1, "puzzle": 0.2}
-_POINTMAZE_NOISE = 0.5
-_STITCH_CELLS = 4  # stitch goals lie exactly this many maze cells (BFS steps) from the start
-_MAX_SCENE_ATTEMPTS = 1000
-
-
-def _quiet_make(env_id: str, **kwargs: Any) -> Any:
-    """gymnasium.make without the harmless glfw 'DISPLAY missing' and Box precision warnings."""
-    import gymnasium
-    import ogbench  # noqa: F401  (registers the environments)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # The unwrapped env: we count steps ourselves, and the wrappers only add per-step overhead.
-        return gymnasium.make(env_id, disable_env_checker=True, **kwargs).unwrapped
-
-
-class _ManipCollector:
-    """Cube / scene / puzzle episodes from the plan ('play') or markov ('noisy') oracles."""
-
-    def __init__(self, spec: _Spec) -> None:
-        self.spec = spec
-        # visualize_info only recolours geoms; turning it off skips work and changes no state.
-        self.env = _quiet_make(
-            spec.env_id, terminate_at_goal=False, mode="data_collection", visualize_info=False
-        )
-        self.noisy = spec.kind == "noisy"
-        self.p_random = _P_RANDOM_ACTION[spec.family] if self.noisy else 0.0
-        self.has_buttons = spec.family in ("scene", "puzzle")
-        self.oracles = self._make_oracles()
-
-    def _make_oracles(self) -> dict[str, Any]:
-        env, family = self.env, self.spec.family
-        if self.noisy:
-            from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
-            from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
-            from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
-            from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
-
-            kw = dict(env=env, min_norm=0.4)
-            if family == "cube":
-                return {"cube": CubeMarkovOracle(**kw)}
-            if family == "scene":
-                return {
-                    "cube": CubeMarkovOracle(max_step=100, **kw),
-                    "button": ButtonMarkovOracle(**kw),
-                    "drawer": DrawerMarkovOracle(**kw),
-                    "window": WindowMarkovOracle(**kw),
-                }
-            return {"button": ButtonMarkovOracle(gripper_always_closed=True, **kw)}
-
-        from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
-        from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
-        from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
-        from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
-
-        kw = dict(env=env, noise=0.1, noise_smoothing=0.5)
-        if family == "cube":
-            return {"cube": CubePlanOracle(**kw)}
-        if family == "scene":
-            return {
-                "cube": CubePlanOracle(**kw),
-                "button": ButtonPlanOracle(**kw),
-                "drawer": DrawerPlanOracle(**kw),
-                "window": WindowPlanOracle(**kw),
-            }
-        return {"button": ButtonPlanOracle(gripper_always_closed=True, **kw)}
-
-    def _p_stack(self) -> float:
-        # Probability that a new cube target is on top of another cube, drawn once per episode.
-        name = self.spec.name
-        if "-single-" in name:
-            return 0.0
-        if "-double-" in name:
-            return np.random.uniform(0.0, 0.25)
-        if "-triple-" in name:
-            return np.random.uniform(0.05, 0.35)
-        if "-quadruple-" in name:
-            return np.random.uniform(0.1, 0.5)
-        return 0.5  # scene (puzzle ignores it)
-
-    def episode(self, env_seed: int, length: int) -> dict[str, np.ndarray]:
-        for attempt in range(_MAX_SCENE_ATTEMPTS):
-            # Only the first attempt reseeds the env: a retry continues both RNG streams, so the
-            # retried episode is still a pure function of the episode seed.
-            rows = self._rollout(env_seed if attempt == 0 else None, length)
-            if self.spec.family != "scene" or _scene_healthy(rows["qpos"]):
-                return rows
-        raise DataError(
-            f"{self.spec.name}: no healthy scene episode in {_MAX_SCENE_ATTEMPTS} attempts"
-        )
-
-    def _rollout(self, env_seed: int | None, length: int) -> dict[str, np.ndarray]:
-        env = self.env
-        ob, info = env.reset(seed=env_seed)
-        p_stack = self._p_stack()
-        if self.noisy:
-            noise_std = np.random.uniform(0.0, 0.1) * _NOISY_SCALE  # xi ~ U(0, 0.1) per episode
-        agent = self.oracles[info["privileged/target_task"]]
-        agent.reset(ob, info)
-
-        obs = np.empty((length, ob.shape[0]), np.float32)
-        acts = np.empty((length, 5), np.float32)
-        qpos = np.empty((length, env.model.nq), np.float32)
-        qvel = np.empty((length, env.model.nv), np.float32)
-        buttons = (
-            np.empty((length, len(info["button_states"])), np.int64) if self.has_buttons else None
-        )
-        for t in range(length):
-            if self.p_random > 0.0 and np.random.rand() < self.p_random:
-                action = np.random.uniform(-1.0, 1.0, size=5)
-            else:
-                action = np.asarray(agent.select_action(ob, info), dtype=np.float64)
-                if self.noisy:
-                    action = action + np.random.normal(0.0, noise_std)
-            action = np.clip(action, -1.0, 1.0)
-            next_ob, _, _, _, info = env.step(action)
-            if agent.done:
-                # The official protocol hands the new target's info to the new oracle only; the
-                # next select_action still sees this step's info, as in OGBench's script.
-                agent_ob, agent_info = env.set_new_target(p_stack=p_stack)
-                agent = self.oracles[agent_info["privileged/target_task"]]
-                agent.reset(agent_ob, agent_info)
-            obs[t] = ob
-            acts[t] = action
-            qpos[t] = info["prev_qpos"]
-            qvel[t] = info["prev_qvel"]
-            if buttons is not None:
-                buttons[t] = info["prev_button_states"]
-            ob = next_ob
-        rows = {"observations": obs, "actions": acts, "terminals": _terminals(length)}
-        rows.update(qpos=qpos, qvel=qvel)
-        if buttons is not None:
-            rows["button_states"] = buttons
-        return rows
-
-
-def _scene_healthy(qpos: np.ndarray) -> bool:
-    """OGBench's scene rule: the cube must stay visible unless it is inside the drawer."""
-    y, z = qpos[:, 15], qpos[:, 16]
-    too_far_right = y >= 0.29
-    too_far_left_outside_drawer = (y <= -0.3) & ((z < 0.06) | (z > 0.08))
-    return not bool(too_far_right.any() or too_far_left_outside_drawer.any())
-
-
-def _terminals(length: int) -> np.ndarray:
-    terminals = np.zeros(length, dtype=bool)
-    terminals[-1] = True  # the time-limit truncation: only the last row of each episode
-    return terminals
-
-
-class _MazeCollector:
-    """Pointmaze episodes: unit direction to the BFS oracle's next waypoint plus N(0, 0.5) noise."""
-
-    def __init__(self, spec: _Spec) -> None:
-        self.spec = spec
-        self.env = _quiet_make(spec.env_id, terminate_at_goal=False)
-        maze = np.asarray(self.env.maze_map)
-        self.maze = maze
-        self.all_cells: list[tuple[int, int]] = []
-        self.vertex_cells: list[tuple[int, int]] = []
-        for i in range(maze.shape[0]):
-            for j in range(maze.shape[1]):
-                if maze[i, j] != 0:
-                    continue
-                self.all_cells.append((i, j))
-                # Goals are drawn from junctions, corners and dead ends, not straight corridors.
-                vertical = maze[i - 1, j] == 0 and maze[i + 1, j] == 0
-                horizontal = maze[i, j - 1] == 0 and maze[i, j + 1] == 0
-                walled_lr = maze[i, j - 1] == 1 and maze[i, j + 1] == 1
-                walled_ud = maze[i - 1, j] == 1 and maze[i + 1, j] == 1
-                if not ((vertical and walled_lr) or (horizontal and walled_ud)):
-                    self.vertex_cells.append((i, j))
-
-    def _cells_at_distance(self, start: tuple[int, int], distance: int) -> list[tuple[int, int]]:
-        """Free cells exactly `distance` BFS steps from `start`, in BFS discovery order."""
-        maze = self.maze
-        dist = np.full(maze.shape, -1, dtype=np.int64)
-        dist[start] = 0
-        frontier = [start]
-        found = []
-        while frontier:
-            nxt = []
-            for i, j in frontier:
-                for di, dj in ((-1, 0), (0, -1), (1, 0), (0, 1)):
-                    ni, nj = i + di, j + dj
-                    inside = 0 <= ni < maze.shape[0] and 0 <= nj < maze.shape[1]
-                    if inside and maze[ni, nj] == 0 and dist[ni, nj] == -1:
-                        dist[ni, nj] = dist[i, j] + 1
-                        nxt.append((ni, nj))
-                        if dist[ni, nj] == distance:
-                            found.append((ni, nj))
-            if nxt and dist[nxt[0]] >= distance:
-                break
-            frontier = nxt
-        return found
-
-    def episode(self, env_seed: int, length: int) -> dict[str, np.ndarray]:
-        env = self.env
-        navigate = self.spec.kind == "navigate"
-        init_ij = self.all_cells[np.random.randint(len(self.all_cells))]
-        if navigate:
-            goal_ij = self.vertex_cells[np.random.randint(len(self.vertex_cells))]
-        else:
-            near = self._cells_at_distance(init_ij, _STITCH_CELLS)
-            goal_ij = near[np.random.randint(len(near))] if near else init_ij
-        # The env's own action space samples a few random steps to render the goal observation.
-        env.action_space.seed(env_seed)
-        ob, _ = env.reset(
-            seed=env_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij))
-        )
-
-        obs = np.empty((length, ob.shape[0]), np.float32)
-        acts = np.empty((length, 2), np.float32)
-        qpos = np.empty((length, env.model.nq), np.float32)
-        qvel = np.empty((length, env.model.nv), np.float32)
-        for t in range(length):
-            xy = env.get_xy()
-            subgoal_xy, _ = env.get_oracle_subgoal(xy, env.cur_goal_xy)
-            direction = subgoal_xy - xy
-            direction = direction / (np.linalg.norm(direction) + 1e-6)
-            action = np.clip(direction + np.random.normal(0.0, _POINTMAZE_NOISE, size=2), -1.0, 1.0)
-            next_ob, _, _, _, info = env.step(action)
-            if navigate and info["success"]:
-                # Navigate: a new goal each time the current one is reached. Stitch: stay there.
-                env.set_goal(self.vertex_cells[np.random.randint(len(self.vertex_cells))])
-            obs[t] = ob
-            acts[t] = action
-            qpos[t] = info["prev_qpos"]
-            qvel[t] = info["prev_qvel"]
-            ob = next_ob
-        return {
-            "observations": obs,
-            "actions": acts,
-            "terminals": _terminals(length),
-            "qpos": qpos,
-            "qvel": qvel,
-        }
-
-
-def _make_collector(spec: _Spec) -> _ManipCollector | _MazeCollector:
-    if spec.family == "pointmaze":
-        return _MazeCollector(spec)
-    return _ManipCollector(spec)
-
+# Episodes, each seeded on its own (the oracles draw from the global np.random).
 
 _SPLITS = {"train": 0, "val": 1}
 
@@ -407,63 +140,14 @@ def _collect(
 
 
 # --------------------------------------------------------------------------------------------------
-# Atomic files and shards.
+# Shards: one atomically written file per finished episode.
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _tmp_name(path: Path) -> Path:
-    # Dot-prefixed and never ending in '.npz', so a leftover can't be mistaken for a dataset.
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez_compressed to a temp file in the same dir, fsync, then os.replace into place."""
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _shard_path(shard_dir: Path, split: str, index: int) -> Path:
-    return shard_dir / f"{split}-{index:06d}.npz"
-
-
-def _run_and_save(
-    collector: Any, job: tuple[str, int], seed: int, length: int, shard_dir: Path
-) -> int:
+def _run_and_save(collector: Any, job: Job, seed: int, length: int, shard_dir: Path) -> int:
     split, index = job
     rows = _collect(collector, seed, split, index, length)
-    _atomic_savez(_shard_path(shard_dir, split, index), rows)
+    atomic_savez(shards.shard_path(shard_dir, split, index), rows)
     return length
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this worker when the parent dies (e.g. SIGKILL), so none is orphaned."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 # Worker-process state, set once per process by _worker_init.
@@ -471,13 +155,16 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(name: str, seed: int, length: int, shard_dir: str, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group; the parent handles it (and stops the workers).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while we were spawned
     warnings.simplefilter("ignore")
     _WORKER.update(seed=seed, length=length, shard_dir=Path(shard_dir))
-    _WORKER["collector"] = _make_collector(_spec(name))
+    _WORKER["collector"] = make_collector(_spec(name))
 
 
-def _worker_run(job: tuple[str, int]) -> tuple[str, int, int]:
+def _worker_run(job: Job) -> tuple[str, int, int]:
     w = _WORKER
     rows = _run_and_save(w["collector"], job, w["seed"], w["length"], w["shard_dir"])
     return job[0], job[1], rows
@@ -501,6 +188,18 @@ def _single_threaded_children() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while workers are spawned: they inherit the mask, so a Ctrl-C
+    during their start-up can't kill them with a traceback before they ignore SIGINT themselves;
+    here a Ctrl-C is only held back until the block ends."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
 def _preserved_global_rng() -> Iterator[None]:
     """In-process generation reseeds np.random per episode; give the caller its state back."""
     state = np.random.get_state()
@@ -510,54 +209,57 @@ def _preserved_global_rng() -> Iterator[None]:
         np.random.set_state(state)
 
 
-@contextlib.contextmanager
-def _lock(path: Path, name: str, out_dir: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(
-                f"another generation of {name} into {out_dir} is running (lock {path})"
-            ) from None
-        yield
+# --------------------------------------------------------------------------------------------------
+# Checks before any work: the dataset must fit in memory, and an existing one is never replaced
+# unless asked.
+
+# The smallest row of any generatable dataset (pointmaze: 2 float32 each of observation, action,
+# qpos and qvel, plus the terminal flag), for a check that needs no simulator.
+_MIN_ROW_BYTES = 4 * (2 + 2 + 2 + 2) + 1
 
 
-def _merge(
-    shard_dir: Path, split: str, episodes: int, length: int, name: str
-) -> dict[str, np.ndarray]:
-    """Concatenate the shards of one split in episode order into preallocated arrays."""
-    merged: dict[str, np.ndarray] = {}
-    for index in range(episodes):
-        path = _shard_path(shard_dir, split, index)
-        try:
-            with np.load(path) as shard:
-                rows = {k: shard[k] for k in shard.files}
-        except Exception as exc:  # a shard is written atomically, so this means outside damage
-            raise DataError(
-                f"{name}: unreadable shard {path} ({exc}); delete it and rerun"
-            ) from exc
-        if not merged:
-            merged = {
-                k: np.empty((episodes * length, *v.shape[1:]), v.dtype) for k, v in rows.items()
-            }
-        ok = set(rows) == set(merged) and all(len(v) == length for v in rows.values())
-        if not ok or not rows["terminals"][-1] or rows["terminals"][:-1].any():
-            raise DataError(
-                f"{name}: shard {path} does not hold one {length}-row episode; delete it"
-            )
-        for k, v in rows.items():
-            merged[k][index * length : (index + 1) * length] = v
-    return merged
+def _meminfo_bytes(field: str) -> int | None:
+    """A /proc/meminfo field in bytes (Linux), or None where there is none."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return None
 
 
-def _clean_stale_tmp(directory: Path, prefixes: tuple[str, ...]) -> None:
-    """Remove temp files a killed run left behind (safe: we hold the generation lock)."""
-    if not directory.is_dir():
+def _check_fits(name: str, episodes: int, rows: int, row_bytes: int, memory: int | None) -> None:
+    """The merge (and every loader after it) holds the whole dataset in memory: refuse one that
+    cannot fit, before generating what could never be written."""
+    need = rows * row_bytes
+    if memory is None or need <= memory:
         return
-    for p in directory.iterdir():
-        if ".tmp-" in p.name and p.name.startswith(prefixes):
-            with contextlib.suppress(OSError):
-                p.unlink()
+    official = OFFICIAL_SIZES[name][0]
+    raise ConfigError(
+        f"--episodes {episodes}: {name} would hold {rows:,} rows, {need / 2**30:,.1f} GiB"
+        f"{' or more' if row_bytes == _MIN_ROW_BYTES else ''} in "
+        f"memory (the merge and the loaders hold the whole dataset), more than the "
+        f"{memory / 2**30:.1f} GiB this machine has; the official size is {official} episodes"
+    )
+
+
+def _describe(path: Path) -> str:
+    """'12 episodes, 12012 rows' of a dataset file, for the refusal to replace it."""
+    try:
+        with np.load(path) as f:
+            terminals = f["terminals"]
+        return f"{int(terminals.sum())} episodes, {len(terminals)} rows"
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is still not ours to replace
+        return f"not readable as a dataset: {exc}"
+
+
+def _refuse_existing(train_path: Path) -> None:
+    """An existing NAME.npz is data: never replaced without overwrite. (A NAME-val.npz without it
+    is what a run killed between the two final writes leaves, val first, and is replaced.)"""
+    if train_path.exists():
+        raise DataError(
+            f"{train_path} already exists ({_describe(train_path)}); rerun with --overwrite "
+            "(overwrite=True) to replace it and its -val file, or choose another --out"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -572,6 +274,7 @@ def generate(
     seed: int = 0,
     episode_length: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Path, Path]:
     """Generate OGBench dataset NAME offline into `out_dir/NAME.npz` and `out_dir/NAME-val.npz`.
 
@@ -586,14 +289,20 @@ def generate(
             1001 for most, 201 for pointmaze stitch, 2001 for pointmaze giant-navigate). The
             loader turns each episode into episode_length - 1 transitions.
         progress: show a tqdm bar (transitions, rate, ETA, episodes done).
+        overwrite: replace an existing `out_dir/NAME.npz`; without it an existing dataset is
+            refused before any work.
 
     Returns:
         (train path, val path).
 
     Raises:
-        DataError: an unknown name, or one that needs OGBench's downloaded expert policies.
-        ConfigError: a non-positive episode count, episode length or worker count, or a
-            negative seed.
+        DataError: an unknown name, one that needs OGBench's downloaded expert policies, or an
+            existing dataset without `overwrite`.
+        ConfigError: a non-positive episode count, episode length or worker count, a negative
+            seed, or a dataset too large for this machine's memory (checked up front, and again
+            exactly once the first episode is collected).
+        Interrupted: Ctrl-C (exit code 130 in the CLI). Finished episodes are kept as shards,
+            and rerunning the same call continues from them; so does a rerun after a kill.
     """
     name = dataset_file_stem(name)
     spec = _spec(name)
@@ -609,11 +318,16 @@ def generate(
         workers = os.cpu_count() or 1
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    n_val = max(1, episodes // 10)
+    rows = (episodes + n_val) * episode_length
+    total_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    _check_fits(name, episodes, rows, _MIN_ROW_BYTES, total_memory)
 
     out_dir = Path(out_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
     train_path, val_path = out_dir / f"{name}.npz", out_dir / f"{name}-val.npz"
-    n_val = max(1, episodes // 10)
+    if not overwrite:
+        _refuse_existing(train_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     # Shards are keyed by everything that changes an episode's content (the simulator and oracle
     # versions too), not by the episode count, so a rerun with more episodes reuses them.
@@ -622,20 +336,43 @@ def generate(
     shard_dir = shard_root / f"seed{seed}-len{episode_length}-{versions}"
     shard_dir.mkdir(parents=True, exist_ok=True)
 
-    with _lock(shard_root / "lock", name, out_dir):
-        _clean_stale_tmp(shard_dir, (".",))
-        _clean_stale_tmp(out_dir, (f".{name}.npz", f".{name}-val.npz"))
+    with shards.lock(shard_root / "lock", name, out_dir):
+        if not overwrite:  # again under the lock: a concurrent run may have finished meanwhile
+            _refuse_existing(train_path)
+        shards.clean_stale_tmp(shard_dir, (".",))
+        shards.clean_stale_tmp(out_dir, (f".{train_path.name}.", f".{val_path.name}."))
+        finished = shards.finished(shard_dir, episodes, n_val)
 
-        jobs = [("train", i) for i in range(episodes)] + [("val", i) for i in range(n_val)]
-        pending = [j for j in jobs if not _shard_path(shard_dir, *j).exists()]
-        _run_jobs(spec, pending, len(jobs), seed, episode_length, shard_dir, workers, progress)
+        def check_memory(shard: Path) -> None:  # exact, from the first episode's row layout
+            _check_fits(
+                name, episodes, rows, shards.row_bytes(shard), _meminfo_bytes("MemAvailable")
+            )
 
-        train = _merge(shard_dir, "train", episodes, episode_length, name)
-        val = _merge(shard_dir, "val", n_val, episode_length, name)
-        # Val first: OGBench's loader only checks that NAME.npz exists before reading both files,
-        # so NAME.npz must never appear without its val file.
-        _atomic_savez(val_path, val)
-        _atomic_savez(train_path, train)
+        if finished:
+            check_memory(shards.shard_path(shard_dir, *min(finished)))
+        try:
+            _run_jobs(
+                spec,
+                shards.pending(episodes, n_val, finished),
+                (len(finished), episodes + n_val),
+                (seed, episode_length, shard_dir),
+                workers,
+                progress,
+                None if finished else check_memory,
+            )
+            train = shards.merge(shard_dir, "train", episodes, episode_length, name)
+            val = shards.merge(shard_dir, "val", n_val, episode_length, name)
+            # Val first: OGBench's loader only checks that NAME.npz exists before reading both
+            # files, so NAME.npz must never appear without its val file.
+            atomic_savez(val_path, val)
+            atomic_savez(train_path, train)
+        except KeyboardInterrupt:
+            kept = len(shards.finished(shard_dir, episodes, n_val))
+            raise Interrupted(
+                f"{name}: interrupted; {kept} of {episodes + n_val} episodes are finished and "
+                f"kept in {shard_dir}; rerun the same command to continue from them",
+                signal.SIGINT,
+            ) from None
 
         shutil.rmtree(shard_dir, ignore_errors=True)
     if {p.name for p in shard_root.iterdir()} <= {"lock"}:
@@ -644,74 +381,113 @@ def generate(
 
 
 def _run_jobs(
-    spec: _Spec,
-    pending: list[tuple[str, int]],
-    total_jobs: int,
-    seed: int,
-    length: int,
-    shard_dir: Path,
+    spec: Spec,
+    pending: Iterator[Job],
+    progress_counts: tuple[int, int],
+    job_args: tuple[int, int, Path],
     workers: int,
     progress: bool,
+    on_first_shard: Callable[[Path], None] | None,
 ) -> None:
+    """Collect the `pending` episodes into shards, in this process (workers = 1) or in a pool.
+
+    `progress_counts`: (episodes already finished, episodes in all); `job_args`: (seed, episode
+    length, shard dir); `on_first_shard` sees the first shard written, before any other work.
+    """
     from tqdm import tqdm
 
-    done_before = total_jobs - len(pending)
+    done, total = progress_counts
+    seed, length, shard_dir = job_args
     bar = tqdm(
-        total=total_jobs * length,
-        initial=done_before * length,
+        total=total * length,
+        initial=done * length,
         unit="tr",
         unit_scale=True,
         desc=spec.name,
         disable=not progress,
         dynamic_ncols=True,
     )
-    episodes_done = done_before
 
-    def advance(rows: int) -> None:
-        nonlocal episodes_done
-        episodes_done += 1
-        bar.update(rows)
-        bar.set_postfix_str(f"episodes {episodes_done}/{total_jobs}", refresh=False)
+    def advance(job: Job) -> None:
+        nonlocal done, on_first_shard
+        if on_first_shard is not None:
+            on_first_shard(shards.shard_path(shard_dir, *job))
+            on_first_shard = None
+        done += 1
+        bar.update(length)
+        bar.set_postfix_str(f"episodes {done}/{total}", refresh=False)
 
     with bar:
-        if not pending:
-            return
-        workers = min(workers, len(pending))
-        if workers == 1:
-            with _preserved_global_rng(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                collector = _make_collector(spec)
-                for job in pending:
-                    advance(_run_and_save(collector, job, seed, length, shard_dir))
-            return
+        try:
+            workers = min(workers, total - done)
+            if workers > 1:
+                _run_pool(spec, pending, job_args, workers, advance)
+            elif done < total:
+                with _preserved_global_rng(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    collector = make_collector(spec)
+                    for job in pending:
+                        _run_and_save(collector, job, seed, length, shard_dir)
+                        advance(job)
+        except BaseException:
+            bar.leave = False  # an error or Ctrl-C prints one line, no half-filled bar above it
+            raise
 
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
 
-        # 'spawn', not fork: the caller may hold JAX or other threads that fork would deadlock.
-        ctx = multiprocessing.get_context("spawn")
-        # Workers are spawned lazily by submit(), so the thread settings must cover the whole block.
-        with (
-            _single_threaded_children(),
-            ProcessPoolExecutor(
-                workers,
-                mp_context=ctx,
-                initializer=_worker_init,
-                initargs=(spec.name, seed, length, str(shard_dir), os.getpid()),
-            ) as executor,
-        ):
-            # Workers pull one episode at a time, which balances uneven episode costs.
-            futures = [executor.submit(_worker_run, job) for job in pending]
-            try:
-                for future in as_completed(futures):
-                    advance(future.result()[2])
-            except BrokenProcessPool as exc:
-                raise DataError(
-                    f"{spec.name}: a worker process died ({exc}). If generate() is called from a "
-                    "script, guard the call with `if __name__ == '__main__':` (workers are spawned "
-                    "and re-import the main module); otherwise rerun with workers=1 to see the "
-                    "error."
-                ) from exc
-            finally:
-                executor.shutdown(wait=True, cancel_futures=True)
+def _run_pool(
+    spec: Spec,
+    pending: Iterator[Job],
+    job_args: tuple[int, int, Path],
+    workers: int,
+    advance: Callable[[Job], None],
+) -> None:
+    """The episodes in `workers` spawned processes, at most two per worker queued at a time."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    seed, length, shard_dir = job_args
+    # 'spawn', not fork: the caller may hold JAX or other threads that fork would deadlock.
+    ctx = multiprocessing.get_context("spawn")
+    ours = set(multiprocessing.active_children())
+    in_flight: set[Future] = set()
+
+    def fill() -> None:  # workers pull one episode at a time: balances uneven episode costs
+        while len(in_flight) < 2 * workers and (job := next(pending, None)) is not None:
+            in_flight.add(executor.submit(_worker_run, job))
+
+    # Workers are spawned lazily by submit(), so the thread settings must cover the whole block.
+    with (
+        _single_threaded_children(),
+        ProcessPoolExecutor(
+            workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(spec.name, seed, length, str(shard_dir), os.getpid()),
+        ) as executor,
+    ):
+        try:
+            with _sigint_blocked():  # the first fill spawns every worker
+                fill()
+            while in_flight:
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    in_flight.discard(future)
+                    split, index, _ = future.result()
+                    advance((split, index))
+                fill()
+        except BrokenProcessPool as exc:
+            raise DataError(
+                f"{spec.name}: a worker process died ({exc}). If generate() is called from a "
+                "script, guard the call with `if __name__ == '__main__':` (workers are spawned "
+                "and re-import the main module); otherwise rerun with workers=1 to see the "
+                "error."
+            ) from exc
+        except BaseException:
+            # Ctrl-C or an error: stop the workers now rather than after their current episode
+            # (a shard is written atomically, so a stopped one is simply not there).
+            for future in in_flight:
+                future.cancel()
+            for proc in set(multiprocessing.active_children()) - ours:
+                proc.terminate()
+            raise
