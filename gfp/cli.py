@@ -129,6 +129,9 @@ class Generate:
     seed: int = 0
     episode_length: int | None = None
     """Rows per episode. Unset: the official length (1001; pointmaze stitch 201, giant 2001)."""
+    overwrite: bool = False
+    """Replace an existing OUT/NAME.npz (and its -val file); without it an existing dataset is
+    refused before any work. Finished episodes of a killed or interrupted run are always reused."""
 
 
 @dataclasses.dataclass
@@ -347,6 +350,7 @@ def cmd_data(args: Data) -> None:
             workers=c.workers,
             seed=c.seed,
             episode_length=c.episode_length,
+            overwrite=c.overwrite,
         )
         print("\n".join(str(p) for p in paths))
     else:
