@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from gfp.data.load import load_dataset
 from gfp.data.validate import (
+    discontinuities,
     validate_episode_arrays,
     validate_ogbench_arrays,
     validate_transitions,
@@ -45,7 +46,7 @@ def assert_names(err: DataError, file: str | Path, key: str, index: int | None) 
 
 # ------------------------------------------------------------------------------------ defects
 
-DEFECTS = ("drop", "dtype", "rank", "length", "nonfinite", "action_range", "flag")
+DEFECTS = ("drop", "dtype", "rank", "width", "length", "nonfinite", "action_range", "flag")
 
 
 @st.composite
@@ -67,6 +68,10 @@ def broken(draw, arrays: dict[str, np.ndarray], required: tuple[str, ...], flags
     if defect == "rank":
         key = draw(st.sampled_from(keys))
         arrays[key] = arrays[key][..., None]
+        return key, None
+    if defect == "width":  # rows of zero values, e.g. shape (n, 0)
+        key = draw(st.sampled_from([k for k in keys if arrays[k].ndim == 2]))
+        arrays[key] = arrays[key][:, :0]
         return key, None
     if defect == "length":
         key = draw(st.sampled_from(keys))
@@ -276,6 +281,24 @@ def test_transition_defects(n, seed, data):
     with pytest.raises(DataError) as err:
         validate_transitions(d, "train.npz")
     assert_names(err.value, "train.npz", key, index)
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_too_few_transitions(n):
+    d = transitions(np.random.default_rng(0), 2, [])
+    d = {k: v[:n] for k, v in d.items()}
+    with pytest.raises(DataError) as err:
+        validate_transitions(d, "train.npz")
+    assert_names(err.value, "train.npz", "observations", None)
+    assert ("is empty" if n == 0 else "has only 1 transition") in str(err.value)
+    validate_transitions(transitions(np.random.default_rng(0), 2, []), "two.npz")  # enough
+
+
+def test_discontinuities_of_tiny_arrays():
+    one = np.zeros((1, 3), np.float32)
+    assert discontinuities(one, one).shape == (0,)
+    thin = np.zeros((4, 0), np.float32)  # zero width: no difference anywhere
+    assert discontinuities(thin, thin).tolist() == [False] * 3
 
 
 def test_episode_arrays_checks():

@@ -1,0 +1,124 @@
+"""Bad data and bad task arguments through the real CLI: one line `gfp: error: ...` naming the file,
+the field and the problem, exit status 2, and nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gfp.cli import main
+
+TASK = "cube-single-noisy-singletask-task1-v0"
+SMALL = [
+    "--steps",
+    "2",
+    "--actor-hidden-dims",
+    "8",
+    "--value-hidden-dims",
+    "8",
+    "--batch-size",
+    "2",
+]
+
+
+def cli_error(capsys, *argv: str) -> str:
+    """Run `gfp ARGV`, expect exit status 2, return the one error line."""
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("gfp: error: ")
+    return err
+
+
+def d4rl_file(path: Path, n: int, obs_dim: int = 3, act_dim: int = 2, **extra) -> Path:
+    """A D4RL-style .npz of one n-step episode (with next_observations, so every row is kept)."""
+    obs = np.arange(n * obs_dim, dtype=np.float32).reshape(n, obs_dim)
+    np.savez(
+        path,
+        observations=obs,
+        next_observations=obs + 1,
+        actions=np.zeros((n, act_dim), np.float32),
+        rewards=np.zeros(n, np.float32),
+        terminals=np.zeros(n, bool),
+        timeouts=np.eye(1, n, n - 1, dtype=bool)[0],  # the last step ends the episode
+        **extra,
+    )
+    return path
+
+
+def test_a_single_transition(tmp_path, capsys):
+    path = d4rl_file(tmp_path / "one.npz", 1)
+    err = cli_error(capsys, "data", "info", str(path))
+    assert f"{path} (train): key 'observations' has only 1 transition" in err
+    # the same through training, before anything is compiled or written
+    err = cli_error(capsys, "train", "--task", str(path), "--out", str(tmp_path / "run"), *SMALL)
+    assert "key 'observations' has only 1 transition" in err
+    assert not (tmp_path / "run").exists()
+    d4rl_file(tmp_path / "two.npz", 2)  # two transitions are enough
+    main(["data", "info", str(tmp_path / "two.npz")])
+    assert "train transitions: 2 " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "obs_dim, act_dim, key, shape", [(0, 2, "observations", (5, 0)), (3, 0, "actions", (5, 0))]
+)
+def test_zero_width(tmp_path, capsys, obs_dim, act_dim, key, shape):
+    path = d4rl_file(tmp_path / "thin.npz", 5, obs_dim, act_dim)
+    err = cli_error(capsys, "data", "info", str(path))
+    assert f"{path}: key '{key}' has zero width (shape {shape})" in err
+
+
+def test_dataset_dir_pointing_at_a_file(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not data")
+    err = cli_error(capsys, "data", "info", TASK, "--dataset-dir", str(notes))
+    assert f"dataset_dir (--dataset-dir) {notes} is a file, not a directory" in err
+    assert f"pass the folder that holds the data, e.g. {tmp_path}" in err
+    assert "generate" not in err  # the old message suggested `generate --out FILE`
+    data = d4rl_file(tmp_path / "data.npz", 3)
+    err = cli_error(capsys, "train", "--task", "pen-human-v1", "--dataset-dir", str(data),
+                    "--out", str(tmp_path / "run"), *SMALL)  # fmt: skip
+    assert f"to train on this file, pass it as the task (--task {data})" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_task_pointing_at_a_data_directory(tiny_ogbench_dir, capsys):
+    err = cli_error(capsys, "data", "info", str(tiny_ogbench_dir))
+    assert f"task {tiny_ogbench_dir}: is a directory, not a dataset" in err
+    assert f"use --task {TASK} --dataset-dir {tiny_ogbench_dir}" in err
+    assert "minari download" not in err
+    # ... and what it suggests works
+    main(["data", "info", TASK, "--dataset-dir", str(tiny_ogbench_dir)])
+    assert "source: ogbench" in capsys.readouterr().out
+
+
+def test_ogbench_typo_names_the_closest_tasks(tmp_path, capsys):
+    err = cli_error(capsys, "train", "--task", "cube-single-noisi-singletask-task1-v0",
+                    "--out", str(tmp_path / "run"), *SMALL)  # fmt: skip
+    assert "did you mean cube-single-noisy-singletask-task1-v0" in err
+    assert "'noisy' is not one of" not in err  # the old, wrong complaint
+    assert not (tmp_path / "run").exists()
+
+
+def test_typo_through_the_installed_command(tmp_path):
+    """The real `gfp` entry point, in its own process: exit status 2 and the one line."""
+    gfp = Path(sys.executable).with_name("gfp")
+    out = subprocess.run(
+        [str(gfp), "data", "info", "scene-pley-singletask-task2-v0"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "gfp: error: 'scene-pley-singletask-task2-v0' is not an OGBench singletask task: "
+        "'scene-pley' is not an OGBench environment and dataset type; did you mean "
+        "scene-play-singletask-task2-v0 or visual-scene-play-singletask-task2-v0 or "
+        "scene-noisy-singletask-task2-v0?"
+    ]
