@@ -437,6 +437,7 @@ def test_too_large_for_available_memory_stops_after_the_first_episode(tmp_path, 
     assert not list(tmp_path.glob("*.npz"))
 
 
+@pytest.mark.slow  # three processes start ogbench: about 15 s, more on a loaded machine
 def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, capsys, monkeypatch):
     name, out = "cube-single-noisy-v0", tmp_path / "data"
     args = ["data", "generate", name, "--episodes", "10", "--episode-length", "40"]
@@ -482,3 +483,19 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, ca
     finished = {(p.stem.split("-")[0], int(p.stem.split("-")[1])) for p in done}
     assert len(calls) == 11 - len(done) and not finished & set(calls)
     _check_layout(out / f"{name}.npz", 10, 40, buttons=None)
+
+
+def test_default_job_generates_a_missing_dataset_and_reuses_a_present_one(tmp_path, monkeypatch):
+    """`gfp train` with no arguments (gfp.run.ensure_default_dataset) is not refused by the
+    existing-dataset rule: it generates only when the file is missing."""
+    from gfp import run
+
+    stem = dataset_file_stem(run.DEFAULT_TASK)
+    monkeypatch.setitem(OFFICIAL_SIZES, stem, (1000, 30))  # short episodes, for speed
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # in this process: no workers to start
+    run.ensure_default_dataset(run.DEFAULT_TASK, tmp_path, episodes=1)
+    train = tmp_path / f"{stem}.npz"
+    made = train.read_bytes()
+    assert _load(train)["terminals"].shape == (30,)
+    run.ensure_default_dataset(run.DEFAULT_TASK, tmp_path, episodes=3)  # present: reused as is
+    assert train.read_bytes() == made
