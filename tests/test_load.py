@@ -508,3 +508,29 @@ def test_default_directories(tmp_path, monkeypatch):
     _write(tmp_path / "pen-human-v1.hdf5", **_d4rl_arrays())
     assert load_dataset("pen-human-v1").size == 6
     assert not (tmp_path / ".ogbench").exists()  # the failed load created nothing
+
+
+# ------------------------------------------------------------------------- registry-led errors
+
+
+def test_name_typos_name_the_closest_task(tmp_path):
+    # a plain name close to a paper task: the D4RL lookup fails and says which was meant
+    with pytest.raises(DataError, match=r"found for 'pen-humn-v1'.*Did you mean pen-human-v1\?"):
+        load_dataset("pen-humn-v1", tmp_path)
+    with pytest.raises(DataError, match=r"Did you mean D4RL/door/human-v2\?"):
+        load_dataset("D4RL/door/humen-v2", tmp_path)
+    with pytest.raises(ConfigError, match="did you mean cube-single-play-singletask-task2-v0"):
+        load_dataset("cube-single-pley-singletask-task2-v0", tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_dataset_dir_must_be_a_directory(ogbench_dir, tmp_path):
+    data = _write(tmp_path / "pen-human-v1.hdf5", **_d4rl_arrays())
+    with pytest.raises(DataError, match=r"is a file, not a directory; to train on this file"):
+        load_dataset("pen-human-v1", data)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    with pytest.raises(DataError, match=rf"{notes} is a file, not a directory; pass the folder"):
+        load_dataset(TASK, notes)
+    # the one file that is allowed: OGBench's train .npz itself (val next to it)
+    assert load_dataset(TASK, ogbench_dir / f"{STEM}.npz").val is not None
