@@ -1,0 +1,357 @@
+"""The report's figures (PNG, matplotlib, sized for a paper: single panels at column width, 3.3
+in, grids at text width, 6.8 in, 8 pt text): learning curves per task and per environment (mean
+over seeds, band ± one std over seeds), the performance profile and the aggregate intervals from
+rliable's numbers, the probability of improvement, and for a tuning sweep the alpha x eta heat
+map per environment (the paper's sensitivity figure).
+
+Each column (agent/policy) keeps one colour in every figure."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gfp.report.published import group_label
+from gfp.report.scores import Collected, Column
+
+COLUMN_WIDTH = 3.3  # inches
+TEXT_WIDTH = 6.8
+DPI = 200
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "font.size": 8,
+            "axes.titlesize": 8,
+            "axes.labelsize": 8,
+            "legend.fontsize": 7,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "savefig.dpi": DPI,
+            "savefig.bbox": "tight",
+        }
+    )
+    return plt
+
+
+def colors(columns: Sequence[Column]) -> dict[Column, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {c: cmap(i % 10) for i, c in enumerate(columns)}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def _steps_text(x: float, _pos: object = None) -> str:
+    for size, suffix in ((1e6, "M"), (1e3, "K")):
+        if abs(x) >= size:
+            return f"{x / size:g}{suffix}"
+    return f"{x:g}"
+
+
+def _steps_label(ax, percent: bool) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xlabel("gradient steps")
+    ax.xaxis.set_major_formatter(FuncFormatter(_steps_text))
+    if percent:  # success rates: the full 0-100 range, so flat curves read as what they are
+        ax.set_ylim(-3, 103)
+
+
+def _mean_band(per_seed: dict[int, dict[int, float]]) -> tuple[np.ndarray, ...]:
+    """Steps, mean over the seeds evaluated at each step, std over them (0 with one seed)."""
+    steps = sorted({s for curve in per_seed.values() for s in curve})
+    mean, std = [], []
+    for s in steps:
+        vals = [curve[s] for curve in per_seed.values() if s in curve]
+        mean.append(np.mean(vals))
+        std.append(np.std(vals) if len(vals) > 1 else 0.0)
+    return np.array(steps), np.array(mean), np.array(std)
+
+
+def _draw(ax, per_seed, color, label) -> None:
+    steps, mean, std = _mean_band(per_seed)
+    ax.plot(
+        steps,
+        mean,
+        color=color,
+        lw=1.3,
+        label=label,
+        marker="o" if len(steps) < 8 else None,
+        ms=2.5,
+    )
+    ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+
+
+def _grid(plt, n: int, width: float, panel_h: float = 1.7):
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width, panel_h * nrows + 0.5), squeeze=False, sharey=True
+    )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _legend(fig, axes, n_columns: int) -> None:
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=min(n_columns, 4),
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+
+
+def plot_task_curves(
+    data: Collected, out_dir: Path, ylabel: str, percent: bool = False
+) -> list[Path]:
+    """One figure per environment, one panel per task (`percent`: y from 0 to 100)."""
+    plt = _plt()
+    col_colors = colors(data.columns)
+    tasks_of: dict[str, list[str]] = defaultdict(list)
+    for f in data.finals:
+        if f.task not in tasks_of[f.env]:
+            tasks_of[f.env].append(f.task)
+    paths = []
+    for env, tasks in sorted(tasks_of.items()):
+        tasks = sorted(tasks)
+        width = TEXT_WIDTH if len(tasks) > 1 else COLUMN_WIDTH
+        fig, axes = _grid(plt, len(tasks), width)
+        for ax, task in zip(axes, tasks, strict=True):
+            for col in data.columns:
+                per_seed = data.curves.get((task, col))
+                if per_seed:
+                    _draw(ax, per_seed, col_colors[col], col.label)
+            ax.set_title(_short_task(task))
+            _steps_label(ax, percent)
+        for ax in axes[:: min(len(tasks), 3)]:
+            ax.set_ylabel(ylabel)
+        _legend(fig, axes, len(data.columns))
+        paths.append(_save(fig, out_dir / f"curves_tasks_{_slug(env)}.png"))
+    return paths
+
+
+def env_curves(data: Collected) -> dict[tuple[str, Column], dict[int, dict[int, float]]]:
+    """(group, column) -> seed -> step -> the seed's mean over the group's tasks, at the steps
+    where that seed has an evaluation on every task (the per-environment convention)."""
+    from gfp.report.published import group_of
+
+    group_tasks: dict[str, set[str]] = defaultdict(set)
+    for f in data.finals:
+        group_tasks[group_of(f.env, f.benchmark)].add(f.task)
+    out = {}
+    for group, tasks in group_tasks.items():
+        for col in data.columns:
+            curves = [data.curves.get((t, col)) for t in sorted(tasks)]
+            if any(c is None for c in curves):
+                continue
+            seeds = set.intersection(*(set(c) for c in curves))
+            per_seed = {}
+            for seed in seeds:
+                steps = set.intersection(*(set(c[seed]) for c in curves))
+                per_seed[seed] = {s: float(np.mean([c[seed][s] for c in curves])) for s in steps}
+            if per_seed:
+                out[(group, col)] = per_seed
+    return out
+
+
+def plot_env_curves(
+    data: Collected, out_dir: Path, ylabel: str, percent: bool = False
+) -> Path | None:
+    """One panel per environment (its tasks' mean), in one figure."""
+    curves = env_curves(data)
+    groups = sorted({g for g, _ in curves})
+    if not groups:
+        return None
+    plt = _plt()
+    col_colors = colors(data.columns)
+    width = TEXT_WIDTH if len(groups) > 1 else COLUMN_WIDTH
+    fig, axes = _grid(plt, len(groups), width)
+    for ax, group in zip(axes, groups, strict=True):
+        for col in data.columns:
+            if (group, col) in curves:
+                _draw(ax, curves[(group, col)], col_colors[col], col.label)
+        n = len({f.task for f in data.finals if _group(f) == group})
+        ax.set_title(f"{group_label(group)} ({n} task{'s' * (n > 1)})")
+        _steps_label(ax, percent)
+    for ax in axes[:: min(len(groups), 3)]:
+        ax.set_ylabel(ylabel)
+    _legend(fig, axes, len(data.columns))
+    return _save(fig, out_dir / "curves_envs.png")
+
+
+def _group(f) -> str:
+    from gfp.report.published import group_of
+
+    return group_of(f.env, f.benchmark)
+
+
+def plot_profile(agg: dict[str, Any], data: Collected, out_dir: Path) -> Path | None:
+    """The performance profile (fraction of runs above tau) with its 95% bands, all tasks."""
+    sub = agg["subsets"].get("all")
+    if not sub:
+        return None
+    plt = _plt()
+    col_colors = {c.key: v for c, v in colors(data.columns).items()}
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
+    tau = np.array(sub["profile"]["tau"])
+    for key, prof in sub["profile"]["fraction_of_runs_above"].items():
+        ax.plot(tau, prof["point"], color=col_colors[key], lw=1.3, label=agg["columns"][key])
+        ax.fill_between(tau, prof["low"], prof["high"], color=col_colors[key], alpha=0.2, lw=0)
+    ax.set_xlabel(r"score $\tau$")
+    ax.set_ylabel(r"fraction of runs with score $> \tau$")
+    ax.set_ylim(-0.02, 1.02)
+    n_tasks, runs = len(sub["tasks"]), sub["runs_per_task"]
+    ax.set_title(f"Performance profile ({n_tasks} tasks x {runs} runs)")
+    ax.legend(frameon=False)
+    return _save(fig, out_dir / "profile.png")
+
+
+def plot_intervals(agg: dict[str, Any], data: Collected, out_dir: Path) -> Path | None:
+    """IQM, mean, median and optimality gap with their 95% intervals, one row per column."""
+    from gfp.report.aggregate import METRIC_NAMES
+
+    sub = agg["subsets"].get("all")
+    if not sub:
+        return None
+    plt = _plt()
+    col_colors = {c.key: v for c, v in colors(data.columns).items()}
+    keys = list(sub["metrics"])
+    fig, axes = plt.subplots(
+        1, 4, figsize=(TEXT_WIDTH, 0.35 * len(keys) + 0.9), sharey=True, squeeze=False
+    )
+    for ax, name in zip(axes[0], METRIC_NAMES, strict=True):
+        for i, key in enumerate(keys):
+            m = sub["metrics"][key][name]
+            ax.barh(
+                i,
+                m["high"] - m["low"],
+                left=m["low"],
+                height=0.6,
+                color=col_colors[key],
+                alpha=0.75,
+            )
+            ax.vlines(m["point"], i - 0.3, i + 0.3, color="k", lw=1.2)
+        ax.set_title(name + (" (lower is better)" if name == "Optimality gap" else ""))
+        lows = [sub["metrics"][k][name]["low"] for k in keys]
+        highs = [sub["metrics"][k][name]["high"] for k in keys]
+        lo, hi = min(lows), max(highs)
+        pad = max(2.0, 0.08 * (hi - lo))  # a readable axis even when every interval is a point
+        ax.set_xlim(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("score")
+    axes[0][0].set_yticks(range(len(keys)), [agg["columns"][k] for k in keys])
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    return _save(fig, out_dir / "aggregates.png")
+
+
+def plot_improvement(agg: dict[str, Any], data: Collected, out_dir: Path) -> Path | None:
+    """P(column > baseline) with its 95% interval."""
+    sub = agg["subsets"].get("all")
+    imp = sub.get("improvement") if sub else None
+    if not imp or imp.get("missing") or not imp.get("over"):
+        return None
+    plt = _plt()
+    col_colors = {c.key: v for c, v in colors(data.columns).items()}
+    keys = list(imp["over"])
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 0.35 * len(keys) + 0.8))
+    for i, key in enumerate(keys):
+        p = imp["over"][key]
+        ax.barh(
+            i, p["high"] - p["low"], left=p["low"], height=0.6, color=col_colors[key], alpha=0.75
+        )
+        ax.vlines(p["point"], i - 0.3, i + 0.3, color="k", lw=1.2)
+    ax.axvline(0.5, color="grey", ls="--", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_yticks(range(len(keys)), [agg["columns"][k] for k in keys])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"P(X > {agg['columns'].get(imp['baseline'], imp['baseline'])})")
+    ax.set_title("Probability of improvement")
+    return _save(fig, out_dir / "improvement.png")
+
+
+def plot_heatmaps(data: Collected, out_dir: Path) -> list[Path]:
+    """Score over the alpha x eta grid per (environment, agent): the mean over the env's tasks
+    and seeds of the agent's first policy, for every setting of a sweep (other swept keys: their
+    best value per cell). Only for sources that swept both alpha and eta."""
+    if not {"alpha", "eta"} <= set(data.grid_keys):
+        return []
+    ia, ie = data.grid_keys.index("alpha"), data.grid_keys.index("eta")
+    cells: dict[tuple[str, str], dict[tuple[float, float], float]] = defaultdict(dict)
+    for (env, agent, setting), mean in data.setting_means.items():
+        try:
+            a, e = float(setting[ia]), float(setting[ie])
+        except (TypeError, ValueError):
+            continue
+        grid = cells[(env, agent)]
+        grid[(a, e)] = max(mean, grid.get((a, e), -math.inf))
+    plt = _plt()
+    paths = []
+    for (env, agent), grid in sorted(cells.items()):
+        alphas = sorted({a for a, _ in grid})
+        etas = sorted({e for _, e in grid})
+        if len(alphas) * len(etas) < 2:
+            continue
+        z = np.full((len(alphas), len(etas)), np.nan)
+        for (a, e), v in grid.items():
+            z[alphas.index(a), etas.index(e)] = v
+        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 0.35 * len(alphas) + 1.1))
+        im = ax.imshow(z, cmap="viridis", aspect="auto", origin="lower")
+        best = np.unravel_index(np.nanargmax(z), z.shape)
+        for i in range(len(alphas)):
+            for j in range(len(etas)):
+                if not np.isnan(z[i, j]):
+                    light = z[i, j] < np.nanmin(z) + 0.6 * (np.nanmax(z) - np.nanmin(z) + 1e-9)
+                    ax.text(
+                        j,
+                        i,
+                        f"{z[i, j]:.1f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6.5,
+                        color="white" if light else "black",
+                        fontweight="bold" if (i, j) == best else "normal",
+                    )
+        ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas])
+        ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+        ax.set_xlabel(r"$\eta$")
+        ax.set_ylabel(r"$\alpha$")
+        ax.set_title(f"{group_label(env)}: {agent} score")
+        fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
+        paths.append(_save(fig, out_dir / f"heatmap_{_slug(env)}_{agent}.png"))
+    return paths
+
+
+def _short_task(task: str) -> str:
+    return task.replace("-singletask", "")
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in text)

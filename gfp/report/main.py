@@ -1,0 +1,259 @@
+"""`gfp report SOURCE... --out REPORT_DIR [--baseline fql] [--paper]`: put the pieces together.
+
+REPORT_DIR receives report.md, report.html (self-contained), tables/*.tex (booktabs),
+aggregate.json, figures/*.png and results.csv (the rows the report was made from). Without --out
+the Markdown tables go to stdout. `--paper` alone prints the published tables.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gfp.errors import ConfigError
+from gfp.report import render
+from gfp.report.aggregate import DEFAULT_REPS, METRIC_NAMES, compute_aggregates
+from gfp.report.scores import Collected, collect, score_name
+from gfp.report.tables import Cell, Row, Table, per_env_table, per_task_tables, published_tables
+
+TIMING_TEXT = {
+    "post": (
+        "'post': success and termination decided after each action, as in the OGBench < 1.2 "
+        "that the paper ran, so these numbers are comparable with the published ones"
+    ),
+    "pre": (
+        "'pre': success and termination decided before each action (OGBench 1.2's own timing), "
+        "not the paper's protocol; part of any gap to the published numbers may come from it"
+    ),
+    "": (
+        "not recorded in the runs' config.json (they predate the option; gfp then used "
+        "OGBench 1.2's own timing, 'pre', not the paper's 'post')"
+    ),
+}
+
+
+@dataclass
+class Report:
+    """What `make_report` produced (paths are None where nothing was written)."""
+
+    data: Collected
+    tables: list[Table]
+    aggregates: dict[str, Any] | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def timing_sentence(data: Collected) -> str:
+    """Which success timing the OGBench numbers used (the runs' config.json), in one sentence."""
+    runs: dict[str, set[str]] = {}
+    for f in data.finals:
+        if f.benchmark.startswith("ogbench"):
+            runs.setdefault(f.success_timing, set()).add(f.run_dir)
+    if not runs:
+        return "Success timing: not applicable (no OGBench task)."
+    if len(runs) == 1:
+        (timing,) = runs
+        return f"Success timing of the OGBench evaluations: {TIMING_TEXT.get(timing, timing)}."
+    parts = ", ".join(f"{len(v)} runs '{k or 'not recorded'}'" for k, v in sorted(runs.items()))
+    return (
+        f"Success timing of the OGBench evaluations: MIXED ({parts}); runs with different "
+        "timings are not comparable (the paper used 'post')."
+    )
+
+
+def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
+    sub = agg["subsets"].get(subset)
+    if not sub:
+        return None
+    table = Table(
+        name="aggregates" if subset == "all" else f"aggregates_{subset}",
+        title=f"Aggregates over {sub['label']} (rliable, 95% stratified-bootstrap CIs)",
+        label_header="Policy",
+        header=[*METRIC_NAMES, "P(X > baseline)"],
+        caption=(
+            f"{len(sub['tasks'])} tasks x {sub['runs_per_task']} runs, {agg['reps']} bootstrap "
+            "replicates; optimality gap: lower is better; P(X > baseline) in [0, 1]."
+        ),
+    )
+    imp = sub.get("improvement", {})
+    for key, metrics in sub["metrics"].items():
+        cells = [
+            Cell(m["point"], printed=f"{m['point']:.1f} [{m['low']:.1f}, {m['high']:.1f}]")
+            for m in (metrics[name] for name in METRIC_NAMES)
+        ]
+        p = imp.get("over", {}).get(key)
+        if p is not None:
+            cells.append(
+                Cell(p["point"], printed=f"{p['point']:.2f} [{p['low']:.2f}, {p['high']:.2f}]")
+            )
+        else:
+            cells.append(
+                Cell(
+                    printed="baseline" if key == imp.get("baseline") else "–",
+                    mean=0.0 if key == imp.get("baseline") else None,
+                )
+            )
+        table.rows.append(Row(agg["columns"][key], cells))
+    return table
+
+
+def _settings_notes(data: Collected) -> list[str]:
+    notes = []
+    for (env, agent), (setting, mean, n) in sorted(data.selected.items()):
+        notes.append(
+            f"{env}, {agent}: best of {n} settings kept ({data.setting_label(setting)}; "
+            f"mean {mean:.1f}); chosen on the same seeds it is reported on, unlike the paper's "
+            "separate tuning seeds"
+        )
+    return notes
+
+
+def _intro(data: Collected, sources: Sequence[str], extra_notes: Sequence[str]) -> list[str]:
+    runs = {f.run_dir for f in data.finals}
+    running = {f.run_dir for f in data.finals if not f.finished}
+    tasks = {f.task for f in data.finals}
+    lines = [
+        f"Sources: {', '.join(sources)}.",
+        f"{len(runs)} runs ({len(running)} still running), {len(tasks)} tasks, columns: "
+        + ", ".join(c.label for c in data.columns)
+        + ".",
+        timing_sentence(data),
+        f"Scores: {score_name({f.benchmark for f in data.finals})}; OGBench: each seed's mean of "
+        "its last three evaluations; D4RL/Minari: the last evaluation. ± is the population std "
+        "(ddof=0) over seeds; bold: within 95% of the row's best.",
+        *_settings_notes(data),
+        *extra_notes,
+    ]
+    return lines
+
+
+def _caption(name: str) -> str:
+    if name.startswith("curves_tasks_"):
+        return "Learning curves per task: mean over seeds, band ± one std over seeds."
+    if name == "curves_envs.png":
+        return "Learning curves per environment: each seed's mean over the tasks, then mean ± std."
+    if name == "profile.png":
+        return "Performance profile (rliable) with 95% bands: fraction of runs scoring above tau."
+    if name == "aggregates.png":
+        return "IQM, mean, median and optimality gap with 95% stratified-bootstrap intervals."
+    if name == "improvement.png":
+        return "Probability of improvement over the baseline with 95% intervals."
+    if name.startswith("heatmap_"):
+        return "Score over the alpha x eta grid (mean over the environment's tasks and seeds)."
+    return ""
+
+
+def _unevaluated(sources: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[str]:
+    from gfp.results import find_run_dirs
+
+    have = {str(Path(r["run_dir"]).resolve()) for r in rows}
+    missing = []
+    for s in sources:
+        p = Path(s)
+        if p.is_dir():
+            missing += [str(d) for d in find_run_dirs(p) if str(d.resolve()) not in have]
+    return sorted(set(missing))
+
+
+def make_report(
+    sources: Sequence[str | Path],
+    out: Path | None,
+    baseline: str = "fql",
+    paper: bool = False,
+    reps: int = DEFAULT_REPS,
+) -> Report:
+    """Read the sources, build the tables and (with `out`) every file of the report."""
+    from gfp.results import read_results, write_results_csv
+
+    names = [str(s) for s in sources]
+    rows = read_results(names)
+    data = collect(rows)
+    if not data.finals:
+        raise ConfigError(f"{', '.join(names)}: no evaluation has a score to report")
+    tables = [per_env_table(data, paper), *per_task_tables(data, paper)]
+    report = Report(data, tables)
+    if out is None:
+        return report
+    from gfp.io import atomic_write_bytes, atomic_write_json
+    from gfp.report import figures
+    from gfp.report.html import page
+
+    out = Path(out)
+    notes = []
+    pending = _unevaluated(names, rows)
+    if pending:
+        notes.append(f"{len(pending)} runs have no evaluation yet: " + ", ".join(pending))
+    agg = compute_aggregates(data, baseline, reps=reps)
+    report.aggregates = agg
+    atomic_write_json(out / "aggregate.json", agg)
+    agg_tables = [t for t in (aggregate_table(agg, s) for s in agg["subsets"]) if t]
+    if agg["subsets"].get("all", {}).get("improvement", {}).get("missing"):
+        notes.append(f"baseline {baseline!r} is not in the sources: no probability of improvement")
+
+    kinds = {f.benchmark.startswith("ogbench") for f in data.finals}
+    percent = kinds == {True}
+    ylabel = "success (%)" if percent else "normalized return" if kinds == {False} else "score"
+    fig_dir = out / "figures"
+    figs = [
+        figures.plot_env_curves(data, fig_dir, ylabel, percent),
+        *figures.plot_task_curves(data, fig_dir, ylabel, percent),
+        figures.plot_profile(agg, data, fig_dir),
+        figures.plot_intervals(agg, data, fig_dir),
+        figures.plot_improvement(agg, data, fig_dir),
+        *figures.plot_heatmaps(data, fig_dir),
+    ]
+    figs = [f for f in figs if f is not None]
+
+    intro = _intro(data, names, notes)
+    md = ["# gfp report", "", *(f"- {line}" for line in intro), ""]
+    md += ["## Tables", ""]
+    md += [render.markdown(t) for t in tables]
+    md += ["## Aggregates (rliable)", ""] + [render.markdown(t) for t in agg_tables]
+    md += ["## Figures", ""]
+    md += [f"![{p.name}](figures/{p.name})  \n{_caption(p.name)}\n" for p in figs]
+    atomic_write_bytes(out / "report.md", "\n".join(md).encode())
+
+    for t in [*tables, *agg_tables]:
+        atomic_write_bytes(out / "tables" / f"{t.name}.tex", render.latex(t).encode())
+    write_results_csv(out / "results.csv", rows)
+
+    intro_html = (
+        "<ul class='meta'>" + "".join(f"<li>{html.escape(line)}</li>" for line in intro) + "</ul>"
+    )
+    sections = [("Tables", tables, ""), ("Aggregates (rliable)", agg_tables, "")]
+    page_html = page("gfp report", intro_html, sections, [(p, _caption(p.name)) for p in figs])
+    atomic_write_bytes(out / "report.html", page_html.encode())
+    report.files = sorted(p for p in out.rglob("*") if p.is_file())
+    report.tables = tables + agg_tables
+    return report
+
+
+def print_published(stream=None) -> None:
+    """`gfp report --paper` with no source: the published tables, as Markdown."""
+    stream = stream or sys.stdout
+    stream.write("# Published results (GFP, ICLR 2026), as shipped in gfp/published/\n\n")
+    for table in published_tables():
+        stream.write(render.markdown(table) + "\n")
+
+
+def cli_main(
+    sources: Sequence[str], out: Path | None, baseline: str = "fql", paper: bool = False
+) -> int:
+    """Entry point for `gfp report` (the CLI prints a GfpError as one line and exits 2)."""
+    if not sources:
+        if paper:
+            print_published()
+            return 0
+        raise ConfigError(
+            "gfp report: give at least one SOURCE (a sweep folder, a results.csv or run "
+            "directories), or --paper alone to print the published tables"
+        )
+    report = make_report(sources, out, baseline=baseline, paper=paper)
+    if out is None:
+        sys.stdout.write("\n".join(render.markdown(t) for t in report.tables))
+        return 0
+    print(f"wrote {Path(out) / 'report.html'}, report.md, {len(report.files)} files in all")
+    return 0

@@ -1,0 +1,246 @@
+"""From result rows to the numbers a report shows: one final score per (task, column, seed), and
+the learning curves.
+
+Scores follow the paper's protocol (GFP.md section 4, "Scores"):
+* OGBench (state and pixel): success rate x 100, each seed's value being the mean of its LAST
+  THREE evaluations (the paper's 800K/900K/1M checkpoints; fewer if the run has fewer);
+* D4RL and Minari: the normalized return (already x 100 in eval.csv) at the LAST evaluation;
+* other tasks: success x 100 where the environment reports success, else the normalized score,
+  else the raw return.
+
+A column is one (agent, policy): the paper reports one column per method and, for GFP, both the
+one-step actor (pi_theta) and the VaBC policy (pi_omega). When a source holds several settings
+of one agent (a tuning sweep: runs that differ in their grid keys), the report keeps the best
+setting per (environment, agent), judged by its mean over the environment's tasks and seeds,
+because the paper tunes one setting per environment; the report says which it kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gfp.results import RESULT_COLUMNS
+
+OGBENCH_LAST_K = 3  # evaluations averaged per seed on OGBench (the paper's last 3 checkpoints)
+# Policies reported per agent (the paper: GFP's actor and VaBC; every other agent's deployed
+# policy). FQL's `flow` (its BC flow policy) is not a column in the paper.
+REPORTED_POLICIES: dict[str, tuple[str, ...]] = {
+    "gfp": ("actor", "vabc"),
+    "flow_bc": ("flow",),
+}
+# Column order: the paper's (IQL, ReBRAC, FQL, GFP actor, GFP VaBC), others first.
+AGENT_ORDER = ("bc", "flow_bc", "iql", "rebrac", "fql", "gfp")
+AGENT_LABEL = {
+    "gfp": "GFP",
+    "fql": "FQL",
+    "rebrac": "ReBRAC",
+    "iql": "IQL",
+    "bc": "BC",
+    "flow_bc": "Flow BC",
+}
+POLICY_LABEL = {"actor": "actor", "vabc": "VaBC", "flow": "flow"}
+
+
+@dataclass(frozen=True, order=True)
+class Column:
+    """One column of the tables: an agent's policy."""
+
+    agent: str
+    policy: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.agent}/{self.policy}"
+
+    @property
+    def label(self) -> str:
+        name = AGENT_LABEL.get(self.agent, self.agent)
+        if len(REPORTED_POLICIES.get(self.agent, ("actor",))) > 1:
+            return f"{name} {POLICY_LABEL.get(self.policy, self.policy)}"
+        return name
+
+    def sort_key(self) -> tuple[int, str, int]:
+        agent_rank = AGENT_ORDER.index(self.agent) if self.agent in AGENT_ORDER else -1
+        pols = REPORTED_POLICIES.get(self.agent, ("actor",))
+        return (agent_rank, self.agent, pols.index(self.policy) if self.policy in pols else 99)
+
+
+def reported_policy(agent: str, policy: str, policies: Iterable[str]) -> bool:
+    """Whether the report shows this policy of the agent (an unknown agent: its first policy)."""
+    wanted = REPORTED_POLICIES.get(agent)
+    if wanted is None:
+        wanted = ("actor",) if "actor" in policies else tuple(sorted(policies))[:1]
+    return policy in wanted
+
+
+def score_of(row: Mapping[str, Any]) -> float:
+    """The row's score on the report's scale (x 100), by the rules in the module docstring."""
+    success, norm, ret = row["success"], row["normalized_score"], row["return"]
+    bench = row["benchmark"]
+    if bench in ("ogbench", "ogbench-pixel"):
+        return 100.0 * success
+    if bench in ("d4rl", "minari"):
+        return norm
+    if not math.isnan(success):
+        return 100.0 * success
+    return norm if not math.isnan(norm) else ret
+
+
+def score_name(benchmarks: Iterable[str]) -> str:
+    kinds = set()
+    for b in benchmarks:
+        kinds.add("success rate x 100" if b.startswith("ogbench") else "normalized return x 100")
+    return " / ".join(sorted(kinds))
+
+
+@dataclass
+class SeedScore:
+    """The final score of one seed (one run) in one column."""
+
+    task: str
+    env: str
+    benchmark: str
+    column: Column
+    setting: tuple
+    seed: int
+    run_dir: str
+    value: float
+    last_step: int
+    total_steps: int
+    finished: bool
+    success_timing: str
+
+
+@dataclass
+class Collected:
+    """Everything the tables, aggregates and figures need, after the setting selection."""
+
+    finals: list[SeedScore]
+    curves: dict[tuple[str, Column], dict[int, dict[int, float]]]  # (task, col) -> seed -> step
+    columns: list[Column]
+    grid_keys: list[str]
+    # (env, agent) -> (chosen setting, its mean, number of settings) where a choice was made
+    selected: dict[tuple[str, str], tuple[tuple, float, int]] = field(default_factory=dict)
+    # every setting's env-level mean (for the alpha x eta heat map): (env, agent, setting) -> mean
+    setting_means: dict[tuple[str, str, tuple], float] = field(default_factory=dict)
+    timings: dict[str, int] = field(default_factory=dict)  # success_timing -> number of runs
+
+    def setting_label(self, setting: tuple) -> str:
+        return ", ".join(f"{k}={v}" for k, v in zip(self.grid_keys, setting, strict=True))
+
+
+def grid_keys_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys: list[str] = []
+    for row in rows:
+        for k in row:
+            if k not in RESULT_COLUMNS and k not in keys:
+                keys.append(k)
+    return keys
+
+
+def _final(values: list[tuple[int, float]], benchmark: str) -> float:
+    values = sorted(values)
+    if benchmark in ("ogbench", "ogbench-pixel"):
+        last = [v for _, v in values[-OGBENCH_LAST_K:]]
+        return float(np.mean(last))
+    return float(values[-1][1])
+
+
+def collect(rows: Sequence[Mapping[str, Any]]) -> Collected:
+    """Per-seed final scores and curves of the reported policies, keeping the best setting per
+    (env, agent) when a source holds several."""
+    grid_keys = grid_keys_of(rows)
+    policies_of: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        policies_of[row["agent"]].add(row["policy"])
+    per_run: dict[tuple, list[tuple[int, float]]] = defaultdict(list)
+    meta: dict[tuple, Mapping[str, Any]] = {}
+    for row in rows:
+        if not reported_policy(row["agent"], row["policy"], policies_of[row["agent"]]):
+            continue
+        value = score_of(row)
+        if math.isnan(value):
+            continue
+        setting = tuple(_hashable(row.get(k, "")) for k in grid_keys)
+        key = (row["task"], Column(row["agent"], row["policy"]), setting, row["run_dir"])
+        per_run[key].append((int(row["step"]), value))
+        meta[key] = row
+    finals = []
+    curves: dict[tuple[str, Column], dict[int, dict[int, float]]] = {}
+    for key, values in per_run.items():
+        task, col, setting, run_dir = key
+        row = meta[key]
+        finals.append(
+            SeedScore(
+                task=task,
+                env=row["env"],
+                benchmark=row["benchmark"],
+                column=col,
+                setting=setting,
+                seed=int(row["seed"]),
+                run_dir=run_dir,
+                value=_final(values, row["benchmark"]),
+                last_step=max(s for s, _ in values),
+                total_steps=int(row["total_steps"]),
+                finished=bool(row["finished"]),
+                success_timing=str(row.get("success_timing") or ""),
+            )
+        )
+    finals, selected, setting_means = _select_settings(finals)
+    kept = {(f.task, f.column, f.setting, f.run_dir) for f in finals}
+    for key, values in per_run.items():
+        if key in kept:
+            task, col, _, run_dir = key
+            seed = int(meta[key]["seed"])
+            # two runs with one seed number (copies): keep them apart with the run's index
+            per_seed = curves.setdefault((task, col), {})
+            while seed in per_seed:
+                seed += 1_000_000
+            per_seed[seed] = dict(sorted(values))
+    timings: dict[str, int] = defaultdict(int)
+    for run in {(f.run_dir, f.success_timing) for f in finals}:
+        timings[run[1]] += 1
+    columns = sorted({f.column for f in finals}, key=Column.sort_key)
+    return Collected(finals, curves, columns, grid_keys, selected, setting_means, dict(timings))
+
+
+def _hashable(v: Any) -> Any:
+    """A grid value usable in a dict key (lists from JSON become tuples)."""
+    if isinstance(v, list):
+        return tuple(_hashable(x) for x in v)
+    return v
+
+
+def _select_settings(finals: list[SeedScore]):
+    """Keep one setting per (env, agent): the one whose first reported policy has the best mean
+    over the env's tasks (mean of per-task means). Returns the kept scores, the choices made and
+    every setting's env mean."""
+    by_env_agent: dict[tuple[str, str], dict[tuple, dict[str, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    for f in finals:
+        first = REPORTED_POLICIES.get(f.column.agent, (f.column.policy,))[0]
+        if f.column.policy == first:
+            by_env_agent[(f.env, f.column.agent)][f.setting][f.task].append(f.value)
+    chosen: dict[tuple[str, str], tuple] = {}
+    selected = {}
+    setting_means = {}
+    for (env, agent), settings in by_env_agent.items():
+        means = {
+            s: float(np.mean([np.mean(v) for v in per_task.values()]))
+            for s, per_task in settings.items()
+        }
+        for s, m in means.items():
+            setting_means[(env, agent, s)] = m
+        best = max(means, key=means.__getitem__)  # ties: the first setting met
+        chosen[(env, agent)] = best
+        if len(means) > 1:
+            selected[(env, agent)] = (best, means[best], len(means))
+    kept = [f for f in finals if chosen.get((f.env, f.column.agent), f.setting) == f.setting]
+    return kept, selected, setting_means

@@ -1,0 +1,365 @@
+"""The tables of a report, in the paper's protocol (GFP.md section 4, "Aggregation"), as one
+format-neutral model (`Table`) that `render` turns into Markdown, LaTeX and HTML with the same
+numbers.
+
+* Per task: mean ± std over seeds of each seed's final score (`scores`).
+* Per environment (the paper's Tab. 2 categories, 5 tasks each on OGBench): the mean over the
+  tasks of the per-task means, ± the std over seeds of the per-seed mean over the tasks (each
+  seed's average over the 5 tasks, then the std of those averages), as the paper computes it
+  (GFP.md: "the ± being the std over seeds of the 5-task average"). Only seeds present on every
+  task of the row enter that std.
+* Per benchmark: the plain mean over its tasks of the per-task means (no ±, as in the paper).
+* Every std is numpy's population std (ddof=0). GFP.md does not say which estimator the paper
+  used; ddof=0 is numpy's default, which the authors' numpy-based scripts get unless they ask.
+* Bold: in every row, each of our values that is >= 95% of the row's best (the paper's rule),
+  compared on the values as printed (one decimal) so that the marking can be checked by eye. For a
+  negative best (possible with normalized returns) the margin is 5% of its magnitude.
+* Marks: `†` a seed is still running (its latest evaluations are used); `‡` fewer seeds (or
+  tasks) than the other rows of that column; with --paper, `✓`/`✗` whether ours is within one
+  published std, and published values copied from prior work in italics, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gfp.report import published as pub
+from gfp.report.scores import AGENT_LABEL, Collected, Column, SeedScore
+
+DECIMALS = 1
+BOLD_FRACTION = 0.95
+BENCHMARK_LABEL = {
+    "ogbench": "OGBench",
+    "ogbench-pixel": "OGBench pixel",
+    "d4rl": "D4RL",
+    "minari": "Minari",
+    "other": "other tasks",
+}
+BENCHMARK_ORDER = ("ogbench", "ogbench-pixel", "d4rl", "minari", "other")
+
+
+@dataclass
+class Cell:
+    mean: float | None = None
+    std: float | None = None
+    marks: str = ""  # '†', '‡'
+    bold: bool = False
+    paper: bool = False  # a published value (not ours)
+    italic: bool = False  # published value copied from prior work
+    check: bool | None = None  # ours within one published std (on the paper cell)
+    printed: str | None = None  # published text as printed
+
+
+@dataclass
+class Row:
+    label: str
+    cells: list[Cell]
+    note: str = ""
+    rule_before: bool = False
+
+
+@dataclass
+class Table:
+    name: str  # file stem of the LaTeX table
+    title: str
+    label_header: str
+    header: list[str]
+    rows: list[Row] = field(default_factory=list)
+    caption: str = ""
+
+
+def fmt(x: float | None) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.{DECIMALS}f}"
+
+
+def mark_bold(row: Row) -> None:
+    """Bold each of our values within 95% of the row's best, on the printed values."""
+    shown = [(c, round(c.mean, DECIMALS)) for c in row.cells if not c.paper and _has(c)]
+    if not shown:
+        return
+    best = max(v for _, v in shown)
+    threshold = best - (1 - BOLD_FRACTION) * abs(best)
+    for c, v in shown:
+        c.bold = v >= round(threshold, 10)
+
+
+def _has(c: Cell) -> bool:
+    return c.mean is not None and not math.isnan(c.mean)
+
+
+# ---- statistics -------------------------------------------------------------------------------
+@dataclass
+class TaskStat:
+    mean: float
+    std: float
+    by_seed: dict[int, float]
+    running: list[SeedScore]
+
+
+def task_stats(finals: Sequence[SeedScore]) -> dict[tuple[str, Column], TaskStat]:
+    """(task, column) -> mean and std (ddof=0) over seeds of the seeds' final scores."""
+    groups: dict[tuple[str, Column], list[SeedScore]] = defaultdict(list)
+    for f in finals:
+        groups[(f.task, f.column)].append(f)
+    out = {}
+    for key, fs in groups.items():
+        values = np.array([f.value for f in fs])
+        out[key] = TaskStat(
+            float(values.mean()),
+            float(values.std(ddof=0)),
+            {f.seed: f.value for f in fs},
+            [f for f in fs if not f.finished],
+        )
+    return out
+
+
+def group_stat(stats: Sequence[TaskStat]) -> tuple[float, float, int]:
+    """(mean over tasks of the task means, std over seeds of the per-seed task average, number of
+    seeds in that std): the paper's per-environment convention. Seeds missing on some task are
+    left out of the std."""
+    mean = float(np.mean([s.mean for s in stats]))
+    common = set.intersection(*(set(s.by_seed) for s in stats))
+    if not common:
+        return mean, math.nan, 0
+    per_seed = [np.mean([s.by_seed[seed] for s in stats]) for seed in sorted(common)]
+    return mean, float(np.std(per_seed, ddof=0)), len(common)
+
+
+# ---- building the tables ----------------------------------------------------------------------
+def _task_order(task: str, benchmark: str) -> tuple:
+    from gfp.presets import PAPER_TASKS
+
+    rank = PAPER_TASKS.index(task) if task in PAPER_TASKS else len(PAPER_TASKS)
+    return (BENCHMARK_ORDER.index(benchmark), rank, task)
+
+
+def _group_order(group: str, benchmark: str) -> tuple:
+    groups = list(pub.paper_groups())
+    rank = groups.index(group) if group in groups else len(groups)
+    return (BENCHMARK_ORDER.index(benchmark), rank, group)
+
+
+def _paper_cell(hit: pub.Published | None, ours: Cell) -> Cell:
+    if hit is None:
+        return Cell(paper=True)
+    check = None
+    if _has(ours):
+        check = pub.within_one_std(round(ours.mean, DECIMALS), hit)
+    return Cell(
+        mean=hit.mean, std=hit.std, paper=True, italic=hit.prior, check=check, printed=hit.printed
+    )
+
+
+def _header(columns: Sequence[Column], paper: bool) -> list[str]:
+    out = []
+    for col in columns:
+        out.append(col.label)
+        if paper and (col.agent, col.policy) in pub.METHOD_OF:
+            out.append(f"{col.label} (paper)")
+    return out
+
+
+def _with_paper(cells: list[Cell], columns: Sequence[Column], paper: bool, hit_of) -> list[Cell]:
+    if not paper:
+        return cells
+    out = []
+    for cell, col in zip(cells, columns, strict=True):
+        out.append(cell)
+        method = pub.METHOD_OF.get((col.agent, col.policy))
+        if method is not None:
+            out.append(_paper_cell(hit_of(method), cell))
+    return out
+
+
+def _running_note(running: dict[Column, list[SeedScore]]) -> str:
+    """'† still running: GFP seeds 0, 1 (latest evaluation at step 1000 of 2000)', one part per
+    agent (its policies come from the same runs)."""
+    by_agent: dict[str, dict[str, SeedScore]] = defaultdict(dict)
+    for col, fs in running.items():
+        for f in fs:
+            by_agent[col.agent][f.run_dir] = f
+    parts = []
+    for agent, runs in by_agent.items():
+        fs = sorted(runs.values(), key=lambda f: f.seed)
+        seeds = ", ".join(str(f.seed) for f in fs)
+        steps = ", ".join(sorted({f"{f.last_step} of {f.total_steps}" for f in fs}))
+        name = AGENT_LABEL.get(agent, agent)
+        parts.append(
+            f"{name} seed{'s' * (len(fs) > 1)} {seeds} (latest evaluation at step {steps})"
+        )
+    return "† still running: " + "; ".join(parts) if parts else ""
+
+
+def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
+    """One table per benchmark, one row per task, one column per (agent, policy)."""
+    stats = task_stats(data.finals)
+    info = {f.task: (f.env, f.benchmark) for f in data.finals}
+    most_seeds = {
+        col: max((len(s.by_seed) for (t, c), s in stats.items() if c == col), default=0)
+        for col in data.columns
+    }
+    tables: dict[str, Table] = {}
+    for task in sorted(info, key=lambda t: _task_order(t, info[t][1])):
+        env, bench = info[task]
+        table = tables.get(bench)
+        if table is None:
+            table = tables[bench] = Table(
+                name=f"per_task_{bench}",
+                title=f"{BENCHMARK_LABEL[bench]}: per task",
+                label_header="Task",
+                header=_header(data.columns, paper),
+                caption=_task_caption(bench),
+            )
+        cells, notes, running = [], [], {}
+        for col in data.columns:
+            s = stats.get((task, col))
+            if s is None:
+                cells.append(Cell())
+                continue
+            marks = ""
+            if s.running:
+                marks += "†"
+                running[col] = s.running
+            if len(s.by_seed) < most_seeds[col]:
+                marks += "‡"
+                notes.append(f"‡ {col.label}: {len(s.by_seed)} seeds (others {most_seeds[col]})")
+            cells.append(Cell(s.mean, s.std, marks))
+        row = Row(task, cells)
+        mark_bold(row)
+        row.cells = _with_paper(
+            row.cells, data.columns, paper, lambda m, t=task, b=bench: pub.task_value(t, b, m)
+        )
+        row.note = "; ".join(filter(None, [_running_note(running), *notes]))
+        table.rows.append(row)
+    return [tables[b] for b in BENCHMARK_ORDER if b in tables]
+
+
+def _n_tasks(n: int) -> str:
+    return f"{n} task{'s' * (n != 1)}"
+
+
+def _task_caption(bench: str) -> str:
+    if bench.startswith("ogbench"):
+        return (
+            "Success rate x 100: per seed the mean of its last three evaluations, then mean ± "
+            "std over seeds."
+        )
+    if bench in ("d4rl", "minari"):
+        return "Normalized return x 100 at the end of training: mean ± std over seeds."
+    return "Score x 100 (success where reported, else normalized return): mean ± std over seeds."
+
+
+def per_env_table(data: Collected, paper: bool = False) -> Table:
+    """The paper's Tab. 2: one row per environment (category), then one average per benchmark."""
+    stats = task_stats(data.finals)
+    info = {f.task: (f.env, f.benchmark) for f in data.finals}
+    by_group: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for task, (env, bench) in info.items():
+        by_group[(pub.group_of(env, bench), bench)].append(task)
+    table = Table(
+        name="per_env",
+        title="Per environment (the paper's Tab. 2)",
+        label_header="Environment",
+        header=_header(data.columns, paper),
+        caption=(
+            "Mean over the environment's tasks of the per-task means, ± the std over seeds of "
+            "each seed's mean over the tasks; benchmark rows: mean over all their tasks."
+        ),
+    )
+    paper_groups = pub.paper_groups()
+    for group, bench in sorted(by_group, key=lambda gb: _group_order(*gb)):
+        tasks = sorted(by_group[(group, bench)])
+        expected = len(paper_groups[group][1]) if group in paper_groups else len(tasks)
+        cells, notes = [], []
+        counts = {c: sum((t, c) in stats for t in tasks) for c in data.columns}
+        for col in data.columns:
+            have = [stats[(t, col)] for t in tasks if (t, col) in stats]
+            if not have:
+                cells.append(Cell())
+                continue
+            mean, std, n_seeds = group_stat(have)
+            most = max(len(s.by_seed) for s in have)
+            marks = "†" if any(s.running for s in have) else ""
+            if counts[col] < max(counts.values()) or n_seeds < most:
+                marks += "‡"
+                notes.append(
+                    f"‡ {col.label}: {counts[col]} tasks, {n_seeds} seeds common to all of them"
+                )
+            cells.append(Cell(mean, std, marks))
+        label = pub.group_label(group)
+        if len(tasks) != expected:
+            label += f" ({len(tasks)} of {_n_tasks(expected)})"
+        else:
+            label += f" ({len(tasks)})"
+        row = Row(label, cells, "; ".join(notes))
+        mark_bold(row)
+        pairs = [(t, bench) for t in tasks]
+        row.cells = _with_paper(
+            row.cells, data.columns, paper, lambda m, g=group, p=pairs: pub.group_value(g, m, p)
+        )
+        table.rows.append(row)
+    benches = [b for b in BENCHMARK_ORDER if any(v[1] == b for v in info.values())]
+    for i, bench in enumerate(benches):
+        tasks = sorted(t for t, v in info.items() if v[1] == bench)
+        cells = []
+        for col in data.columns:
+            have = [stats[(t, col)].mean for t in tasks if (t, col) in stats]
+            marks = "‡" if 0 < len(have) < len(tasks) else ""
+            cells.append(Cell(float(np.mean(have)), None, marks) if have else Cell())
+        row = Row(
+            f"Average {BENCHMARK_LABEL[bench]} ({_n_tasks(len(tasks))})",
+            cells,
+            "‡ a column lacks some of the tasks" if any(c.marks for c in cells) else "",
+            rule_before=i == 0,
+        )
+        mark_bold(row)
+        pairs = [(t, bench) for t in tasks]
+        row.cells = _with_paper(
+            row.cells, data.columns, paper, lambda m, p=pairs: pub.average_value(m, p)
+        )
+        table.rows.append(row)
+    return table
+
+
+# ---- the published tables alone (`gfp report --paper`) ----------------------------------------
+def published_tables() -> list[Table]:
+    """The paper's tables as shipped in the data file, methods as columns, copied values in
+    italics."""
+    rows_by_table: dict[str, list[pub.Published]] = defaultdict(list)
+    for p in pub.load_published():
+        rows_by_table[p.table].append(p)
+    out = []
+    for name, title in pub.TABLE_TITLES.items():
+        entries = rows_by_table.get(name, [])
+        methods = list(dict.fromkeys(p.method for p in entries))
+        keys = list(dict.fromkeys(p.key for p in entries))
+        index = {(p.key, p.method): p for p in entries}
+        table = Table(
+            name=f"paper_{name}",
+            title=title,
+            label_header="Task" if name != "tab2" else "Environment",
+            header=methods,
+            caption="Italics: copied by the paper from earlier work (see the provenance column "
+            "of gfp/published/paper_results.csv).",
+        )
+        for key in keys:
+            cells, notes = [], []
+            for m in methods:
+                hit = index.get((key, m))
+                if hit is None:
+                    cells.append(Cell(paper=True))
+                    continue
+                cells.append(
+                    Cell(hit.mean, hit.std, paper=True, italic=hit.prior, printed=hit.printed)
+                )
+                if hit.note:
+                    notes.append(f"{m}: {hit.note}")
+            first = key.startswith("average")
+            table.rows.append(Row(pub.group_label(key), cells, "; ".join(notes), first))
+        out.append(table)
+    return out

@@ -1,0 +1,376 @@
+"""The result store: every evaluation of every run, as one flat table (`results.csv`).
+
+`gfp report` reads it and `gfp sweep`/`gfp tune` write it. A run directory (one seed, written by
+`gfp train`) holds `config.json` and `eval.csv` (`summary.json` once the run has finished); a
+multi-seed run is a parent folder with `seed0/`, `seed1/`, ...; a sweep folder holds run
+directories at any depth. All of them are found by their `config.json`.
+
+results.csv has one row per (run, evaluation step, policy) and the columns `RESULT_COLUMNS`, then
+one column per grid key (the swept hyperparameters, read from the run's `agent_config`):
+
+* `env`: the environment key (OGBench: the task without `-singletask-taskN-v0`; D4RL and Minari:
+  the task without its version), `benchmark`: one of `BENCHMARKS`;
+* `config_id`: the first 10 hex digits of the sha256 of the canonical JSON of
+  {task, agent, agent_config, steps}, so the seeds of one configuration share it;
+* `total_steps`: the run's planned length; `finished`: whether summary.json exists (a run that is
+  still going is reported with its latest evaluations);
+* `success` (0..1), `return`, `normalized_score` (x100, D4RL/Minari only): as in eval.csv; a
+  missing value is an empty cell here and NaN in Python;
+* `success_timing`: 'pre' or 'post' as recorded in config.json, empty for runs that predate it.
+
+Reading never imports JAX, so a report is quick to make on any machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gfp.errors import DataError
+
+RESULT_COLUMNS: tuple[str, ...] = (
+    "task",
+    "env",
+    "benchmark",
+    "agent",
+    "config_id",
+    "seed",
+    "step",
+    "total_steps",
+    "finished",
+    "policy",
+    "success",
+    "return",
+    "normalized_score",
+    "success_timing",
+    "run_dir",
+)
+METRICS: tuple[str, ...] = ("success", "return", "normalized_score")
+BENCHMARKS: tuple[str, ...] = ("ogbench", "ogbench-pixel", "d4rl", "minari", "other")
+_INT_COLUMNS = ("seed", "step", "total_steps")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+def task_env_benchmark(task: str) -> tuple[str, str]:
+    """(environment key, benchmark) of a task name.
+
+    Uses the task registry (`gfp.tasks.parse_task`) when it is installed, else the naming rules of
+    `gfp.presets.task_env`: a name with a `/` is a Minari id, `-singletask` or a paper OGBench env
+    is OGBench (`visual-` ones are pixel tasks), a D4RL reference-score name is D4RL; anything
+    else (a dataset file, an env outside the paper) is 'other'."""
+    try:
+        from gfp.tasks import parse_task  # the registry, where it exists
+    except ImportError:
+        parse_task = None
+    if parse_task is not None:
+        try:
+            rec = parse_task(task)
+            env = getattr(rec, "env", None) or getattr(rec, "env_key", None)
+            bench = getattr(rec, "benchmark", None)
+            if env and bench in BENCHMARKS:
+                return str(env), str(bench)
+        except Exception:  # an unknown or file task: the naming rules below still apply
+            pass
+    from gfp.data.scores import D4RL_TASKS
+    from gfp.presets import D4RL_ENVS, OGBENCH_ENVS, OGBENCH_PIXEL_ENVS, task_env
+
+    env = task_env(task)
+    if "/" in task and not Path(task).suffix:
+        return env, "minari"
+    if env in OGBENCH_PIXEL_ENVS or (env.startswith("visual-") and "-singletask" in task):
+        return env, "ogbench-pixel"
+    if env in OGBENCH_ENVS or "-singletask" in task:
+        return env, "ogbench"
+    if task in D4RL_TASKS or env in D4RL_ENVS:
+        return env, "d4rl"
+    return env, "other"
+
+
+def config_id(task: str, agent: str, agent_config: Mapping[str, Any], steps: int | None) -> str:
+    """First 10 hex digits of sha256 over the canonical JSON of the configuration (seed excluded,
+    so every seed of one configuration has the same id)."""
+    blob = json.dumps(
+        {"task": task, "agent": agent, "agent_config": agent_config, "steps": steps},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+# ---- run directories --------------------------------------------------------------------------
+def find_run_dirs(path: str | Path) -> list[Path]:
+    """Every run directory (a folder holding config.json) at or below `path`, sorted. A run's own
+    subfolders (tb/) are not searched again; hidden folders are skipped."""
+    root = Path(path)
+    if (root / "config.json").is_file():
+        return [root]
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if "config.json" in filenames:
+            found.append(Path(dirpath))
+            dirnames[:] = []  # a run folder holds no other runs
+    return sorted(found)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """config.json of a run, checked for the keys a report needs."""
+    path = Path(run_dir) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    if not isinstance(cfg, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(cfg).__name__}")
+    for key in ("task", "agent", "seed"):
+        if key not in cfg:
+            raise DataError(f"{path}: missing the field {key!r}; not a gfp run directory")
+    return cfg
+
+
+def _float(text: str | None, where: str) -> float:
+    if text is None or text.strip() == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{where}: {text!r} is not a number") from None
+
+
+def read_eval_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(policies, rows) of an eval.csv. A short last row (a run killed while appending) is
+    dropped; a short row elsewhere is an error naming its line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return [], []
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        return [], []
+    if "step" not in header:
+        raise DataError(f"{path}: no 'step' column in the header; not a gfp eval.csv")
+    policies: list[str] = []
+    for col in header:
+        policy, _, metric = col.rpartition("/")
+        if policy and metric in ("success", "return") and policy not in policies:
+            policies.append(policy)
+    rows = list(reader)
+    out = []
+    for i, values in enumerate(rows):
+        if len(values) != len(header):
+            if i == len(rows) - 1 and not text.endswith("\n"):
+                break  # half-written last row of a live or killed run
+            raise DataError(
+                f"{path}, line {i + 2}: {len(values)} fields where the header has {len(header)}"
+            )
+        out.append(dict(zip(header, values, strict=True)))
+    return policies, out
+
+
+def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """results.csv rows of one run directory: one per (evaluation step, policy), in step order.
+    Columns other than these (eval_seconds, a later `phase`, ...) are ignored."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    task, agent = str(cfg["task"]), str(cfg["agent"])
+    agent_config = cfg.get("agent_config") or {}
+    env, benchmark = task_env_benchmark(task)
+    total = cfg.get("steps")
+    base = {
+        "task": task,
+        "env": env,
+        "benchmark": benchmark,
+        "agent": agent,
+        "config_id": config_id(task, agent, agent_config, total),
+        "seed": int(cfg["seed"]),
+        "total_steps": int(total) if total is not None else -1,
+        "finished": (run_dir / "summary.json").is_file(),
+        "success_timing": str(cfg.get("success_timing") or ""),
+        "run_dir": str(run_dir),
+    }
+    grid = {k: agent_config.get(k, "") for k in grid_keys}
+    eval_path = run_dir / "eval.csv"
+    policies, evals = read_eval_csv(eval_path)
+    out = []
+    for line, ev in enumerate(evals, start=2):
+        where = f"{eval_path}, line {line}"
+        step = _float(ev["step"], where)
+        if math.isnan(step):
+            raise DataError(f"{where}: the step is empty")
+        for policy in policies:
+            row = {**base, "step": int(step), "policy": policy}
+            for metric in METRICS:
+                row[metric] = _float(ev.get(f"{policy}/{metric}"), where)
+            out.append({c: row[c] for c in RESULT_COLUMNS} | grid)
+    return out
+
+
+def infer_grid_keys(configs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The agent_config keys whose values differ between runs of the same (task, agent): the
+    swept hyperparameters of a sweep (per-task presets differ between tasks, so they are not
+    counted)."""
+    seen: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for cfg in configs:
+        values = seen.setdefault((str(cfg.get("task")), str(cfg.get("agent"))), {})
+        for k, v in (cfg.get("agent_config") or {}).items():
+            values.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+    keys = {k for per in seen.values() for k, vals in per.items() if len(vals) > 1}
+    return sorted(keys)
+
+
+def build_results(
+    paths: str | Path | Sequence[str | Path], grid_keys: Sequence[str] | None = ()
+) -> list[dict[str, Any]]:
+    """Rows of every run directory under `paths` (each counted once). `grid_keys=None` infers
+    them (`infer_grid_keys`)."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    dirs: list[Path] = []
+    for p in paths:
+        for d in find_run_dirs(p):
+            if d.resolve() not in {x.resolve() for x in dirs}:
+                dirs.append(d)
+    if grid_keys is None:
+        grid_keys = infer_grid_keys(read_run_config(d) for d in dirs)
+    rows: list[dict[str, Any]] = []
+    for d in dirs:
+        rows.extend(rows_from_run_dir(d, grid_keys))
+    return rows
+
+
+# ---- results.csv ------------------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, list | dict | tuple):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def results_csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """results.csv content: RESULT_COLUMNS, then the grid columns of the first row, in order."""
+    extra = [k for k in (rows[0] if rows else {}) if k not in RESULT_COLUMNS]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*RESULT_COLUMNS, *extra])
+    for row in rows:
+        writer.writerow([_cell(row.get(c, "")) for c in (*RESULT_COLUMNS, *extra)])
+    return buf.getvalue()
+
+
+def write_results_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write results.csv atomically (a reader never sees half a file)."""
+    from gfp.io import atomic_write_bytes
+
+    atomic_write_bytes(path, results_csv_text(rows).encode())
+
+
+def _grid_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a results.csv with their types back (ints, bools, floats with NaN for blanks)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{path}: not a gfp results.csv (no column {missing[0]!r})")
+    grid = [c for c in reader.fieldnames or [] if c not in RESULT_COLUMNS]
+    rows = []
+    for line, raw in enumerate(reader, start=2):
+        where = f"{path}, line {line}"
+        if None in raw or any(v is None for v in raw.values()):
+            raise DataError(f"{where}: wrong number of fields")
+        row: dict[str, Any] = dict(raw)
+        for c in _INT_COLUMNS:
+            value = _float(raw[c], f"{where}, column {c}")
+            if math.isnan(value):
+                raise DataError(f"{where}, column {c}: empty")
+            row[c] = int(value)
+        for c in METRICS:
+            row[c] = _float(raw[c], f"{where}, column {c}")
+        flag = raw["finished"].strip().lower()
+        if flag not in _TRUE | _FALSE:
+            raise DataError(f"{where}, column finished: {raw['finished']!r} is not true/false")
+        row["finished"] = flag in _TRUE
+        for c in grid:
+            row[c] = _grid_value(raw[c])
+        rows.append(row)
+    return rows
+
+
+def read_results(
+    source: str | Path | Sequence[str | Path], grid_keys: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows from a sweep folder, a results.csv or run directories (several sources are joined).
+
+    A folder with run directories is read from them (fresh, even while a sweep writes its
+    results.csv); a folder with only a results.csv is read from that. `grid_keys=None` infers the
+    swept keys from the run configs. An empty or unreadable source is a DataError naming it."""
+    sources = [source] if isinstance(source, str | Path) else list(source)
+    if not sources:
+        raise DataError("no source given: name a sweep folder, a results.csv or run directories")
+    dirs: list[Path] = []
+    rows: list[dict[str, Any]] = []
+    for src in map(Path, sources):
+        if not src.exists():
+            raise DataError(f"{src}: no such file or directory")
+        if src.is_file():
+            if src.name == "config.json":
+                dirs.append(src.parent)
+                continue
+            got = read_results_csv(src)
+            if not got:
+                raise DataError(f"{src}: holds no result rows")
+            rows.extend(got)
+            continue
+        found = find_run_dirs(src)
+        if found:
+            dirs.extend(found)
+        elif (src / "results.csv").is_file():
+            got = read_results_csv(src / "results.csv")
+            if not got:
+                raise DataError(f"{src / 'results.csv'}: holds no result rows")
+            rows.extend(got)
+        else:
+            raise DataError(f"{src}: no gfp run directories (config.json) or results.csv in it")
+    if dirs:
+        from_dirs = build_results(dirs, grid_keys)
+        if not from_dirs:
+            names = ", ".join(str(s) for s in sources)
+            raise DataError(f"{names}: the runs there have no evaluations yet (eval.csv)")
+        rows.extend(from_dirs)
+    # the same run given twice (a sweep folder and one of its runs, two copies of results.csv)
+    seen: set[tuple[str, int, str]] = set()
+    unique = []
+    for row in rows:
+        key = (str(Path(row["run_dir"]).resolve()), row["step"], row["policy"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique
