@@ -506,3 +506,50 @@ def test_cli_errors_are_one_line(tmp_path):
     with pytest.raises(DataError, match="empty: no gfp run directories"):
         cli_main([str(tmp_path / "empty")], tmp_path / "out", "fql", False)
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_of_different_lengths_are_never_mixed():
+    rows = [result_row(TASKS[0], "gfp", "actor", 0, 1000, 0.2, total_steps=1000)]
+    rows += [result_row(TASKS[0], "gfp", "actor", s, 4000, 0.6) for s in (0, 1)]
+    for r in rows[1:]:
+        r["run_dir"] += "-long"
+    data = collect(rows)
+    ((task, col, value),) = {(f.task, f.column, f.value) for f in data.finals}
+    assert value == pytest.approx(60.0) and len(data.finals) == 2  # the better, longer runs
+    assert data.setting_label(data.finals[0].setting) == "4000 steps"
+
+
+def test_report_command_flags(tmp_path, capsys):
+    import tyro
+
+    from gfp.report.command import ReportCommand
+
+    cmd = tyro.cli(ReportCommand, args=["a", "b", "--out", "r", "--baseline", "iql", "--paper"])
+    assert cmd == ReportCommand(("a", "b"), tmp_path.__class__("r"), "iql", True)
+    assert ReportCommand(paper=True).run() == 0
+    assert "Tab. 2" in capsys.readouterr().out
+
+
+def test_d4rl_and_minari_use_the_normalized_score_at_the_end():
+    rows = []
+    for task, finals in (("pen-human-v1", (60.0, 70.0)), ("D4RL/pen/human-v2", (40.0, 44.0))):
+        for seed, final in enumerate(finals):
+            for step, v in ((1000, 99.0), (2000, 98.0), (3000, final)):  # the last one counts
+                rows.append(
+                    result_row(task, "gfp", "actor", seed, step, math.nan, normalized_score=v)
+                )
+    data = collect(rows)
+    tables = per_task_tables(data, paper=True)
+    assert [t.name for t in tables] == ["per_task_d4rl", "per_task_minari"]
+    d4rl = tables[0].rows[0].cells
+    assert (d4rl[0].mean, d4rl[0].std) == (65.0, 5.0)
+    assert (d4rl[1].printed, d4rl[1].check) == ("64.6 ± 5.4", True)  # Tab. 11
+    env = per_env_table(data, paper=True)
+    assert [r.label for r in env.rows] == [
+        "D4RL Adroit (1 of 12 tasks)",
+        "Minari Adroit (1 of 12 tasks)",
+        "Average D4RL (1 task)",
+        "Average Minari (1 task)",
+    ]
+    minari = env.rows[1].cells
+    assert (minari[0].mean, minari[1].printed, minari[1].check) == (42.0, "50.1 ± 6.3", False)

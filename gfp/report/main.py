@@ -117,7 +117,8 @@ def _intro(data: Collected, sources: Sequence[str], extra_notes: Sequence[str]) 
     tasks = {f.task for f in data.finals}
     lines = [
         f"Sources: {', '.join(sources)}.",
-        f"{len(runs)} runs ({len(running)} still running), {len(tasks)} tasks, columns: "
+        f"{len(runs)} runs ({len(running)} still running), {len(tasks)} "
+        f"task{'s' * (len(tasks) != 1)}, columns: "
         + ", ".join(c.label for c in data.columns)
         + ".",
         timing_sentence(data),

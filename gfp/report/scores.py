@@ -107,7 +107,7 @@ class SeedScore:
     env: str
     benchmark: str
     column: Column
-    setting: tuple
+    setting: tuple  # the grid values in `Collected.grid_keys` order, then the total steps
     seed: int
     run_dir: str
     value: float
@@ -132,7 +132,12 @@ class Collected:
     timings: dict[str, int] = field(default_factory=dict)  # success_timing -> number of runs
 
     def setting_label(self, setting: tuple) -> str:
-        return ", ".join(f"{k}={v}" for k, v in zip(self.grid_keys, setting, strict=True))
+        """'alpha=3.0, eta=0.01' (and '8000 steps' when the run lengths differ)."""
+        *grid, steps = setting
+        parts = [f"{k}={v}" for k, v in zip(self.grid_keys, grid, strict=True)]
+        if len({s[-1] for (_, _, s) in self.setting_means}) > 1:
+            parts.append(f"{steps} steps")
+        return ", ".join(parts)
 
 
 def grid_keys_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -167,7 +172,8 @@ def collect(rows: Sequence[Mapping[str, Any]]) -> Collected:
         value = score_of(row)
         if math.isnan(value):
             continue
-        setting = tuple(_hashable(row.get(k, "")) for k in grid_keys)
+        # a setting: the swept values, and the run length (runs of different lengths never mix)
+        setting = (*(_hashable(row.get(k, "")) for k in grid_keys), int(row["total_steps"]))
         key = (row["task"], Column(row["agent"], row["policy"]), setting, row["run_dir"])
         per_run[key].append((int(row["step"]), value))
         meta[key] = row

@@ -199,10 +199,10 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
     """One table per benchmark, one row per task, one column per (agent, policy)."""
     stats = task_stats(data.finals)
     info = {f.task: (f.env, f.benchmark) for f in data.finals}
-    most_seeds = {
-        col: max((len(s.by_seed) for (t, c), s in stats.items() if c == col), default=0)
-        for col in data.columns
-    }
+    most_seeds: dict[tuple[str, Column], int] = defaultdict(int)  # per benchmark table
+    for (task, col), s in stats.items():
+        key = (info[task][1], col)
+        most_seeds[key] = max(most_seeds[key], len(s.by_seed))
     tables: dict[str, Table] = {}
     for task in sorted(info, key=lambda t: _task_order(t, info[t][1])):
         env, bench = info[task]
@@ -225,9 +225,10 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
             if s.running:
                 marks += "†"
                 running[col] = s.running
-            if len(s.by_seed) < most_seeds[col]:
+            most = most_seeds[(bench, col)]
+            if len(s.by_seed) < most:
                 marks += "‡"
-                notes.append(f"‡ {col.label}: {len(s.by_seed)} seeds (others {most_seeds[col]})")
+                notes.append(f"‡ {col.label}: {len(s.by_seed)} seeds (others {most})")
             cells.append(Cell(s.mean, s.std, marks))
         row = Row(task, cells)
         mark_bold(row)
