@@ -178,7 +178,7 @@ def _describe(kind: Kind) -> str:
     if isinstance(kind, tuple):
         return "one of " + ", ".join(kind)
     if kind == "dims":
-        return "hidden sizes like 256x256"
+        return "hidden sizes like 256x256, each >= 1"
     return getattr(kind, "__name__", "any value")
 
 

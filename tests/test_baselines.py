@@ -209,9 +209,9 @@ def test_rebrac_delayed_actor_updates(batch):
     assert not tree_equal(s2.params["actor"], s1.params["actor"])
     assert not tree_equal(s2.opt_state["actor"], s1.opt_state["actor"])
     tau = agent.config.tau
-    for name in ("critic", "actor"):
+    for name in ("critic", "actor"):  # the reference code averages the pre-step parameters in
         expected = jax.tree.map(
-            lambda o, t: tau * o + (1 - tau) * t, s2.params[name], s1.target_params[name]
+            lambda o, t: tau * o + (1 - tau) * t, s1.params[name], s1.target_params[name]
         )
         for e, got in zip(
             jax.tree.leaves(expected), jax.tree.leaves(s2.target_params[name]), strict=True

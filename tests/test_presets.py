@@ -90,7 +90,9 @@ FAKE = {
 
 @pytest.fixture(autouse=True)
 def fake_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(presets, "_registry", lambda: FAKE)
+    """The table is checked against these hand-written mirrors of the paper's defaults, so that a
+    wrong default in gfp/agents/configs.py cannot hide a wrong table value (and vice versa)."""
+    monkeypatch.setattr(presets, "_configs", lambda: {k: v.Config for k, v in FAKE.items()})
 
 
 def cfg(agent: str, task: str | None, preset: str = "paper", **overrides: Any) -> Any:
@@ -435,7 +437,9 @@ def test_overrides_win_and_are_marked_flag() -> None:
 def test_errors_list_the_choices() -> None:
     with pytest.raises(ConfigError, match="unknown option.*alfa.*valid: .*alpha.*eta"):
         presets.resolve("gfp", None, overrides={"alfa": 1.0})
-    with pytest.raises(ConfigError, match="unknown agent 'gpf'.*bc.*fql.*gfp.*iql.*rebrac"):
+    with pytest.raises(
+        ConfigError, match="unknown agent 'gpf'.*gfp, fql, rebrac, iql, bc, flow_bc"
+    ):
         presets.resolve("gpf", None)
     with pytest.raises(ConfigError, match="unknown preset 'gpu'.*paper, cpu, awr"):
         presets.resolve("gfp", None, "gpu")
@@ -449,18 +453,9 @@ def test_errors_list_the_choices() -> None:
         presets.resolve("fql", None, overrides={"alpha_actor": 0.1})
 
 
-def test_unknown_preset_fails_before_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    def heavy() -> dict[str, type]:
-        raise AssertionError("registry imported before validating the preset")
-
-    monkeypatch.setattr(presets, "_registry", heavy)
-    with pytest.raises(ConfigError, match="unknown preset"):
-        presets.resolve("gfp", None, "gpu")
-
-
-def test_unregistered_agent_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(presets, "_registry", lambda: {"gfp": FAKE["gfp"]})
-    with pytest.raises(ConfigError, match="'iql' is not available yet.*registered: gfp"):
+def test_unknown_agent_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(presets, "_configs", lambda: {"gfp": _GFP})
+    with pytest.raises(ConfigError, match="unknown agent 'iql'.*choices: gfp"):
         presets.resolve("iql", None)
 
 
@@ -568,13 +563,11 @@ def test_specific_rows_beat_star_rows_whatever_the_file_order(
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture
 def real_agents(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
-    agents = pytest.importorskip("gfp.agents")
-    registry = dict(getattr(agents, "AGENTS", {}))
-    known = {k: v for k, v in registry.items() if k in presets.AGENT_FIELDS}
-    if not known:
-        pytest.skip("no agent registered yet")
-    monkeypatch.setattr(presets, "_registry", lambda: registry)
-    return known
+    """The real Config classes (gfp/agents/configs.py), name -> Config."""
+    from gfp.agents.configs import CONFIGS
+
+    monkeypatch.setattr(presets, "_configs", lambda: CONFIGS)
+    return dict(CONFIGS)
 
 
 def _same_kind(a: Any, b: Any) -> bool:
@@ -584,14 +577,16 @@ def _same_kind(a: Any, b: Any) -> bool:
     return a == b
 
 
-def test_real_configs_match_the_schema(real_agents: dict[str, type]) -> None:
-    for name, cls in real_agents.items():
-        kinds = presets._field_kinds(cls.Config)
-        for key, kind in presets.AGENT_FIELDS[name].items():
-            assert key in kinds, f"{name}.Config lacks {key}"
-            assert _same_kind(kinds[key], kind), f"{name}.{key}: {kinds[key]} vs schema {kind}"
-        default = cls.Config()
-        for key in presets.SHARED_FIELDS:  # the paper's shared defaults (Tab. 4)
+def test_real_configs_match_the_mirrors(real_agents: dict[str, type]) -> None:
+    """Every option of the mirrors exists in the real Config with the same kind, and the real
+    defaults are the paper's (Tab. 4; GFP's own defaults in full)."""
+    for name, config in real_agents.items():
+        kinds = presets.field_kinds(config)
+        for key, kind in presets.field_kinds(FAKE[name].Config).items():
+            assert key in kinds, f"{name} Config lacks {key}"
+            assert _same_kind(kinds[key], kind), f"{name}.{key}: {kinds[key]} vs mirror {kind}"
+        default = config()
+        for key in presets.field_kinds(_Base):  # the paper's shared defaults (Tab. 4)
             assert getattr(default, key) == getattr(_Base(), key), f"{name}.{key}"
         if name == "gfp":
             assert default == dataclasses.replace(default, **dataclasses.asdict(_GFP()))
@@ -605,4 +600,4 @@ def test_real_registry_resolves_every_paper_task(real_agents: dict[str, type]) -
     if "gfp" in real_agents:
         c = cfg("gfp", "cube-double-noisy-singletask-task2-v0")
         assert (c.alpha, c.eta, c.target_agg) == (0.1, 1e-4, "mean")
-        assert type(c) is real_agents["gfp"].Config
+        assert type(c) is real_agents["gfp"]
