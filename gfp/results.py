@@ -61,38 +61,16 @@ _FALSE = {"false", "0", "no"}
 
 # ---- tasks ------------------------------------------------------------------------------------
 def task_env_benchmark(task: str) -> tuple[str, str]:
-    """(environment key, benchmark) of a task name.
+    """(environment key, benchmark) of a task name, as the task registry (`gfp.tasks`) reads it;
+    a name it refuses now (a dataset file that has moved, say) is ('its env key', 'other')."""
+    from gfp.errors import GfpError
+    from gfp.tasks import parse_task, task_env
 
-    Uses the task registry (`gfp.tasks.parse_task`) when it is installed, else the naming rules of
-    `gfp.presets.task_env`: a name with a `/` is a Minari id, `-singletask` or a paper OGBench env
-    is OGBench (`visual-` ones are pixel tasks), a D4RL reference-score name is D4RL; anything
-    else (a dataset file, an env outside the paper) is 'other'."""
     try:
-        from gfp.tasks import parse_task  # the registry, where it exists
-    except ImportError:
-        parse_task = None
-    if parse_task is not None:
-        try:
-            rec = parse_task(task)
-            env = getattr(rec, "env", None) or getattr(rec, "env_key", None)
-            bench = getattr(rec, "benchmark", None)
-            if env and bench in BENCHMARKS:
-                return str(env), str(bench)
-        except Exception:  # an unknown or file task: the naming rules below still apply
-            pass
-    from gfp.data.scores import D4RL_TASKS
-    from gfp.presets import D4RL_ENVS, OGBENCH_ENVS, OGBENCH_PIXEL_ENVS, task_env
-
-    env = task_env(task)
-    if "/" in task and not Path(task).suffix:
-        return env, "minari"
-    if env in OGBENCH_PIXEL_ENVS or (env.startswith("visual-") and "-singletask" in task):
-        return env, "ogbench-pixel"
-    if env in OGBENCH_ENVS or "-singletask" in task:
-        return env, "ogbench"
-    if task in D4RL_TASKS or env in D4RL_ENVS:
-        return env, "d4rl"
-    return env, "other"
+        rec = parse_task(task)
+    except GfpError:
+        return task_env(task), "other"
+    return rec.env_key, rec.benchmark
 
 
 def config_id(task: str, agent: str, agent_config: Mapping[str, Any], steps: int | None) -> str:
@@ -265,8 +243,9 @@ def _cell(value: Any) -> str:
 
 
 def results_csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    """results.csv content: RESULT_COLUMNS, then the grid columns of the first row, in order."""
-    extra = [k for k in (rows[0] if rows else {}) if k not in RESULT_COLUMNS]
+    """results.csv content: RESULT_COLUMNS, then the grid columns in the order first met (a row
+    without one of them gets an empty cell)."""
+    extra = list(dict.fromkeys(k for row in rows for k in row if k not in RESULT_COLUMNS))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*RESULT_COLUMNS, *extra])

@@ -276,7 +276,7 @@ def test_published_category_rows_match_the_per_task_tables():
 
 
 def test_published_file_names_every_paper_task_and_marks_provenance():
-    from gfp.presets import PAPER_TASKS
+    from gfp.tasks import PAPER_TASKS
 
     rows = pub.load_published()
     task_keys = {p.key for p in rows if p.kind == "task"}

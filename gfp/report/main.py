@@ -38,7 +38,8 @@ TIMING_TEXT = {
 
 @dataclass
 class Report:
-    """What `make_report` produced (paths are None where nothing was written)."""
+    """What `make_report` produced: the data, the tables, the aggregates and the files written
+    (none without an output folder)."""
 
     data: Collected
     tables: list[Table]
@@ -90,12 +91,7 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
                 Cell(p["point"], printed=f"{p['point']:.2f} [{p['low']:.2f}, {p['high']:.2f}]")
             )
         else:
-            cells.append(
-                Cell(
-                    printed="baseline" if key == imp.get("baseline") else "–",
-                    mean=0.0 if key == imp.get("baseline") else None,
-                )
-            )
+            cells.append(Cell(printed="baseline" if key == imp.get("baseline") else "–"))
         table.rows.append(Row(agg["columns"][key], cells))
     return table
 

@@ -114,8 +114,8 @@ def group_label(group: str) -> str:
 @functools.cache
 def paper_groups() -> dict[str, tuple[str, tuple[str, ...]]]:
     """group -> (benchmark, its paper tasks), in the paper's row order (GFP.md section 4)."""
-    from gfp.presets import PAPER_TASKS
     from gfp.results import task_env_benchmark
+    from gfp.tasks import PAPER_TASKS
 
     out: dict[str, tuple[str, list[str]]] = {}
     for task in PAPER_TASKS:

@@ -12,10 +12,10 @@ CHECK = {True: "✓", False: "✗", None: ""}
 
 def cell_text(c: Cell) -> str:
     """The plain text of a cell: '53.2 ± 1.5', a published value as printed, '–' if empty."""
-    if c.mean is None:
-        return "–"
     if c.printed is not None:
         return c.printed
+    if c.mean is None:
+        return "–"
     if c.std is None or c.std != c.std:  # no std (averages) or NaN (no common seeds)
         return fmt(c.mean)
     return f"{fmt(c.mean)} ± {fmt(c.std)}"

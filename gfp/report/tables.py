@@ -132,7 +132,7 @@ def group_stat(stats: Sequence[TaskStat]) -> tuple[float, float, int]:
 
 # ---- building the tables ----------------------------------------------------------------------
 def _task_order(task: str, benchmark: str) -> tuple:
-    from gfp.presets import PAPER_TASKS
+    from gfp.tasks import PAPER_TASKS
 
     rank = PAPER_TASKS.index(task) if task in PAPER_TASKS else len(PAPER_TASKS)
     return (BENCHMARK_ORDER.index(benchmark), rank, task)
