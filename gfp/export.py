@@ -1,0 +1,332 @@
+"""Deployable policies: a trained policy as one ONNX or serialized StableHLO file that runs without
+gfp (what `gfp export` calls).
+
+The exported function is `agent.action` with the run's parameters baked in as constants:
+
+    action = f(obs, z)    obs: (batch, *obs_shape) in the dataset's dtype (float32 state vectors,
+                          stacked uint8 frames for pixel runs; any encoder is inside the graph),
+                          z: (batch, action_dim) float32 noise ~ N(0, I), drawn by the caller;
+    action = f(obs)       with `deterministic`: z = 0 is baked in.
+
+Actions are clipped to [-1, 1], exactly as `gfp eval` acts (it draws z ~ N(0, I) per step).
+
+Formats:
+* ONNX through jax2onnx. The function is first traced to a jaxpr by JAX itself, under
+  `jax.disable_jit()`, and jax2onnx converts that jaxpr. Two reasons: (1) jax2onnx, when it traces
+  a function itself, swaps some jax/flax functions for its own versions, and those break on gfp's
+  code (its `fori_loop` rejects `unroll=`, its `jnp.full` rejects a symbolic batch dimension);
+  converting JAX's own trace avoids them and gives the computation `gfp eval` runs, primitive for
+  primitive. (2) Without jit, `lax.scan`/`fori_loop` run as Python loops, so a flow's M Euler steps
+  arrive unrolled: straight-line ONNX (no Loop node), which onnxruntime runs about 1.5x faster
+  at batch 1 than the Loop form.
+* StableHLO through `jax.export`: the jitted function as XLA compiles it for `gfp eval` (the Euler
+  loop stays a loop in the file; XLA unrolls it when it compiles), loadable with
+  `jax.export.deserialize` by anyone with JAX, without gfp.
+
+Every export is checked before anything is written: the exported model is run (onnxruntime, or the
+deserialized StableHLO) on random observations and noise and must give gfp's actions to within
+`TOLERANCE`. Next to FILE, FILE.json (`sidecar_path`) records what a user needs to call it (see
+`gfp.deploy`, which loads both with numpy and onnxruntime only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gfp.agents import Agent
+from gfp.deploy import SIDECAR_SUFFIX, sidecar_path
+from gfp.errors import ConfigError, GfpError
+from gfp.io import atomic_write_bytes, atomic_write_json
+
+FORMATS = ("onnx", "stablehlo")
+TOLERANCE = 1e-5  # max |exported - gfp| accepted by the check at export time
+ONNX_OPSET = 23
+BATCH_NAME = "batch"  # the symbolic batch dimension's name in both formats
+
+__all__ = [
+    "FORMATS",
+    "SIDECAR_SUFFIX",
+    "cli_main",
+    "export_policy",
+    "input_specs",
+    "onnx_bytes",
+    "parse_batch",
+    "policy_function",
+    "stablehlo_bytes",
+]
+
+
+# ---- the function ---------------------------------------------------------------------------
+def policy_function(
+    agent: Agent, params: Any, policy: str, deterministic: bool = False
+) -> Callable[..., jax.Array]:
+    """f(obs, z) (or f(obs) when `deterministic`: z = 0) = agent.action(params, obs, z, policy),
+    the parameters closed over so that they become the exported graph's constants."""
+    if policy not in agent.policies:
+        raise ConfigError(
+            f"agent {agent.name!r} has no policy {policy!r}; its policies: "
+            + ", ".join(agent.policies)
+        )
+    params = jax.tree.map(jnp.asarray, params)
+    if deterministic:
+
+        def act_deterministic(obs: jax.Array) -> jax.Array:
+            z = jnp.zeros((obs.shape[0], agent.action_dim), jnp.float32)
+            return agent.action(params, obs, z, policy)
+
+        return act_deterministic
+
+    def act(obs: jax.Array, z: jax.Array) -> jax.Array:
+        return agent.action(params, obs, z, policy)
+
+    return act
+
+
+def parse_batch(batch: int | str) -> int | str:
+    """A batch size >= 1, or 'dynamic' (a symbolic batch dimension); ConfigError otherwise."""
+    if isinstance(batch, str) and batch.strip().lower() == "dynamic":
+        return "dynamic"
+    try:
+        n = int(batch)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or (isinstance(batch, float) and batch != n):
+        raise ConfigError(f"--batch must be a positive integer or 'dynamic', not {batch!r}")
+    return n
+
+
+def input_specs(agent: Agent, batch: int | str, deterministic: bool) -> list[jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of the exported inputs: obs (and z unless `deterministic`)."""
+    b = jax.export.symbolic_shape(BATCH_NAME)[0] if batch == "dynamic" else batch
+    spec = agent.obs_spec
+    specs = [jax.ShapeDtypeStruct((b, *spec.shape), np.dtype(spec.dtype))]
+    if not deterministic:
+        specs.append(jax.ShapeDtypeStruct((b, agent.action_dim), np.float32))
+    return specs
+
+
+def _input_names(deterministic: bool) -> list[str]:
+    return ["obs"] if deterministic else ["obs", "z"]
+
+
+# ---- the two formats ------------------------------------------------------------------------
+def _require(module: str, fmt: str) -> Any:
+    """Import a converter (or runtime) package, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"--format {fmt} needs the Python package {module!r}, which is not installed; "
+            "install the 'export' extra: pip install 'gfp[export]'"
+        ) from None
+
+
+def onnx_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct]) -> bytes:
+    """`fn` as a serialized ONNX model (inputs 'obs'[, 'z'], output 'action'); see the module
+    docstring for why JAX traces it first."""
+    jax2onnx = _require("jax2onnx", "onnx")
+    from jax.extend.core import jaxpr_as_fun
+
+    with jax.disable_jit():
+        closed = jax.make_jaxpr(fn)(*specs)
+    model = jax2onnx.to_onnx(
+        jaxpr_as_fun(closed),
+        specs,
+        model_name="gfp_policy",
+        opset=ONNX_OPSET,
+        input_names=_input_names(len(specs) == 1),
+        output_names=["action"],
+    )
+    return model.SerializeToString()
+
+
+def stablehlo_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct]) -> bytes:
+    """`fn` exported with jax.export and serialized (`jax.export.deserialize` reads it back)."""
+    return bytes(jax.export.export(jax.jit(fn))(*specs).serialize())
+
+
+def _run_exported(fmt: str, blob: bytes, inputs: list[np.ndarray]) -> np.ndarray:
+    """Run an exported model the way a user would: onnxruntime, or deserialized StableHLO."""
+    if fmt == "onnx":
+        ort = _require("onnxruntime", "onnx")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # onnxruntime warns about every unused constant it prunes
+        sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        names = _input_names(len(inputs) == 1)
+        return sess.run(None, dict(zip(names, inputs, strict=True)))[0]
+    return np.asarray(jax.export.deserialize(bytearray(blob)).call(*inputs))
+
+
+def _check(
+    fmt: str,
+    blob: bytes,
+    fn: Callable[..., jax.Array],
+    agent: Agent,
+    batch: int | str,
+    deterministic: bool,
+) -> dict[str, Any]:
+    """Max |exported - gfp| over random inputs (batches 1 and 3 when dynamic); GfpError (nothing is
+    written) if it exceeds TOLERANCE."""
+    rng = np.random.default_rng(0)
+    spec = agent.obs_spec
+    worst = 0.0
+    sizes = [1, 3] if batch == "dynamic" else [int(batch)]
+    for b in sizes:
+        if np.issubdtype(np.dtype(spec.dtype), np.integer):
+            info = np.iinfo(np.dtype(spec.dtype))
+            obs = rng.integers(info.min, info.max, (b, *spec.shape), endpoint=True)
+        else:
+            obs = 2.0 * rng.standard_normal((b, *spec.shape))
+        inputs = [obs.astype(spec.dtype)]
+        if not deterministic:
+            inputs.append(rng.standard_normal((b, agent.action_dim)).astype(np.float32))
+        want = np.asarray(jax.jit(fn)(*inputs))
+        got = _run_exported(fmt, blob, inputs)
+        if got.shape != want.shape:
+            raise GfpError(f"the exported {fmt} model returns shape {got.shape}, gfp {want.shape}")
+        worst = max(worst, float(np.max(np.abs(got - want))))
+    if not worst <= TOLERANCE:
+        raise GfpError(
+            f"the exported {fmt} model's actions differ from gfp's by up to {worst:.3g} "
+            f"(> {TOLERANCE:g}); nothing was written"
+        )
+    return {"max_abs_diff": worst, "batch_sizes": sizes, "tolerance": TOLERANCE}
+
+
+# ---- export ---------------------------------------------------------------------------------
+def _versions(fmt: str) -> dict[str, Any]:
+    import gfp
+
+    out: dict[str, Any] = {"gfp": gfp.__version__, "jax": jax.__version__}
+    if fmt == "onnx":
+        from importlib.metadata import version
+
+        out |= {"jax2onnx": version("jax2onnx"), "onnx": version("onnx"), "opset": ONNX_OPSET}
+    return out
+
+
+def export_policy(
+    agent: Agent,
+    params: Any,
+    policy: str,
+    fmt: str,
+    out: str | Path,
+    *,
+    batch: int | str = "dynamic",
+    deterministic: bool = False,
+    run_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Export `policy` of `agent` with `params` to `out` (format `fmt`), check it against gfp's own
+    actions, then write the model and its sidecar FILE.json (each atomically, the sidecar last, with
+    the model's sha256 so a mismatched pair is detected). `run_info` adds the run's task, agent
+    and config hash to the sidecar. Returns the sidecar's content."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    batch = parse_batch(batch)
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name, e.g. {out / 'policy'}")
+    if out.name.endswith(SIDECAR_SUFFIX):
+        raise ConfigError(f"--out {out} ends in {SIDECAR_SUFFIX}, the sidecar's suffix")
+    if fmt == "onnx":  # all three before any work: converter, model format, runtime (the check)
+        for module in ("jax2onnx", "onnx", "onnxruntime"):
+            _require(module, fmt)
+    fn = policy_function(agent, params, policy, deterministic)
+    specs = input_specs(agent, batch, deterministic)
+    blob = (onnx_bytes if fmt == "onnx" else stablehlo_bytes)(fn, specs)
+    check = _check(fmt, blob, fn, agent, batch, deterministic)
+
+    dim = BATCH_NAME if batch == "dynamic" else batch
+    inputs = [{"name": "obs", "shape": [dim, *agent.obs_spec.shape], "dtype": agent.obs_spec.dtype}]
+    if not deterministic:
+        inputs.append({"name": "z", "shape": [dim, agent.action_dim], "dtype": "float32"})
+    meta: dict[str, Any] = {
+        "format": fmt,
+        "model_file": out.name,
+        "model_sha256": hashlib.sha256(blob).hexdigest(),
+        "task": None,
+        "agent": agent.name,
+        "policy": policy,
+        **(run_info or {}),
+        "observation": {"shape": list(agent.obs_spec.shape), "dtype": agent.obs_spec.dtype},
+        "action_dim": agent.action_dim,
+        "action_range": [-1.0, 1.0],
+        "batch": batch,
+        "deterministic": deterministic,
+        "noise": "z = 0 (baked in)"
+        if deterministic
+        else "z ~ N(0, I), float32 (batch, action_dim), drawn by the caller per action, as gfp "
+        "eval does",
+        "inputs": inputs,
+        "outputs": [{"name": "action", "shape": [dim, agent.action_dim], "dtype": "float32"}],
+        "check": check,
+        "versions": _versions(fmt),
+    }
+    atomic_write_bytes(out, blob)
+    atomic_write_json(sidecar_path(out), meta)
+    return meta
+
+
+def run_info(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run's identity for the sidecar: task, agent, seed and config hash. Runs recorded before
+    config.json carried `config_hash` get it recomputed from their config.json by gfp.job (same
+    function), and the sidecar says so (`config_hash_source`)."""
+    info = {"task": cfg.get("task"), "agent": cfg.get("agent"), "seed": cfg.get("seed")}
+    if cfg.get("config_hash"):
+        return info | {"config_hash": cfg["config_hash"], "config_hash_source": "config.json"}
+    from gfp.job import config_hash
+
+    return info | {
+        "config_hash": config_hash(cfg),
+        "config_hash_source": "recomputed from config.json (the run did not record one)",
+    }
+
+
+def cli_main(
+    run_dir: str | Path,
+    policy: str,
+    format: str,  # noqa: A002 -- the CLI flag's name
+    out: str | Path,
+    batch: int | str = "dynamic",
+    deterministic: bool = False,
+) -> None:
+    """`gfp export RUN_DIR --policy P --format F --out FILE [--batch N|dynamic]
+    [--deterministic]`: ConfigError (one line) for a run without final parameters, a policy the
+    agent does not have, an unknown format, a converter that is not installed, a bad batch."""
+    from gfp.run import load_run
+
+    if format not in FORMATS:  # before loading anything
+        raise ConfigError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
+    parse_batch(batch)
+    agent, params, cfg = load_run(run_dir)
+    if policy not in agent.policies:
+        raise ConfigError(
+            f"{run_dir}: agent {agent.name!r} has no policy {policy!r}; its policies: "
+            + ", ".join(agent.policies)
+        )
+    meta = export_policy(
+        agent,
+        params,
+        policy,
+        format,
+        out,
+        batch=batch,
+        deterministic=deterministic,
+        run_info=run_info(cfg),
+    )
+    spec = meta["observation"]
+    print(
+        f"gfp: wrote {out} and {sidecar_path(out)}: {meta['agent']} {policy} policy, "
+        f"obs {spec['dtype']}{spec['shape']} -> action[{meta['action_dim']}], batch "
+        f"{meta['batch']}{', deterministic (z = 0)' if deterministic else ', noise input z'}; "
+        f"max |{format} - gfp| = {meta['check']['max_abs_diff']:.2g}"
+    )

@@ -1,0 +1,415 @@
+"""`gfp export` and `gfp.deploy`: exported policies act exactly as gfp's own, load without JAX,
+and bad requests are one-line errors.
+
+Runs are built in Python (small networks, random parameters, a run directory as `gfp train`
+writes it), so every export here takes seconds; one slow test goes through `gfp train` and the
+`gfp export` command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from gfp.agents import AGENTS, make_agent
+from gfp.agents.base import ObsSpec
+from gfp.deploy import load_policy, sidecar_path
+from gfp.errors import ConfigError, GfpError
+from gfp.export import cli_main, export_policy
+from gfp.rundir import RunDir
+
+OBS_DIM, ACT_DIM = 11, 3
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+
+
+def small_config(agent: str = "gfp", **kw):
+    return AGENTS[agent].Config(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), **kw)
+
+
+def write_run(path: Path, agent_name: str, spec: ObsSpec, *, config_hash: bool = True, seed=0):
+    """A finished run directory (config.json, params.msgpack, summary.json), as gfp train writes
+    one, with random parameters; returns (agent, params)."""
+    config = small_config(agent_name)
+    agent = make_agent(agent_name, config, obs_spec=spec, action_dim=ACT_DIM)
+    params = jax.device_get(agent.init(jax.random.PRNGKey(seed)).params)
+    cfg = {
+        "task": "cube-single-noisy-singletask-task1-v0",
+        "agent": agent_name,
+        "seed": seed,
+        "agent_config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "dataset": {
+            "obs_dim": spec.flat_dim,
+            "obs_shape": list(spec.shape),
+            "obs_dtype": spec.dtype,
+            "act_dim": ACT_DIM,
+        },
+    }
+    if config_hash:
+        cfg["config_hash"] = "0123456789abcdef"
+    run = RunDir(path)
+    try:
+        run.write_config(cfg)
+        run.save_params(params)
+        run.write_summary({"task": cfg["task"], "agent": agent_name})
+    finally:
+        run.close()
+    return agent, params
+
+
+@pytest.fixture(scope="module")
+def gfp_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gfp_run")
+    agent, params = write_run(path, "gfp", ObsSpec((OBS_DIM,), "float32"))
+    return path, agent, params
+
+
+def random_inputs(
+    spec: ObsSpec, n: int, seed: int = 1, act_dim: int = ACT_DIM
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if spec.dtype == "uint8":
+        obs = rng.integers(0, 256, (n, *spec.shape), dtype=np.uint8)
+    else:
+        obs = (2.0 * rng.standard_normal((n, *spec.shape))).astype(np.float32)
+    return obs, rng.standard_normal((n, act_dim)).astype(np.float32)
+
+
+@functools.cache
+def _jitted_action(agent):
+    return jax.jit(agent.action, static_argnums=3)
+
+
+def gfp_actions(agent, params, obs, z, policy):
+    """gfp's own action (jitted, as `gfp eval` runs it)."""
+    return np.asarray(_jitted_action(agent)(params, obs, z, policy))
+
+
+# ---- the same actions as gfp -------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [4, "dynamic"])
+@pytest.mark.parametrize("policy", ["actor", "vabc"])
+@pytest.mark.parametrize("fmt", ["onnx", "stablehlo"])
+def test_exported_policy_acts_as_gfp(gfp_run, tmp_path, fmt, policy, batch, capsys):
+    """max |exported(obs, z) - agent.action(params, obs, z)| < 1e-5 through the command's entry
+    point and gfp.deploy, for several observations and noises (several batch sizes when dynamic)."""
+    run_dir, agent, params = gfp_run
+    out = tmp_path / f"{policy}.{fmt}"
+    cli_main(run_dir, policy, fmt, out, batch, False)
+    assert str(out) in capsys.readouterr().out
+    loaded = load_policy(out)
+    for n, seed in [(4, 1), (4, 2)] if batch == 4 else [(1, 1), (33, 2)]:
+        obs, z = random_inputs(agent.obs_spec, n, seed)
+        want = gfp_actions(agent, params, obs, z, policy)
+        got = loaded(obs, z)
+        assert got.shape == (n, ACT_DIM) and got.dtype == np.float32
+        assert np.max(np.abs(got - want)) < TOL
+        assert np.all(np.abs(got) <= 1.0)
+        assert np.any(np.abs(want) < 0.99)  # not an all-clipped (trivially equal) comparison
+    # The noise is an input: another z gives other actions (the policy is not deterministic).
+    obs, z = random_inputs(agent.obs_spec, n, seed=5)
+    assert np.max(np.abs(loaded(obs, z) - loaded(obs, -z))) > 1e-3
+
+
+def test_actor_and_vabc_exports_differ(gfp_run, tmp_path):
+    """The two policies are different functions: guards against exporting the wrong one."""
+    run_dir, agent, params = gfp_run
+    obs, z = random_inputs(agent.obs_spec, 8)
+    got = {}
+    for policy in ("actor", "vabc"):
+        export_policy(agent, params, policy, "stablehlo", tmp_path / policy)
+        got[policy] = load_policy(tmp_path / policy)(obs, z)
+    assert np.max(np.abs(got["actor"] - got["vabc"])) > 1e-3
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "stablehlo"])
+def test_deterministic_bakes_in_zero_noise(gfp_run, tmp_path, fmt):
+    run_dir, agent, params = gfp_run
+    out = tmp_path / "vabc_det"
+    cli_main(run_dir, "vabc", fmt, out, "dynamic", True)
+    loaded = load_policy(out)
+    assert loaded.deterministic and [i["name"] for i in loaded.meta["inputs"]] == ["obs"]
+    obs, _ = random_inputs(agent.obs_spec, 5)
+    want = gfp_actions(agent, params, obs, np.zeros((5, ACT_DIM), np.float32), "vabc")
+    assert np.max(np.abs(loaded(obs) - want)) < TOL
+    with pytest.raises(ValueError, match="takes no z"):
+        loaded(obs, np.zeros((5, ACT_DIM)))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "stablehlo"])
+def test_pixel_policy_takes_uint8_frames(tmp_path, fmt):
+    """A pixel run (stacked uint8 frames, H x W x 3*stack) exports with its encoder inside and
+    takes the raw uint8 frames; floats are refused rather than silently truncated."""
+    spec = ObsSpec((6, 5, 6), "uint8")
+    agent, params = write_run(tmp_path / "run", "gfp", spec)
+    out = tmp_path / "pix"
+    cli_main(tmp_path / "run", "vabc", fmt, out, "dynamic", False)
+    loaded = load_policy(out)
+    assert loaded.meta["observation"] == {"shape": [6, 5, 6], "dtype": "uint8"}
+    obs, z = random_inputs(spec, 3)
+    assert np.max(np.abs(loaded(obs, z) - gfp_actions(agent, params, obs, z, "vabc"))) < TOL
+    with pytest.raises(ValueError, match="uint8"):
+        loaded(obs.astype(np.float32) / 255.0, z)
+
+
+def test_other_agents_export(tmp_path):
+    """Every agent's policies go through the same path (here FQL's flow, ReBRAC's actor)."""
+    for name, policy in (("fql", "flow"), ("rebrac", "actor")):
+        agent, params = write_run(tmp_path / name, name, ObsSpec((OBS_DIM,), "float32"))
+        out = tmp_path / f"{name}.onnx"
+        cli_main(tmp_path / name, policy, "onnx", out, 2, False)
+        obs, z = random_inputs(agent.obs_spec, 2)
+        want = gfp_actions(agent, params, obs, z, policy)
+        assert np.max(np.abs(load_policy(out)(obs, z) - want)) < TOL
+
+
+# ---- the sidecar and gfp.deploy -------------------------------------------------------------
+def test_sidecar_says_what_a_user_needs(gfp_run, tmp_path):
+    run_dir, agent, _ = gfp_run
+    out = tmp_path / "actor.onnx"
+    cli_main(run_dir, "actor", "onnx", out, 1, False)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert sidecar_path(out).name == "actor.onnx.json"
+    assert meta["observation"] == {"shape": [OBS_DIM], "dtype": "float32"}
+    assert meta["action_dim"] == ACT_DIM
+    assert (meta["task"], meta["agent"], meta["policy"]) == (
+        "cube-single-noisy-singletask-task1-v0",
+        "gfp",
+        "actor",
+    )
+    assert meta["versions"]["gfp"] == __import__("gfp").__version__
+    assert meta["config_hash"] == "0123456789abcdef"
+    assert meta["batch"] == 1 and meta["format"] == "onnx" and not meta["deterministic"]
+    assert [i["shape"] for i in meta["inputs"]] == [[1, OBS_DIM], [1, ACT_DIM]]
+    assert meta["check"]["max_abs_diff"] < TOL
+
+
+def test_old_run_gets_its_config_hash_recomputed(tmp_path):
+    from gfp.job import config_hash
+
+    write_run(tmp_path / "run", "gfp", ObsSpec((OBS_DIM,), "float32"), config_hash=False)
+    cli_main(tmp_path / "run", "actor", "stablehlo", tmp_path / "p", "dynamic", False)
+    meta = json.loads(sidecar_path(tmp_path / "p").read_text())
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["config_hash"] == config_hash(cfg)
+    assert "recomputed" in meta["config_hash_source"]
+
+
+def test_deploy_input_checks(gfp_run, tmp_path):
+    run_dir, agent, params = gfp_run
+    out = tmp_path / "actor.onnx"
+    cli_main(run_dir, "actor", "onnx", out, 4, False)
+    loaded = load_policy(out, seed=0)
+    obs, z = random_inputs(agent.obs_spec, 4)
+    with pytest.raises(ValueError, match="batches of 4"):
+        loaded(obs[:3], z[:3])
+    with pytest.raises(ValueError, match="shape"):
+        loaded(obs[:, :-1], z)
+    with pytest.raises(ValueError, match="z has shape"):
+        loaded(obs, z[:, :2])
+    # Without z it draws N(0, I) noise itself, from its seed: reproducible, and random.
+    a1, a2 = load_policy(out, seed=7)(obs), load_policy(out, seed=7)(obs)
+    np.testing.assert_array_equal(a1, a2)
+    assert np.max(np.abs(a1 - load_policy(out, seed=8)(obs))) > 1e-3
+    # A model that does not match its sidecar, or has none, is refused.
+    out.write_bytes(out.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="sha256"):
+        load_policy(out)
+    with pytest.raises(FileNotFoundError, match="json"):
+        load_policy(tmp_path / "nothing.onnx")
+
+
+def test_single_observation(gfp_run, tmp_path):
+    run_dir, agent, params = gfp_run
+    export_policy(agent, params, "actor", "onnx", tmp_path / "a", batch="dynamic")
+    obs, z = random_inputs(agent.obs_spec, 1)
+    a = load_policy(tmp_path / "a")(obs[0], z[0])
+    assert a.shape == (ACT_DIM,)
+    assert np.max(np.abs(a - gfp_actions(agent, params, obs, z, "actor")[0])) < TOL
+
+
+# Blocks `import jax` (and flax), as on a robot without them; then loads and runs a policy with
+# gfp.deploy and prints the actions and the modules that got imported.
+NO_JAX = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+
+    class NoJax:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("jax", "jaxlib", "flax", "optax"):
+                raise ImportError(f"{name} is not installed here")
+            return None
+
+    sys.meta_path.insert(0, NoJax())
+    try:
+        import jax  # noqa: F401
+        sys.exit("the import hook did not block jax")
+    except ImportError:
+        pass
+    from gfp.deploy import load_policy
+
+    policy = load_policy(sys.argv[1])
+    obs = np.load(sys.argv[2])
+    z = np.load(sys.argv[3])
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax", "gfp.agents"))
+    print(json.dumps({"actions": policy(obs, z).tolist(), "heavy": heavy}))
+    """
+)
+
+
+def test_load_policy_runs_where_jax_cannot_be_imported(gfp_run, tmp_path):
+    run_dir, agent, params = gfp_run
+    out = tmp_path / "vabc.onnx"
+    cli_main(run_dir, "vabc", "onnx", out, "dynamic", False)
+    obs, z = random_inputs(agent.obs_spec, 6)
+    np.save(tmp_path / "obs.npy", obs)
+    np.save(tmp_path / "z.npy", z)
+    script = tmp_path / "robot.py"
+    script.write_text(NO_JAX)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), str(tmp_path / "obs.npy"), str(tmp_path / "z.npy")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    want = gfp_actions(agent, params, obs, z, "vabc")
+    assert np.max(np.abs(np.array(result["actions"]) - want)) < TOL
+
+
+def test_stablehlo_loads_with_jax_alone(gfp_run, tmp_path):
+    """A user with JAX but not gfp: jax.export.deserialize(file).call(obs, z)."""
+    run_dir, agent, params = gfp_run
+    out = tmp_path / "actor.stablehlo"
+    cli_main(run_dir, "actor", "stablehlo", out, "dynamic", False)
+    obs, z = random_inputs(agent.obs_spec, 5)
+    np.save(tmp_path / "obs.npy", obs)
+    np.save(tmp_path / "z.npy", z)
+    code = textwrap.dedent(
+        """
+        import sys
+        class NoGfp:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "gfp":
+                    raise ImportError("gfp is not installed here")
+        sys.meta_path.insert(0, NoGfp())
+        import numpy as np
+        from jax import export
+        exp = export.deserialize(bytearray(open(sys.argv[1], "rb").read()))
+        np.save(sys.argv[4], np.asarray(exp.call(np.load(sys.argv[2]), np.load(sys.argv[3]))))
+        """
+    )
+    args = [str(out), str(tmp_path / "obs.npy"), str(tmp_path / "z.npy"), str(tmp_path / "a.npy")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = np.load(tmp_path / "a.npy")
+    assert np.max(np.abs(got - gfp_actions(agent, params, obs, z, "actor"))) < TOL
+
+
+# ---- bad requests ------------------------------------------------------------------------------
+def one_line(e: pytest.ExceptionInfo) -> str:
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_run_without_final_params(gfp_run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((gfp_run[0] / "config.json").read_text())
+    with pytest.raises(ConfigError) as e:
+        cli_main(unfinished, "actor", "onnx", tmp_path / "p.onnx", 1, False)
+    assert "params.msgpack" in one_line(e)
+    assert not (tmp_path / "p.onnx").exists()
+
+
+def test_policy_the_agent_does_not_have(gfp_run, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        cli_main(gfp_run[0], "flow", "onnx", tmp_path / "p.onnx", 1, False)
+    msg = one_line(e)
+    assert "'flow'" in msg and "actor, vabc" in msg
+
+
+def test_unknown_format_and_bad_batch(gfp_run, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        cli_main(gfp_run[0], "actor", "tflite", tmp_path / "p", 1, False)
+    assert "onnx, stablehlo" in one_line(e)
+    for bad in ("0", "-3", "many", 2.5):
+        with pytest.raises(ConfigError) as e:
+            cli_main(gfp_run[0], "actor", "onnx", tmp_path / "p", bad, False)
+        assert "--batch" in one_line(e)
+
+
+@pytest.mark.parametrize("missing", ["jax2onnx", "onnxruntime"])
+def test_converter_not_installed_names_the_extra(gfp_run, tmp_path, monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now raises ImportError
+    with pytest.raises(ConfigError) as e:
+        cli_main(gfp_run[0], "actor", "onnx", tmp_path / "p.onnx", 1, False)
+    msg = one_line(e)
+    assert missing in msg and "gfp[export]" in msg
+    assert not (tmp_path / "p.onnx").exists()
+
+
+def test_failed_check_writes_nothing(gfp_run, tmp_path, monkeypatch):
+    """An export whose actions do not match gfp's is refused before any file is written."""
+    import gfp.export
+
+    monkeypatch.setattr(gfp.export, "TOLERANCE", -1.0)
+    run_dir, agent, params = gfp_run
+    with pytest.raises(GfpError, match="differ from gfp's"):
+        export_policy(agent, params, "actor", "stablehlo", tmp_path / "p")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_is_a_directory(gfp_run, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        cli_main(gfp_run[0], "actor", "onnx", tmp_path, 1, False)
+    assert "directory" in one_line(e)
+
+
+# ---- end to end ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_gfp_train_then_gfp_export(tiny_ogbench_dir, tmp_path, capsys):
+    """`gfp train` (tiny) then the `gfp export` command: the exported actor acts as the run's, and
+    a bad request is one line on stderr with exit status 2."""
+    from gfp.cli import main
+    from gfp.run import load_run
+    from tests.conftest import TINY_TASK
+
+    run_dir, out = tmp_path / "run", tmp_path / "actor.onnx"
+    main(
+        ["train", "--task", TINY_TASK, "--dataset-dir", str(tiny_ogbench_dir), "--steps", "20"]
+        + ["--log-every", "10", "--eval-every", "0", "--eval-episodes", "1", "--out", str(run_dir)]
+        + ["--actor-hidden-dims", "16", "16", "--value-hidden-dims", "16", "16"]
+    )
+    export = ["export", str(run_dir), "--policy", "actor", "--format", "onnx", "--out", str(out)]
+    main([*export, "--batch", "dynamic"])
+    agent, params, cfg = load_run(run_dir)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["config_hash"] == cfg["config_hash"] and meta["task"] == TINY_TASK
+    assert meta["observation"] == {"shape": [28], "dtype": "float32"} and meta["action_dim"] == 5
+    obs, z = random_inputs(agent.obs_spec, 16, act_dim=5)
+    want = gfp_actions(agent, params, obs, z, "actor")
+    assert np.max(np.abs(load_policy(out)(obs, z) - want)) < TOL
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*export[:3], "vabcx", *export[4:]])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "vabcx" in err
