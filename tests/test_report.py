@@ -413,6 +413,11 @@ def test_report_writes_every_file(report_dir):
     assert "best of 4 settings kept (alpha=3.0, eta=0.01" in md
     assert "† still running: FQL seed 1 (latest evaluation at step 2000 of 3000)" in md
     assert "Success timing of the OGBench evaluations: 'post'" in md
+    # the heat map's cells: each setting's mean over tasks and seeds of its last-three means,
+    # 2/3 of v here (evaluations v/3, 2v/3, v); alpha 3, eta 0.01: v = 0.5, 0.55 | 0.6, 0.65
+    means = report.data.setting_means
+    assert means[(ENV, "gfp", (3.0, 0.01, 3000))] == pytest.approx(100 * 2 / 3 * 0.575)
+    assert means[(ENV, "gfp", (1.0, 0.001, 3000))] == pytest.approx(100 * 2 / 3 * 0.275)
     agg = json.loads((out / "aggregate.json").read_text())
     assert set(agg["subsets"]["all"]["metrics"]) == {"fql/actor", "gfp/actor", "gfp/vabc"}
 
@@ -553,3 +558,15 @@ def test_d4rl_and_minari_use_the_normalized_score_at_the_end():
     ]
     minari = env.rows[1].cells
     assert (minari[0].mean, minari[1].printed, minari[1].check) == (42.0, "50.1 ± 6.3", False)
+
+
+def test_without_out_the_tables_go_to_stdout(tmp_path, capsys):
+    from gfp.report import cli_main
+    from gfp.results import write_results_csv
+
+    write_results_csv(tmp_path / "results.csv", known_rows())
+    assert cli_main([str(tmp_path / "results.csv")], None, "fql", False) == 0
+    out = capsys.readouterr().out
+    assert f"| {ENV} (5) | 57.2 ± 0.5 | **70.0 ± 0.5** | 30.0 ± 0.5 |" in out
+    assert "| cube-double-noisy-singletask-task2-v0 | 60.0 ± 2.4 | **80.0 ± 2.4** |" in out
+    assert list(tmp_path.iterdir()) == [tmp_path / "results.csv"]  # nothing written

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gfp.report.published import group_label
-from gfp.report.scores import Collected, Column
+from gfp.report.scores import AGENT_LABEL, Collected, Column
 
 COLUMN_WIDTH = 3.3  # inches
 TEXT_WIDTH = 6.8
@@ -71,9 +71,10 @@ def _steps_text(x: float, _pos: object = None) -> str:
 
 
 def _steps_label(ax, percent: bool) -> None:
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     ax.set_xlabel("gradient steps")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
     ax.xaxis.set_major_formatter(FuncFormatter(_steps_text))
     if percent:  # success rates: the full 0-100 range, so flat curves read as what they are
         ax.set_ylim(-3, 103)
@@ -258,14 +259,14 @@ def plot_intervals(agg: dict[str, Any], data: Collected, out_dir: Path) -> Path 
                 alpha=0.75,
             )
             ax.vlines(m["point"], i - 0.3, i + 0.3, color="k", lw=1.2)
-        ax.set_title(name + (" (lower is better)" if name == "Optimality gap" else ""))
+        ax.set_title(name)
         lows = [sub["metrics"][k][name]["low"] for k in keys]
         highs = [sub["metrics"][k][name]["high"] for k in keys]
         lo, hi = min(lows), max(highs)
         pad = max(2.0, 0.08 * (hi - lo))  # a readable axis even when every interval is a point
         ax.set_xlim(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_xlabel("score")
+        ax.set_xlabel("score (lower is better)" if name == "Optimality gap" else "score")
     axes[0][0].set_yticks(range(len(keys)), [agg["columns"][k] for k in keys])
     axes[0][0].invert_yaxis()
     fig.tight_layout()
@@ -288,6 +289,14 @@ def plot_improvement(agg: dict[str, Any], data: Collected, out_dir: Path) -> Pat
             i, p["high"] - p["low"], left=p["low"], height=0.6, color=col_colors[key], alpha=0.75
         )
         ax.vlines(p["point"], i - 0.3, i + 0.3, color="k", lw=1.2)
+        ax.text(
+            0.02,
+            i,
+            f"{p['point']:.2f} [{p['low']:.2f}, {p['high']:.2f}]",
+            va="center",
+            fontsize=6.5,
+            color="0.3",
+        )
     ax.axvline(0.5, color="grey", ls="--", lw=0.8)
     ax.set_xlim(0, 1)
     ax.set_yticks(range(len(keys)), [agg["columns"][k] for k in keys])
@@ -343,7 +352,9 @@ def plot_heatmaps(data: Collected, out_dir: Path) -> list[Path]:
         ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
         ax.set_xlabel(r"$\eta$")
         ax.set_ylabel(r"$\alpha$")
-        ax.set_title(f"{group_label(env)}: {agent} score")
+        ax.set_title(
+            f"{group_label(env)}: {AGENT_LABEL.get(agent, agent)}, mean over tasks and seeds"
+        )
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
         paths.append(_save(fig, out_dir / f"heatmap_{_slug(env)}_{agent}.png"))
     return paths
