@@ -413,6 +413,10 @@ def test_report_writes_every_file(report_dir):
     assert "best of 4 settings kept (alpha=3.0, eta=0.01" in md
     assert "† still running: FQL seed 1 (latest evaluation at step 2000 of 3000)" in md
     assert "Success timing of the OGBench evaluations: 'post'" in md
+    # 2 of the paper's 5 tasks: compared with the paper's mean over the same 2 tasks, said so
+    # GFP actor: (89.5 + 75.7) / 2 on tasks 1-2 of cube-double-noisy (Tab. 8)
+    assert re.search(r"\| cube-double-noisy \(2 of 5 tasks\) \|.* \| 82\.6 \|", md)
+    assert "paper: mean of the paper's per-task values over the same 2 tasks" in md
     # the heat map's cells: each setting's mean over tasks and seeds of its last-three means,
     # 2/3 of v here (evaluations v/3, 2v/3, v); alpha 3, eta 0.01: v = 0.5, 0.55 | 0.6, 0.65
     means = report.data.setting_means

@@ -164,16 +164,25 @@ def _header(columns: Sequence[Column], paper: bool) -> list[str]:
     return out
 
 
-def _with_paper(cells: list[Cell], columns: Sequence[Column], paper: bool, hit_of) -> list[Cell]:
+def _add_paper(row: Row, columns: Sequence[Column], paper: bool, hit_of) -> None:
+    """With --paper: a published cell after each of our cells that has a published counterpart
+    (`hit_of(method)`), and the published values' notes (a derived mean, a known typo) appended
+    to the row's note."""
     if not paper:
-        return cells
-    out = []
-    for cell, col in zip(cells, columns, strict=True):
-        out.append(cell)
+        return
+    cells, notes = [], []
+    for cell, col in zip(row.cells, columns, strict=True):
+        cells.append(cell)
         method = pub.METHOD_OF.get((col.agent, col.policy))
-        if method is not None:
-            out.append(_paper_cell(hit_of(method), cell))
-    return out
+        if method is None:
+            continue
+        hit = hit_of(method)
+        cells.append(_paper_cell(hit, cell))
+        if hit is not None and hit.note:
+            derived = hit.kind == "derived"
+            notes.append(f"paper: {hit.note}" if derived else f"paper {hit.method}: {hit.note}")
+    row.cells = cells
+    row.note = "; ".join(filter(None, [row.note, *dict.fromkeys(notes)]))
 
 
 def _running_note(running: dict[Column, list[SeedScore]]) -> str:
@@ -230,12 +239,9 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
                 marks += "‡"
                 notes.append(f"‡ {col.label}: {len(s.by_seed)} seeds (others {most})")
             cells.append(Cell(s.mean, s.std, marks))
-        row = Row(task, cells)
+        row = Row(task, cells, "; ".join(filter(None, [_running_note(running), *notes])))
         mark_bold(row)
-        row.cells = _with_paper(
-            row.cells, data.columns, paper, lambda m, t=task, b=bench: pub.task_value(t, b, m)
-        )
-        row.note = "; ".join(filter(None, [_running_note(running), *notes]))
+        _add_paper(row, data.columns, paper, lambda m, t=task, b=bench: pub.task_value(t, b, m))
         table.rows.append(row)
     return [tables[b] for b in BENCHMARK_ORDER if b in tables]
 
@@ -300,9 +306,7 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
         row = Row(label, cells, "; ".join(notes))
         mark_bold(row)
         pairs = [(t, bench) for t in tasks]
-        row.cells = _with_paper(
-            row.cells, data.columns, paper, lambda m, g=group, p=pairs: pub.group_value(g, m, p)
-        )
+        _add_paper(row, data.columns, paper, lambda m, g=group, p=pairs: pub.group_value(g, m, p))
         table.rows.append(row)
     benches = [b for b in BENCHMARK_ORDER if any(v[1] == b for v in info.values())]
     for i, bench in enumerate(benches):
@@ -320,9 +324,7 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
         )
         mark_bold(row)
         pairs = [(t, bench) for t in tasks]
-        row.cells = _with_paper(
-            row.cells, data.columns, paper, lambda m, p=pairs: pub.average_value(m, p)
-        )
+        _add_paper(row, data.columns, paper, lambda m, p=pairs: pub.average_value(m, p))
         table.rows.append(row)
     return table
 
