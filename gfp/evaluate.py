@@ -262,7 +262,7 @@ def evaluate(
     num_envs: int = 10,
     seed: int = 0,
     video_path: str | Path | None = None,
-    video_episodes: int = 2,
+    video_episodes: int = 1,
     workers: int | None = None,
 ) -> dict[str, float]:
     """Run `episodes` episodes; return mean success, return, length (and normalised score).
@@ -270,8 +270,14 @@ def evaluate(
     Episode i is reset with seed `seed + i`, so results do not depend on `num_envs`. `workers`:
     processes stepping the environments (None: `default_workers(num_envs)`; 0: this process);
     the results do not depend on it. The environments are kept for later calls
-    (`close_env_pools` frees them).
+    (`close_env_pools` frees them). With `video_path`, `video_episodes` more episodes are then
+    rendered to that mp4 (`record_video`).
     """
+    if video_path is not None:
+        # Before any environment (and so mujoco) is imported here: fail now, not after the episodes.
+        from gfp.render import configure_gl
+
+        configure_gl()
     import jax
 
     num_envs = max(1, min(num_envs, episodes))
@@ -336,24 +342,45 @@ def evaluate(
 
 
 def record_video(
-    policy: PolicyFn, env_name: str, path: str | Path, episodes: int, seed: int
-) -> None:
-    """Render a few episodes to an mp4 (needs an offscreen GL backend; MUJOCO_GL=egl is set)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    policy: PolicyFn, env_name: str, path: str | Path, episodes: int = 1, seed: int = 0
+) -> int:
+    """Render `episodes` episodes of `policy` (seeds from `seed + 10_000`, apart from the scored
+    ones) to an H.264 mp4 at `path`, 30 frames per second; returns the number of frames.
+
+    Works without a display: `gfp.render.configure_gl()` picks EGL or OSMesa (it must run before
+    mujoco is first imported; `evaluate` and the CLI call it early). Frames are streamed to the
+    encoder, and the file appears atomically when complete.
+    """
+    import tempfile
+
     import imageio.v2 as imageio
+
+    from gfp.io import atomic_write_bytes
+    from gfp.render import configure_gl
+
+    configure_gl()
     import jax
 
+    path = Path(path)
     env = make_env(env_name, render=True)
-    rng = jax.random.PRNGKey(seed + 10_000)
-    frames = []
-    for ep in range(episodes):
-        ob, _ = env.reset(seed=seed + 10_000 + ep)
-        done = False
-        while not done:
-            frames.append(env.render())
-            rng, key = jax.random.split(rng)
-            action = np.asarray(policy(np.asarray(ob, np.float32)[None], key))[0]
-            ob, _, terminated, truncated, _ = env.step(action)
-            done = terminated or truncated
-    env.close()
-    imageio.mimsave(str(path), frames, fps=30)
+    keys = _key_stream(jax.random.PRNGKey(seed + 10_000))
+    frames = 0
+    with tempfile.TemporaryDirectory(prefix="gfp-video-") as tmp:
+        # macro_block_size=2: H.264 (yuv420p) needs even sides only; the default 16 would rescale
+        # OGBench's 200x200 frames to 208x208.
+        writer = imageio.get_writer(f"{tmp}/{path.name}.mp4", fps=30, macro_block_size=2)
+        try:
+            for ep in range(episodes):
+                ob, _ = env.reset(seed=seed + 10_000 + ep)
+                done = False
+                while not done:
+                    writer.append_data(env.render())
+                    frames += 1
+                    action = np.asarray(policy(np.asarray(ob, np.float32)[None], next(keys)))[0]
+                    ob, _, terminated, truncated, _ = env.step(action)
+                    done = terminated or truncated
+        finally:
+            writer.close()
+            env.close()
+        atomic_write_bytes(path, Path(f"{tmp}/{path.name}.mp4").read_bytes())
+    return frames
