@@ -79,6 +79,7 @@ def test_paper_size_flop_ratio():
     assert 1.10 < sum(gfp.values()) / sum(fql.values()) < 1.20
 
 
+@pytest.mark.slow  # compiles every program of the suite: a minute idle, several under load
 def test_suite_json_has_every_field(tmp_path):
     """`run_bench` end to end at toy sizes (in a subprocess, with XLA's backend optimisations
     off so the toy programs compile fast): every required field is there and finite, the report
@@ -102,3 +103,24 @@ def test_suite_json_has_every_field(tmp_path):
     flops = result["training"]["flops"]
     assert flops["gfp_update_analytic"] == flops["gfp_update_jaxpr_dots"] <= flops["gfp_update_xla"]
     assert "GFLOP" in bench.format_report(result)
+
+
+def test_interleave_alternates_blocks_and_keeps_their_order():
+    """A B B A ... by blocks: a cold run is always followed by its warm rerun (bench_eval)."""
+    ran = []
+    cases = {n: (lambda n=n: ran.append(n) or n.upper()) for n in ("a", "a_w", "b", "b_w")}
+    outputs = {}
+    windows = bench.interleave(cases, 3, block=2, outputs=outputs)
+    assert ran == ["a", "a_w", "b", "b_w", "b", "b_w", "a", "a_w", "a", "a_w", "b", "b_w"]
+    assert outputs == {"a": "A", "a_w": "A_W", "b": "B", "b_w": "B_W"}
+    assert {n: len(w) for n, w in windows.items()} == {"a": 3, "a_w": 3, "b": 3, "b_w": 3}
+    assert all(w.wall >= 0 and w.cpu >= 0 and w.foreign >= 0 for ws in windows.values() for w in ws)
+
+
+def test_datagen_throughput_reports_rates_and_load(tmp_path):
+    """The datagen figure of `gfp bench` and benchmarks/bench_datagen.py, at a toy size."""
+    r = bench.datagen_throughput("cube-single-noisy-v0", 1, 20, workers=1, seed=0)
+    assert r["rows"] == 40 and r["workers"] == 1  # 1 train + 1 val episode of 20 rows
+    assert r["transitions_per_s"] == pytest.approx(40 / r["seconds"], rel=0.05)
+    assert r["transitions_per_cpu_s"] == pytest.approx(40 / r["cpu_seconds"], rel=0.05)
+    assert r["cpu_seconds"] > 0 and r["foreign_cores"] >= 0 and r["loadavg1"] >= 0
