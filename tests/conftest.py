@@ -15,3 +15,8 @@ def tiny_ogbench_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("ogbench_data")
     generate("cube-single-noisy-v0", 3, out, workers=1, seed=0, episode_length=101, progress=False)
     return out
+
+
+def pytest_configure(config):
+    # Tests over ~20 s carry @pytest.mark.slow: CI runs them, `-m "not slow"` leaves them out.
+    config.addinivalue_line("markers", "slow: takes over ~20 s (CI runs it; -m 'not slow' skips)")

@@ -8,6 +8,7 @@ the newest intact checkpoint's state, or raise DataError -- never any other stat
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -296,7 +298,7 @@ damages = st.tuples(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(states=st.lists(pytrees(), min_size=1, max_size=3), hits=st.lists(damages, max_size=4))
 def test_damaged_checkpoints_load_the_newest_intact_state_or_raise(states, hits):
     with tempfile.TemporaryDirectory() as tmp:
@@ -349,48 +351,55 @@ def _read_only_mount(path: Path) -> bool:
     return True
 
 
-@pytest.fixture(params=["mount", "patched"])
-def read_only_run(request, tmp_path, monkeypatch):
-    """A run directory with a checkpoint on a read-only file system: a real read-only tmpfs
-    ("mount": needs root with CAP_SYS_ADMIN, skipped elsewhere), and ("patched", everywhere) the
-    writing calls of os and Path failing with EROFS for every path under it."""
+@contextlib.contextmanager
+def read_only(root: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make the directory tree at `root` read-only: a real read-only tmpfs holding a copy of it
+    (kind "mount": needs root with CAP_SYS_ADMIN, skipped elsewhere), or (kind "patched", works
+    everywhere) the writing calls of os and Path failing with EROFS for every path under it."""
+    if kind == "mount":
+        if not _read_only_mount(root):
+            pytest.skip("this process may not mount a file system (the 'patched' case still runs)")
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", str(root)], check=True)
+        return
+    erofs = OSError(errno.EROFS, "Read-only file system")
+
+    def guard(fn, writes):
+        def wrapped(p, *args, **kwargs):
+            if str(p).startswith(str(root)) and writes(*args, **kwargs):
+                raise erofs
+            return fn(p, *args, **kwargs)
+
+        return wrapped
+
+    def flags_write(flags, *args, **kwargs):
+        return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+
+    def mode_writes(mode="r", *args, **kwargs):
+        return any(c in mode for c in "wax+")
+
+    monkeypatch.setattr(os, "open", guard(os.open, flags_write))
+    monkeypatch.setattr(Path, "open", guard(Path.open, mode_writes))
+    for name in ("mkdir", "truncate", "unlink", "replace", "rename"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), lambda *a, **k: True))
+    yield
+
+
+@pytest.mark.parametrize("kind", ["mount", "patched"])
+def test_read_only_file_system_is_one_write_error(kind, tmp_path, monkeypatch):
     d = tmp_path / "ro" / "run"
     run = RunDir(d)
     run.write_config({"steps": 10})
     run.log_metrics(10, {"loss": 1.0})
     save(run, 10)
     run.close()
-    mounted = request.param == "mount" and _read_only_mount(tmp_path / "ro")
-    if request.param == "mount" and not mounted:
-        pytest.skip("this process may not mount a file system (the 'patched' case still runs)")
-    if not mounted:
-        erofs = OSError(errno.EROFS, "Read-only file system")
-
-        def guard(fn, writes):
-            def wrapped(p, *args, **kwargs):
-                if str(p).startswith(str(tmp_path / "ro")) and writes(*args, **kwargs):
-                    raise erofs
-                return fn(p, *args, **kwargs)
-
-            return wrapped
-
-        def flags_write(flags, *args, **kwargs):
-            return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-
-        def mode_writes(mode="r", *args, **kwargs):
-            return any(c in mode for c in "wax+")
-
-        monkeypatch.setattr(os, "open", guard(os.open, flags_write))
-        monkeypatch.setattr(Path, "open", guard(Path.open, mode_writes))
-        for name in ("mkdir", "truncate", "unlink", "replace", "rename"):
-            monkeypatch.setattr(os, name, guard(getattr(os, name), lambda *a, **k: True))
-    yield d, "mount" if mounted else "patched"
-    if mounted:
-        subprocess.run(["umount", str(tmp_path / "ro")], check=True)
+    with read_only(tmp_path / "ro", kind, monkeypatch):
+        check_read_only_run(d, kind)
 
 
-def test_read_only_file_system_is_one_write_error(read_only_run):
-    d, kind = read_only_run
+def check_read_only_run(d: Path, kind: str) -> None:
     for kwargs in ({"resume": True}, {"overwrite": True}, {}):
         with pytest.raises(WriteError) as e:
             RunDir(d, **kwargs)
