@@ -296,7 +296,12 @@ class RunDir:
             )
         elif (self.path / "config.json").exists():
             step = self.checkpoint_step()
-            at = f"checkpoint at step {step}" if step is not None else "no checkpoint yet"
+            if step is not None:
+                at = f"checkpoint at step {step}"
+            elif any((self.path / n).exists() for n in (CHECKPOINT, PREV_CHECKPOINT)):
+                at = "no checkpoint that verifies"
+            else:
+                at = "no checkpoint yet"
             raise ConfigError(
                 f"{self.path} holds an unfinished run ({at}); continue it with "
                 f"--resume {self.path}, or pass --overwrite to start over"

@@ -195,7 +195,7 @@ def test_no_trustworthy_checkpoint_is_one_data_error_naming_both_files(tmp_path)
     # a directory whose checkpoints cannot be read still refuses a new run instead of crashing
     run.write_config({})
     run.close()
-    with pytest.raises(ConfigError, match="unfinished run \\(no checkpoint yet\\)"):
+    with pytest.raises(ConfigError, match="unfinished run \\(no checkpoint that verifies\\)"):
         RunDir(tmp_path)
 
 
