@@ -19,6 +19,7 @@ import tyro
 
 from gfp.agents.configs import CONFIGS
 from gfp.errors import ConfigError, GfpError, Interrupted
+from gfp.sweep.command import Sweep, Tune, cmd_sweep, cmd_tune
 
 
 def _agent_options_class() -> type:
@@ -180,6 +181,8 @@ Command = Union[  # noqa: UP007
     Annotated[Data, tyro.conf.subcommand("data")],
     Annotated[Presets, tyro.conf.subcommand("presets")],
     Annotated[Bench, tyro.conf.subcommand("bench")],
+    Annotated[Sweep, tyro.conf.subcommand("sweep")],
+    Annotated[Tune, tyro.conf.subcommand("tune")],
 ]
 
 
@@ -439,7 +442,7 @@ def _parse(argv: list[str] | None) -> Any:
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets,
-                Bench: cmd_bench}  # fmt: skip
+                Bench: cmd_bench, Sweep: cmd_sweep, Tune: cmd_tune}  # fmt: skip
     try:
         handlers[type(args)](args)
     except GfpError as e:

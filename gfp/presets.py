@@ -19,6 +19,11 @@ Columns: `preset, agent, tasks, key, value, source, note`.
 * `source`: where the value is stated (`paper Tab. 13`, `authors code gfp_params.csv`, ...);
   `note`: caveats, in particular every place where the paper and the released code disagree.
 
+User presets: a table in the same format at `$GFP_PRESETS` or `~/.config/gfp/presets.csv`
+(`gfp tune` writes its winners there, with their source) whose rows carry preset names of the
+user's own, such as `tuned`, and may name any environment. `--preset tuned` applies them on top of
+`paper` as a built-in preset would; `--preset FILE.csv` applies every row of that file.
+
 What the table holds (only values the paper or the authors' code state; GFP.md section 3)
 -----------------------------------------------------------------------------------------
 * GFP, 20 OGBench state envs and 5 pixel envs: gamma and batch (Tab. 5), alpha and eta (Tab. 13),
@@ -77,6 +82,7 @@ import csv
 import dataclasses
 import functools
 import math
+import os
 import re
 import types
 import typing
@@ -102,6 +108,15 @@ COLUMNS: tuple[str, ...] = ("preset", "agent", "tasks", "key", "value", "source"
 ANY = "*"
 FLAG_SOURCE = "flag"
 DEFAULT_SOURCE = "default (paper Tab. 4)"
+USER_PRESETS_ENV = "GFP_PRESETS"
+_USER_PRESET = re.compile(r"[A-Za-z][\w-]*")
+
+
+def user_presets_path() -> Path:
+    """The user's presets table: $GFP_PRESETS, else ~/.config/gfp/presets.csv."""
+    path = os.environ.get(USER_PRESETS_ENV) or Path.home() / ".config" / "gfp" / "presets.csv"
+    return Path(path).expanduser()
+
 
 # The paper's tasks (GFP.md section 4) live in the task registry, gfp/tasks.py; its environment
 # selectors double as the table's vocabulary: a `tasks` cell outside them is a typo.
@@ -261,8 +276,43 @@ def load_table(path: Path | str | None = None) -> list[PresetRow]:
     return list(_load_table(str(path or TABLE_PATH)))
 
 
+def load_user_table(path: Path | str) -> list[PresetRow]:
+    """A user presets table (module docstring); [] if the file does not exist. Re-read when the
+    file changes (`gfp tune` may have written it since)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ConfigError(f"cannot read the preset table {path}: {e}") from e
+    return list(_load_table(str(path), user=True, stamp=(st.st_mtime_ns, st.st_size)))
+
+
+def _preset_rows(preset: str) -> list[PresetRow]:
+    """The rows of a preset that is not built in: every row of a FILE.csv, or the user table's
+    rows of that name; ConfigError naming the presets there are otherwise."""
+    if preset in PRESETS:
+        return []
+    if preset.endswith(".csv"):
+        if not Path(preset).expanduser().is_file():
+            raise ConfigError(f"preset file {preset} does not exist")
+        rows = load_user_table(Path(preset).expanduser())
+        return [dataclasses.replace(r, preset=preset) for r in rows]
+    path = user_presets_path()
+    rows = [r for r in load_user_table(path) if r.preset == preset]
+    if not rows:
+        users = sorted({r.preset for r in load_user_table(path)})
+        mine = f"; user presets in {path}: {', '.join(users)}" if users else ""
+        raise ConfigError(
+            f"unknown preset {preset!r} (built in: {', '.join(PRESETS)}{mine}; or a FILE.csv)"
+        )
+    return rows
+
+
 @functools.lru_cache(maxsize=8)
-def _load_table(path: str) -> tuple[PresetRow, ...]:
+def _load_table(
+    path: str, user: bool = False, stamp: tuple[int, int] | None = None
+) -> tuple[PresetRow, ...]:
     name = Path(path).name
     try:
         handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed below)
@@ -283,7 +333,12 @@ def _load_table(path: str) -> tuple[PresetRow, ...]:
             if len(cells) != len(COLUMNS):
                 raise ConfigError(f"{where}: expected {len(COLUMNS)} cells, got {len(cells)}")
             preset, agent, tasks, key, text, source, note = (c.strip() for c in cells)
-            if preset not in PRESETS:
+            if user and (preset in PRESETS or not _USER_PRESET.fullmatch(preset)):
+                raise ConfigError(
+                    f"{where}: a user preset needs a name of its own (letters, digits, - and _), "
+                    f"not {preset!r}"
+                )
+            if not user and preset not in PRESETS:
                 raise ConfigError(
                     f"{where}: unknown preset {preset!r} (choices: {', '.join(PRESETS)})"
                 )
@@ -298,13 +353,13 @@ def _load_table(path: str) -> tuple[PresetRow, ...]:
                 raise ConfigError(
                     f"{where}: {key!r} is not a field of {whose} (fields: {', '.join(fields)})"
                 )
-            if tasks != ANY and tasks not in _ALL_ENVS:
+            if not tasks or (not user and tasks != ANY and tasks not in _ALL_ENVS):
                 hint = (
                     f" (did you mean {task_env(tasks)!r}?)" if task_env(tasks) in _ALL_ENVS else ""
                 )
                 raise ConfigError(
                     f"{where}: tasks {tasks!r} is not '*' or a paper environment selector{hint}; "
-                    "see PAPER_ENVS in gfp/presets.py"
+                    "see PAPER_ENVS in gfp/tasks.py"
                 )
             try:
                 value = parse_value(text, fields[key])
@@ -345,10 +400,8 @@ def _resolve(
     preset: str = "paper",
     overrides: Mapping[str, Any] | None = None,
 ) -> _Resolved:
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r} (choices: {', '.join(PRESETS)})")
     config_cls = _config_class(agent)
-    table = load_table()
+    table = [*load_table(), *_preset_rows(preset)]
     if preset != "paper" and not any(r.preset == preset and r.agent in (ANY, agent) for r in table):
         users = sorted({r.agent for r in table if r.preset == preset})
         raise ConfigError(

@@ -1,0 +1,86 @@
+"""The datasets a sweep needs, made ready once, in the driver, before any run starts.
+
+Each distinct dataset (an OGBench file pair is shared by an environment's five tasks) is loaded and
+validated here, one at a time, so that no two workers ever generate or convert the same file and a
+bad dataset fails the sweep up front instead of failing every run that reads it. A missing OGBench
+dataset that gfp can generate offline is generated (the official number of episodes unless told
+otherwise); any other missing dataset is a DataError saying how to make it or where to get it.
+Datasets checked once are recorded in SWEEP_DIR/.datasets.json and not read again by later
+invocations (a run that resumes still checks that its data did not change).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from gfp.errors import DataError
+from gfp.io import atomic_write_json
+from gfp.job import TrainJob
+from gfp.sweep.plan import read_json
+
+CHECKED = ".datasets.json"
+
+
+def dataset_key(job: TrainJob) -> tuple[str, str]:
+    """(what is read, from where): the OGBench file stem for OGBench tasks, else the task."""
+    from gfp.tasks import parse_task
+
+    task = parse_task(job.task)
+    name = task.dataset if task.source == "ogbench" else job.task
+    return name, str(job.dataset_dir or "")
+
+
+def _generatable_missing(task_name: str, dataset_dir: Path | None) -> tuple[str, Path] | None:
+    """(stem, directory) when the task's OGBench files are missing and gfp can generate them."""
+    from gfp.data.generate import GENERATABLE, dataset_file_stem, default_dataset_dir
+    from gfp.tasks import parse_task
+
+    if parse_task(task_name).source != "ogbench":
+        return None
+    stem = dataset_file_stem(task_name)
+    out = Path(dataset_dir).expanduser() if dataset_dir is not None else default_dataset_dir()
+    if out.suffix == ".npz" or stem not in GENERATABLE:
+        return None
+    if (out / f"{stem}.npz").is_file() and (out / f"{stem}-val.npz").is_file():
+        return None
+    return stem, out
+
+
+def prepare_datasets(
+    jobs: Iterable[TrainJob],
+    sweep_dir: Path,
+    *,
+    episodes: int | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Check (and where needed generate) every dataset `jobs` read; returns how many were checked
+    now. `episodes`: size of a generated dataset (None: OGBench's official size)."""
+    from gfp.data.generate import OFFICIAL_SIZES, generate
+    from gfp.data.load import load_dataset
+
+    record_path = sweep_dir / CHECKED
+    checked = read_json(record_path) or {}
+    todo: dict[tuple[str, str], TrainJob] = {}
+    for job in jobs:
+        key = dataset_key(job)
+        if "|".join(key) not in checked:
+            todo.setdefault(key, job)
+    for (name, _), job in todo.items():
+        missing = _generatable_missing(job.task, job.dataset_dir)
+        if missing is not None:
+            stem, out = missing
+            n = episodes or OFFICIAL_SIZES[stem][0]
+            log(f"generating {stem} ({n} episodes) into {out}, once for the sweep")
+            generate(stem, n, out)
+        log(f"checking the dataset {name}")
+        try:
+            data = load_dataset(job.task, job.dataset_dir)
+        except DataError as e:
+            raise DataError(f"dataset of {job.task}: {e}") from None
+        del data
+        checked["|".join(dataset_key(job))] = datetime.datetime.now().isoformat(timespec="seconds")
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record_path, checked)
+    return len(todo)

@@ -1,0 +1,354 @@
+"""Running a plan on Ray: local by default (Ray started in this process with this machine's CPUs),
+or on a cluster (`address='auto'` or 'ray://HOST:PORT').
+
+One Ray task per unit (gfp/sweep/worker.py), with the CPUs and GPUs of `Options` as its resources
+so that Ray packs runs onto machines, in a fresh worker process (max_calls=1) whose environment
+limits its threads to its CPUs. A worker that dies is retried up to `max_retries` times and the
+retry resumes from the run's checkpoint. The driver shows progress from the run directories, and
+on Ctrl-C cancels the tasks gently (`ray.cancel`, which interrupts a task like SIGINT: the run
+writes a checkpoint and stops); a second Ctrl-C stops at once (runs then resume from their last
+checkpoint). results.csv is rebuilt from the run directories at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gfp.errors import ConfigError, GfpError
+from gfp.sweep.plan import FAILED, Plan, Unit, read_seed_dir, read_sweep_file, write_sweep_file
+from gfp.sweep.status import Scanner, format_line
+
+
+class RunsFailed(GfpError):
+    """Some runs of a sweep failed (each run's error is in its failed.json)."""
+
+    exit_code = 1
+
+
+@dataclasses.dataclass
+class Options:
+    address: str | None = None  # None: a local Ray started here; 'auto' or 'ray://HOST:PORT'
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+    max_retries: int = 3
+    pin_cpus: bool = True  # each run's process keeps to CPUs of its own (see worker.claim_cpus)
+    generate_episodes: int | None = None  # size of generated datasets (None: official)
+    num_cpus: int | None = None  # a local Ray's CPUs (None: this machine's)
+    progress: bool = True
+    refresh_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.cpus_per_run > 0:
+            raise ConfigError(f"--cpus-per-run {self.cpus_per_run} must be > 0")
+        if not self.gpus_per_run >= 0:
+            raise ConfigError(f"--gpus-per-run {self.gpus_per_run} must be >= 0")
+        if self.gpus_per_run > 1 and not float(self.gpus_per_run).is_integer():
+            raise ConfigError(
+                f"--gpus-per-run {self.gpus_per_run}: more than one GPU must be a whole number"
+            )
+        if not (isinstance(self.max_retries, int) and self.max_retries >= 0):
+            raise ConfigError(f"--max-retries {self.max_retries} must be an integer >= 0")
+
+
+@dataclasses.dataclass
+class Outcome:
+    counts: dict[str, int]  # done / running / failed / pending over every run of the folder
+    failed: dict[str, str]  # run directory -> error, for runs that failed in this invocation
+    interrupted: bool
+    tasks: int  # Ray tasks submitted
+    wall_s: float
+    ray_start_s: float = 0.0  # time to start (or connect to) Ray
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "gfp sweep runs on Ray, which is not installed: pip install 'gfp[sweep]'"
+        ) from None
+    return ray
+
+
+def worker_env(opts: Options, sweep_dir: Path) -> dict[str, str]:
+    """Environment of a run's worker process, set before it imports JAX: thread counts of the
+    numeric libraries at its CPU share, XLA's Eigen single-threaded for runs of one CPU, CPU-only
+    JAX for runs without a GPU (and a memory share for a fraction of one), and a persistent XLA
+    compilation cache in the sweep folder (a retried or resumed run compiles nothing again)."""
+    n = str(max(1, int(opts.cpus_per_run)))
+    env = {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    flags = os.environ.get("XLA_FLAGS", "")
+    if opts.cpus_per_run <= 1 and "xla_cpu_multi_thread_eigen" not in flags:
+        flags += " --xla_cpu_multi_thread_eigen=false"
+    if flags.strip():
+        env["XLA_FLAGS"] = flags.strip()
+    if opts.gpus_per_run == 0:
+        env["JAX_PLATFORMS"] = "cpu"
+    elif opts.gpus_per_run < 1:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * opts.gpus_per_run:.3f}"
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        env["JAX_COMPILATION_CACHE_DIR"] = str((sweep_dir / ".jax_cache").resolve())
+    return env
+
+
+def connect(ray: Any, opts: Options) -> bool:
+    """Start or join Ray; True if this call started it (and so shuts it down)."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if opts.address is None:
+        kwargs |= {"num_cpus": opts.num_cpus or os.cpu_count(), "include_dashboard": False}
+    else:
+        kwargs["address"] = opts.address
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = opts.address or "a local Ray"
+        raise ConfigError(f"cannot start or reach Ray ({where}): {e}") from None
+    return True
+
+
+@contextlib.contextmanager
+def ray_session(opts: Options):
+    """Ray started (or joined) for several sweeps in a row (`gfp tune`'s phases); each `execute`
+    inside finds it running and leaves it up."""
+    ray = import_ray()
+    started = connect(ray, opts)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _path_exists(path: str) -> tuple[bool, str]:
+    import socket
+
+    return os.path.exists(path), socket.gethostname()
+
+
+def invisible_nodes(ray: Any, path: Path) -> list[str]:
+    """The alive nodes of the cluster on which `path` does not exist."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(_path_exists)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = [
+        probe.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(str(path))
+        for n in nodes
+    ]
+    found = ray.get(refs, timeout=300)
+    return [
+        f"{n.get('NodeManagerAddress')} ({host})"
+        for n, (ok, host) in zip(nodes, found, strict=True)
+        if not ok
+    ]
+
+
+def check_shared_storage(ray: Any, sweep_dir: Path) -> None:
+    """On a cluster every node must see the sweep folder (the runs write there, the driver reads
+    there): a probe file written here must exist on every node, else ConfigError naming them."""
+    probe = sweep_dir.resolve() / f".probe-{secrets.token_hex(6)}"
+    probe.write_text("gfp sweep storage probe\n")
+    try:
+        missing = invisible_nodes(ray, probe)
+    finally:
+        probe.unlink(missing_ok=True)
+    if missing:
+        raise ConfigError(
+            f"the sweep folder {sweep_dir.resolve()} is not visible from node(s) "
+            f"{', '.join(missing)}: on a cluster --out must be on storage every node sees (a "
+            "shared file system mounted at the same path), as must the datasets"
+        )
+
+
+def write_results(sweep_dir: Path) -> int:
+    """Rebuild SWEEP_DIR/results.csv from the run directories (atomically); returns its rows."""
+    from gfp.results import build_results, write_results_csv
+
+    keys = read_sweep_file(sweep_dir).get("grid_keys") or []
+    rows = build_results(sweep_dir, keys)
+    write_results_csv(sweep_dir / "results.csv", rows)
+    return len(rows)
+
+
+class _Display:
+    """The progress line: redrawn in place on a terminal, a plain line now and then otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.last = 0.0
+
+    def show(self, line: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            sys.stderr.write(f"\r\x1b[Kgfp sweep: {line}")
+            sys.stderr.flush()
+        elif force or now - self.last >= 60:
+            print(f"gfp sweep: {line}", file=sys.stderr, flush=True)
+        self.last = now
+
+    def note(self, text: str) -> None:
+        if self.tty:
+            sys.stderr.write("\r\x1b[K")
+        print(f"gfp sweep: {text}", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+@contextlib.contextmanager
+def _sigint_counter():
+    """Count SIGINTs instead of raising KeyboardInterrupt (main thread only)."""
+    hits = {"n": 0}
+    if threading.current_thread() is not threading.main_thread():
+        yield hits
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        hits["n"] += 1
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield hits
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _fail_unfinished(unit: Unit, error: str) -> dict[str, str]:
+    """failed.json for the unit's seeds that neither finished nor failed (the worker died more
+    often than it may be retried)."""
+    from gfp.sweep.worker import write_failed
+
+    out = {}
+    for seed in unit.job.seeds:
+        d = read_seed_dir(unit.config_dir / f"seed{seed}")
+        if not d.finished and d.failed is None:
+            write_failed(d.path, error)
+            out[str(d.path)] = error
+    return out
+
+
+def execute(plan: Plan, opts: Options, command: str = "gfp sweep") -> Outcome:
+    """Run what is left of `plan` (module docstring); returns the Outcome. Records the plan in
+    sweep.json first, checks the datasets, then trains; results.csv is rebuilt at the end."""
+    t0 = time.perf_counter()
+    sweep_dir = plan.sweep_dir
+    ray = import_ray() if plan.units else None
+    write_sweep_file(plan, command)
+    display = _Display(opts.progress)
+    scanner = Scanner(sweep_dir)
+    snap = scanner.scan()
+    to_run = sum(len(u.job.seeds) for u in plan.units)
+    display.note(
+        f"{len(plan.runs)} runs in {sweep_dir} ({snap.counts['done']} done, "
+        f"{snap.counts['failed']} failed before); {to_run} to train as {len(plan.units)} Ray "
+        f"task(s) of {opts.cpus_per_run:g} CPU"
+        + (f" + {opts.gpus_per_run:g} GPU" if opts.gpus_per_run else "")
+        + " each"
+    )
+    if not plan.units:
+        write_results(sweep_dir)
+        return Outcome(snap.counts, {}, False, 0, time.perf_counter() - t0)
+    from gfp.sweep.datasets import prepare_datasets
+
+    prepare_datasets([u.job for u in plan.units], sweep_dir, episodes=opts.generate_episodes,
+                     log=display.note)  # fmt: skip
+    for unit in plan.units:  # --retry-failed: the worker decides how to restart these
+        for path in unit.clear:
+            (path / FAILED).unlink(missing_ok=True)
+            scanner.forget(path.relative_to(sweep_dir).as_posix())
+    t_ray = time.perf_counter()
+    started = connect(ray, opts)
+    ray_start_s = time.perf_counter() - t_ray
+    failed: dict[str, str] = {}
+    interrupted = False
+    try:
+        if opts.address is not None:
+            check_shared_storage(ray, sweep_dir)
+        from gfp.sweep.worker import run_unit
+
+        remote = ray.remote(max_calls=1)(run_unit).options(
+            num_cpus=opts.cpus_per_run,
+            num_gpus=opts.gpus_per_run,
+            max_retries=opts.max_retries,
+            retry_exceptions=False,
+            runtime_env={"env_vars": worker_env(opts, sweep_dir)},
+        )
+        pending = {
+            remote.remote(u.job, str(u.config_dir), opts.cpus_per_run, opts.pin_cpus): u
+            for u in plan.units
+        }
+        with _sigint_counter() as hits:
+            cancelled, next_draw = False, 0.0
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    failed |= _collect(ray, ref, pending.pop(ref), opts, display)
+                if hits["n"] and not cancelled:
+                    cancelled = interrupted = True
+                    display.note(
+                        "stopping: running runs write a checkpoint and stop (Ctrl-C again to "
+                        "stop at once; they then resume from their last checkpoint)"
+                    )
+                    for ref in pending:
+                        ray.cancel(ref, force=False)
+                if hits["n"] >= 2:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    break
+                if time.monotonic() >= next_draw:
+                    display.show(format_line(scanner.scan()))
+                    next_draw = time.monotonic() + opts.refresh_s
+    finally:
+        if started:
+            ray.shutdown()
+        snap = scanner.scan()
+        display.show(format_line(snap), force=True)
+        display.done()
+        write_results(sweep_dir)
+    interrupted = interrupted and snap.counts["done"] + snap.counts["failed"] < len(snap.runs)
+    return Outcome(
+        snap.counts, failed, interrupted, len(plan.units), time.perf_counter() - t0, ray_start_s
+    )
+
+
+def _collect(ray: Any, ref: Any, unit: Unit, opts: Options, display: _Display) -> dict[str, str]:
+    """A finished task's result; the runs that failed in it (path -> error)."""
+    try:
+        result = ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        return {}
+    except ray.exceptions.RayTaskError as e:  # an error outside run_unit's own handling
+        cause = getattr(e, "cause", None) or e
+        error = " ".join(f"{type(cause).__name__}: {cause}".split())[:500]
+        display.note(f"failed: {unit.name}: {error}")
+        return _fail_unfinished(unit, error)
+    except ray.exceptions.RayError as e:  # the worker died more often than it may be retried
+        first = (str(e).strip().splitlines() or [""])[0]
+        error = (
+            f"the worker process died {opts.max_retries + 1} time(s); last: "
+            f"{type(e).__name__}: {first}"
+        )
+        display.note(f"failed: {unit.name}: {error}")
+        return _fail_unfinished(unit, error)
+    failed = {str(unit.config_dir / f"seed{s}"): err for s, err in result["failed"].items()}
+    for path, err in failed.items():
+        display.note(f"failed: {path}: {err}")
+    return failed

@@ -1,0 +1,180 @@
+"""Where a sweep stands, from its files alone: what `gfp sweep status SWEEP_DIR` prints and what
+the running sweep shows as its progress line.
+
+Each run sweep.json lists is, by its run directory:
+* done: summary.json exists;
+* failed: failed.json (its one-line error);
+* running: a worker announced itself there (.worker.json) and is alive: the same pid with the
+  same start time on this host; on another host, a worker file or metrics row written in the last
+  `REMOTE_ALIVE_S` seconds;
+* pending: anything else, including a stopped run that the next sweep resumes.
+Progress is the step of a run's last metrics.csv row; the rate is the sum over running runs of
+their last logged updates per second (per seed, so a run of 8 vmapped seeds counts 8 updates per
+step); the ETA is the updates left over that rate. The rate excludes evaluation time, so the ETA
+leans optimistic. This module imports neither JAX nor Ray.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from gfp.sweep.plan import FAILED, WORKER, read_json, read_sweep_file
+
+STATES = ("done", "running", "failed", "pending")
+REMOTE_ALIVE_S = 1800.0
+_RATE = "time/updates_per_s"
+
+
+@dataclasses.dataclass
+class RunStatus:
+    path: Path
+    entry: dict[str, Any]
+    state: str
+    step: int = 0
+    rate: float = 0.0
+    error: str = ""
+    where: str = ""  # host:pid of a running run
+
+    @property
+    def total(self) -> int:
+        return int(self.entry.get("steps") or 0)
+
+
+def last_metrics(path: Path) -> tuple[int, float]:
+    """(step, updates per second) of the last complete row of a metrics.csv; (0, 0) if none."""
+    try:
+        with path.open("rb") as f:
+            header = f.readline().decode()
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(len(header), size - 8192))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return 0, 0.0
+    lines = [x for x in tail.split("\n")[:-1] if x]  # the last piece may be half a row
+    if not header.strip() or not lines:
+        return 0, 0.0
+    row = next(csv.DictReader(io.StringIO(header + lines[-1] + "\n")), None) or {}
+    try:
+        return int(float(row.get("step") or 0)), float(row.get(_RATE) or 0.0)
+    except ValueError:
+        return 0, 0.0
+
+
+def _worker_alive(info: dict[str, Any] | None, files: list[Path]) -> bool:
+    if not info:
+        return False
+    if info.get("host") == socket.gethostname():
+        from gfp.sweep.worker import _proc_start
+
+        pid, started = info.get("pid"), info.get("proc_start")
+        return isinstance(pid, int) and started is not None and _proc_start(pid) == started
+    newest = max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
+    return time.time() - newest < REMOTE_ALIVE_S
+
+
+def run_status(path: Path, entry: dict[str, Any]) -> RunStatus:
+    if (path / "summary.json").is_file():
+        return RunStatus(path, entry, "done", step=int(entry.get("steps") or 0))
+    try:
+        failed = read_json(path / FAILED)
+    except Exception:  # a damaged marker still marks a failed run
+        failed = {"error": f"{path / FAILED} is damaged"}
+    step, rate = last_metrics(path / "metrics.csv")
+    if failed is not None:
+        return RunStatus(path, entry, "failed", step=step, error=str(failed.get("error", "")))
+    try:
+        info = read_json(path / WORKER)
+    except Exception:
+        info = None
+    if _worker_alive(info, [path / WORKER, path / "metrics.csv"]):
+        where = f"{info.get('host')}:{info.get('pid')}"
+        return RunStatus(path, entry, "running", step=step, rate=rate, where=where)
+    return RunStatus(path, entry, "pending", step=step)
+
+
+@dataclasses.dataclass
+class Snapshot:
+    runs: list[RunStatus]
+    counts: dict[str, int]
+    updates_per_s: float
+    updates_left: int
+    eta_s: float | None
+
+
+class Scanner:
+    """Reads a sweep's run directories; done and failed runs are read once (they stay so while a
+    sweep runs), so refreshing a large sweep stays cheap."""
+
+    def __init__(self, sweep_dir: Path | str):
+        self.sweep_dir = Path(sweep_dir)
+        self.final: dict[str, RunStatus] = {}
+
+    def scan(self) -> Snapshot:
+        entries = read_sweep_file(self.sweep_dir)["runs"]
+        runs = []
+        for rel, entry in sorted(entries.items()):
+            st = self.final.get(rel) or run_status(self.sweep_dir / rel, entry)
+            if st.state in ("done", "failed"):
+                self.final[rel] = st
+            runs.append(st)
+        counts = {s: sum(r.state == s for r in runs) for s in STATES}
+        rate = sum(r.rate for r in runs if r.state == "running")
+        left = sum(max(r.total - r.step, 0) for r in runs if r.state in ("running", "pending"))
+        eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
+        return Snapshot(runs, counts, rate, left, eta)
+
+    def forget(self, rel: str) -> None:
+        self.final.pop(rel, None)
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s"
+
+
+def _rate(x: float) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def format_line(snap: Snapshot) -> str:
+    """'12/48 done, 4 running, 1 failed, 31 pending | 5.2k updates/s | ETA 1h23m'."""
+    c = snap.counts
+    total = sum(c.values())
+    return (
+        f"{c['done']}/{total} done, {c['running']} running, {c['failed']} failed, "
+        f"{c['pending']} pending | {_rate(snap.updates_per_s)} updates/s | "
+        f"ETA {_duration(snap.eta_s)}"
+    )
+
+
+def format_status(sweep_dir: Path | str) -> str:
+    """What `gfp sweep status` prints: the progress line, then the running runs (step of steps,
+    where) and the failed ones with their errors."""
+    snap = Scanner(sweep_dir).scan()
+    lines = [f"{sweep_dir}: {format_line(snap)}"]
+    root = Path(sweep_dir)
+    running = [r for r in snap.runs if r.state == "running"]
+    if running:
+        lines.append("running:")
+        lines += [
+            f"  {r.path.relative_to(root)}  step {r.step}/{r.total}  {_rate(r.rate)}/s  {r.where}"
+            for r in running
+        ]
+    failed = [r for r in snap.runs if r.state == "failed"]
+    if failed:
+        lines.append("failed:")
+        lines += [f"  {r.path.relative_to(root)}: {r.error}" for r in failed]
+    return "\n".join(lines)
