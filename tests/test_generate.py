@@ -4,6 +4,7 @@ dataset never replaced without --overwrite (through the real CLI)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -437,35 +439,29 @@ def test_too_large_for_available_memory_stops_after_the_first_episode(tmp_path, 
     assert not list(tmp_path.glob("*.npz"))
 
 
-@pytest.mark.slow  # three processes start ogbench: about 15 s, more on a loaded machine
-def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, capsys, monkeypatch):
-    name, out = "cube-single-noisy-v0", tmp_path / "data"
-    args = ["data", "generate", name, "--episodes", "10", "--episode-length", "40"]
-    args += ["--out", str(out)]
+def _interrupt_generation(
+    out: Path, args: list[str], started: Callable[[], bool], group: list[int] | None = None
+) -> tuple[int, bytes, bytes]:
+    """Start `gfp ARGS` with 2 workers, send Ctrl-C (SIGINT to the process group, as a terminal
+    does) once `started()`; (exit code, stdout, stderr). `group` receives the process id."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "gfp.cli", *args, "--workers", "2"], cwd=REPO,
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    shard_glob = f".{name}.shards/*/*.npz"
+    if group is not None:
+        group.append(proc.pid)
     deadline = time.monotonic() + 120
     try:
-        while not list(out.glob(shard_glob)):
+        while not started():
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "no shards appeared"
+            assert time.monotonic() < deadline, "generation did not start"
             time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130 and stdout == b""
-    [line] = _visible_lines(stderr)
-    assert line.startswith(f"gfp: {name}: interrupted; ") and "rerun the same command" in line
-    done = sorted(out.glob(shard_glob))
-    assert 1 <= len(done) < 11, "the run was not interrupted"
-    assert f"{len(done)} of 11 episodes are finished" in line
-    assert not list(out.glob("*.npz")) and not list(out.glob(f".{name}.shards/*/*.tmp"))
     for _ in range(100):  # the workers went with the parent
         try:
             os.killpg(proc.pid, 0)
@@ -474,6 +470,23 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, ca
         time.sleep(0.05)
     else:
         raise AssertionError("worker processes outlived the interrupted run")
+    return proc.returncode, stdout, stderr
+
+
+@pytest.mark.slow  # three processes start ogbench: about 15 s, more on a loaded machine
+def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, capsys, monkeypatch):
+    name, out = "cube-single-noisy-v0", tmp_path / "data"
+    args = ["data", "generate", name, "--episodes", "10", "--episode-length", "40"]
+    args += ["--out", str(out)]
+    shard_glob = f".{name}.shards/*/*.npz"
+    code, stdout, stderr = _interrupt_generation(out, args, lambda: any(out.glob(shard_glob)))
+    assert code == 130 and stdout == b""
+    [line] = _visible_lines(stderr)
+    assert line.startswith(f"gfp: {name}: interrupted; ") and "rerun the same command" in line
+    done = sorted(out.glob(shard_glob))
+    assert 1 <= len(done) < 11, "the run was not interrupted"
+    assert f"{len(done)} of 11 episodes are finished" in line
+    assert not list(out.glob("*.npz")) and not list(out.glob(f".{name}.shards/*/*.tmp"))
 
     calls = []
     real_collect = gen._collect
@@ -499,3 +512,34 @@ def test_default_job_generates_a_missing_dataset_and_reuses_a_present_one(tmp_pa
     assert _load(train)["terminals"].shape == (30,)
     run.ensure_default_dataset(run.DEFAULT_TASK, tmp_path, episodes=3)  # present: reused as is
     assert train.read_bytes() == made
+
+
+def test_ctrl_c_while_workers_start_is_one_line_too(tmp_path):
+    """Workers are spawned with SIGINT blocked: a Ctrl-C during their start-up neither kills one
+    with a traceback nor leaves the pool to print one."""
+    name, out = "cube-single-noisy-v0", tmp_path / "data"
+    args = ["data", "generate", name, "--episodes", "10", "--episode-length", "40"]
+    shard_glob = f".{name}.shards/*/*.npz"
+    group: list[int] = []
+
+    def workers_starting() -> bool:
+        """Two spawned workers exist, and no episode is finished yet."""
+        spawned = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+                spawned += int(fields[2]) == group[0] and b"spawn_main" in cmdline
+        if spawned < 2:
+            return False
+        time.sleep(0.05)  # into their start-up
+        assert not list(out.glob(shard_glob)), "the workers had started already"
+        return True
+
+    code, stdout, stderr = _interrupt_generation(
+        out, [*args, "--out", str(out)], workers_starting, group
+    )
+    assert code == 130 and stdout == b""
+    [line] = _visible_lines(stderr)
+    assert line.startswith(f"gfp: {name}: interrupted; ")
+    assert not list(out.glob("*.npz"))

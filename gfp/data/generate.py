@@ -192,11 +192,11 @@ def _sigint_blocked() -> Iterator[None]:
     """Block SIGINT in this thread while workers are spawned: they inherit the mask, so a Ctrl-C
     during their start-up can't kill them with a traceback before they ignore SIGINT themselves;
     here a Ctrl-C is only held back until the block ends."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
@@ -485,9 +485,8 @@ def _run_pool(
             ) from exc
         except BaseException:
             # Ctrl-C or an error: stop the workers now rather than after their current episode
-            # (a shard is written atomically, so a stopped one is simply not there).
-            for future in in_flight:
-                future.cancel()
+            # (a shard is written atomically, so a stopped one is simply not there). The pool
+            # then fails the queued episodes itself; cancelling them too would race with that.
             for proc in set(multiprocessing.active_children()) - ours:
                 proc.terminate()
             raise
