@@ -69,6 +69,8 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
     sub = agg["subsets"].get(subset)
     if not sub:
         return None
+    imp = sub.get("improvement", {})
+    poi_reps = f" ({imp['reps']} for P(X > baseline))" if imp.get("reps") else ""
     table = Table(
         name="aggregates" if subset == "all" else f"aggregates_{subset}",
         title=f"Aggregates over {sub['label']} (rliable, 95% stratified-bootstrap CIs)",
@@ -76,10 +78,9 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
         header=[*METRIC_NAMES, "P(X > baseline)"],
         caption=(
             f"{len(sub['tasks'])} tasks x {sub['runs_per_task']} runs, {agg['reps']} bootstrap "
-            "replicates; optimality gap: lower is better; P(X > baseline) in [0, 1]."
+            f"replicates{poi_reps}; optimality gap: lower is better; P(X > baseline) in [0, 1]."
         ),
     )
-    imp = sub.get("improvement", {})
     for key, metrics in sub["metrics"].items():
         cells = [
             Cell(m["point"], printed=f"{m['point']:.1f} [{m['low']:.1f}, {m['high']:.1f}]")
