@@ -32,7 +32,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from gfp.errors import ConfigError, DataError, DivergenceError, GfpError, Interrupted
+from gfp.errors import DivergenceError, GfpError, Interrupted
 from gfp.io import atomic_write_json
 from gfp.job import TrainJob, job_from_record
 from gfp.sweep.plan import FAILED, WORKER, out_for, read_seed_dir
@@ -186,7 +186,7 @@ def run_unit(job: TrainJob, config_dir: str, cpus: float = 1.0, pin: bool = True
         except (Interrupted, KeyboardInterrupt) as e:
             print(f"[{_now()}] interrupted: {e}", flush=True)
             return {"status": "interrupted", "failed": failed}
-        except (ConfigError, DataError, GfpError, Exception) as e:
+        except Exception as e:  # ConfigError, DataError, WriteError or a bug: a retry won't fix it
             traceback.print_exc()
             for s in now.seeds:
                 write_failed(config_dir / f"seed{s}", e)
