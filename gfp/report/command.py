@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 
@@ -15,7 +16,9 @@ class ReportCommand:
     """The paper's tables, rliable aggregates and profiles, learning curves, and the published
     numbers side by side, from sweep folders, results.csv files or run directories."""
 
-    sources: tyro.conf.Positional[tuple[str, ...]] = ()
+    sources: Annotated[
+        tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="[SOURCE ...]")
+    ] = ()
     """Sweep folders, results.csv files or run directories (one seed each, or a folder of
     seedN/)."""
     out: Path | None = None
