@@ -229,7 +229,8 @@ def plot_profile(agg: dict[str, Any], data: Collected, out_dir: Path) -> Path | 
     ax.set_ylabel(r"fraction of runs with score $> \tau$")
     ax.set_ylim(-0.02, 1.02)
     n_tasks, runs = len(sub["tasks"]), sub["runs_per_task"]
-    ax.set_title(f"Performance profile ({n_tasks} tasks x {runs} runs)")
+    tasks_text = f"{n_tasks} task{'s' * (n_tasks != 1)}"
+    ax.set_title(f"Performance profile ({tasks_text} x {runs} run{'s' * (runs != 1)})")
     ax.legend(frameon=False)
     return _save(fig, out_dir / "profile.png")
 

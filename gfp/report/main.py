@@ -77,7 +77,8 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
         label_header="Policy",
         header=[*METRIC_NAMES, "P(X > baseline)"],
         caption=(
-            f"{len(sub['tasks'])} tasks x {sub['runs_per_task']} runs, {agg['reps']} bootstrap "
+            f"{_plural(len(sub['tasks']), 'task')} x {_plural(sub['runs_per_task'], 'run')}, "
+            f"{agg['reps']} bootstrap "
             f"replicates{poi_reps}; optimality gap: lower is better; P(X > baseline) in [0, 1]."
         ),
     )
@@ -97,6 +98,10 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
     return table
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
 def _settings_notes(data: Collected) -> list[str]:
     notes = []
     for (env, agent), (setting, mean, n) in sorted(data.selected.items()):
@@ -114,8 +119,8 @@ def _intro(data: Collected, sources: Sequence[str], extra_notes: Sequence[str]) 
     tasks = {f.task for f in data.finals}
     lines = [
         f"Sources: {', '.join(sources)}.",
-        f"{len(runs)} runs ({len(running)} still running), {len(tasks)} "
-        f"task{'s' * (len(tasks) != 1)}, columns: "
+        f"{_plural(len(runs), 'run')} ({len(running)} still running), "
+        f"{_plural(len(tasks), 'task')}, columns: "
         + ", ".join(c.label for c in data.columns)
         + ".",
         timing_sentence(data),
