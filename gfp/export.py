@@ -12,16 +12,17 @@ Actions are clipped to [-1, 1], exactly as `gfp eval` acts (it draws z ~ N(0, I)
 
 Formats:
 * ONNX through jax2onnx. The function is first traced to a jaxpr by JAX itself, under
-  `jax.disable_jit()`, and jax2onnx converts that jaxpr. Two reasons: (1) jax2onnx, when it traces
-  a function itself, swaps some jax/flax functions for its own versions, and those break on gfp's
-  code (its `fori_loop` rejects `unroll=`, its `jnp.full` rejects a symbolic batch dimension);
-  converting JAX's own trace avoids them and gives the computation `gfp eval` runs, primitive for
-  primitive. (2) Without jit, `lax.scan`/`fori_loop` run as Python loops, so a flow's M Euler steps
-  arrive unrolled: straight-line ONNX (no Loop node), which onnxruntime runs about 1.5x faster
-  at batch 1 than the Loop form.
-* StableHLO through `jax.export`: the jitted function as XLA compiles it for `gfp eval` (the Euler
-  loop stays a loop in the file; XLA unrolls it when it compiles), loadable with
-  `jax.export.deserialize` by anyone with JAX, without gfp.
+  `jax.disable_jit()`, and jax2onnx converts that jaxpr (`_eval_for_onnx`). Two reasons: (1)
+  jax2onnx, when it traces a function itself, swaps some jax/flax functions for its own versions,
+  and those break on gfp's code (its `fori_loop` rejects `unroll=`, its `jnp.full` rejects a
+  symbolic batch dimension); converting JAX's own trace avoids them and gives the computation
+  `gfp eval` runs, primitive for primitive. (2) Without jit, `lax.scan`/`fori_loop` run as Python
+  loops, so a flow's M Euler steps arrive unrolled: straight-line ONNX without a Loop node (the
+  Loop form took 870 us per batch-1 VaBC call at paper size in onnxruntime here, the unrolled
+  one 670 us, under the same load).
+* StableHLO through `jax.export`: the jitted function exactly as `gfp eval` compiles it (the Euler
+  steps unrolled, as `euler_flow` asks), loadable with `jax.export.deserialize` by anyone with
+  JAX, without gfp.
 
 Every export is checked before anything is written: the exported model is run (onnxruntime, or the
 deserialized StableHLO) on random observations and noise and must give gfp's actions to within
@@ -31,7 +32,10 @@ deserialized StableHLO) on random observations and noise and must give gfp's act
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,19 +138,88 @@ def onnx_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct]) 
     """`fn` as a serialized ONNX model (inputs 'obs'[, 'z'], output 'action'); see the module
     docstring for why JAX traces it first."""
     jax2onnx = _require("jax2onnx", "onnx")
-    from jax.extend.core import jaxpr_as_fun
 
     with jax.disable_jit():
         closed = jax.make_jaxpr(fn)(*specs)
-    model = jax2onnx.to_onnx(
-        jaxpr_as_fun(closed),
-        specs,
-        model_name="gfp_policy",
-        opset=ONNX_OPSET,
-        input_names=_input_names(len(specs) == 1),
-        output_names=["action"],
-    )
+    # onnx_ir logs a warning for every shape constant it leaves untyped in the graph's value
+    # info (the max-pool's slices); the model is valid without it (the check below runs it).
+    serde = logging.getLogger("onnx_ir.serde")
+    level = serde.level
+    serde.setLevel(logging.ERROR)
+    try:
+        model = jax2onnx.to_onnx(
+            functools.partial(_eval_for_onnx, closed.jaxpr, closed.consts),
+            specs,
+            model_name="gfp_policy",
+            opset=ONNX_OPSET,
+            input_names=_input_names(len(specs) == 1),
+            output_names=["action"],
+        )
+    finally:
+        serde.setLevel(level)
     return model.SerializeToString()
+
+
+def _eval_for_onnx(jaxpr: Any, consts: list[Any], *args: jax.Array) -> jax.Array:
+    """Evaluate `jaxpr` primitive by primitive (as jax.core.eval_jaxpr does), so jax2onnx converts
+    exactly this computation, with one substitution: `reduce_window_max` (the image encoders'
+    max-pool) becomes `_max_pool_by_slices`. jax2onnx 0.17 lowers that primitive to one MaxPool
+    over ALL its axes (a 4-axis window on NHWC images), which onnxruntime's CPU MaxPool rejects
+    ('Unsupported pooling size': it pools at most 3 axes)."""
+    from jax.extend.core import Literal
+
+    env: dict[Any, Any] = dict(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, Literal) else env[v]
+
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        if eqn.primitive is jax.lax.reduce_window_max_p:
+            outs = [_max_pool_by_slices(*invals, **eqn.params)]
+        else:
+            out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            outs = out if eqn.primitive.multiple_results else [out]
+        env.update(zip(eqn.outvars, outs, strict=True))
+    (out,) = [read(v) for v in jaxpr.outvars]
+    return out
+
+
+def _max_pool_by_slices(
+    x: jax.Array,
+    *,
+    window_dimensions: tuple[int, ...],
+    window_strides: tuple[int, ...],
+    padding: tuple[tuple[int, int], ...],
+    base_dilation: tuple[int, ...],
+    window_dilation: tuple[int, ...],
+) -> jax.Array:
+    """reduce_window_max as the max over the window's offsets of strided slices of x padded with
+    -inf: the same values exactly (a max is exact), in ops every ONNX runtime has (Concat, Slice,
+    Max). Axes with a window of 1, stride 1 and no padding (batch, channels) are left alone, so a
+    symbolic batch dimension stays symbolic."""
+    if any(d != 1 for d in (*base_dilation, *window_dilation)):
+        raise GfpError("ONNX export: a dilated max-pool is not supported")
+    pooled = [
+        i
+        for i, (w, s, p) in enumerate(zip(window_dimensions, window_strides, padding, strict=True))
+        if (w, s, tuple(p)) != (1, 1, (0, 0))
+    ]
+    for i in pooled:  # pad with -inf by concatenation (jax2onnx's Pad rejects a symbolic batch)
+        lo, hi = padding[i]
+        edge = [jnp.full_like(jax.lax.slice_in_dim(x, 0, n, axis=i), -jnp.inf) for n in (lo, hi)]
+        x = jnp.concatenate([edge[0], x, edge[1]], axis=i)
+    out = None
+    for offsets in itertools.product(*(range(window_dimensions[i]) for i in pooled)):
+        y = x
+        for i, o in zip(pooled, offsets, strict=True):
+            n = (x.shape[i] - window_dimensions[i]) // window_strides[i] + 1  # output size
+            y = jax.lax.slice_in_dim(
+                y, o, o + (n - 1) * window_strides[i] + 1, window_strides[i], i
+            )
+        out = y if out is None else jnp.maximum(out, y)
+    return out
 
 
 def stablehlo_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct]) -> bytes:
