@@ -21,12 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from gfp.agents.base import BATCH_KEYS, Agent, Batch, TrainState
+from gfp.agents.base import BATCH_KEYS, Agent, Batch, Metrics, TrainState
+from gfp.data import frames
 from gfp.errors import DivergenceError
 
 TRAIN_KEYS = BATCH_KEYS  # what every agent reads
-DERIVED_KEYS = ("next_actions",)
-OBS_KEYS = ("observations", "next_observations")  # kept uint8 on the device when they are  # computed here when the dataset lacks them (ReBRAC reads them)
+DERIVED_KEYS = ("next_actions",)  # computed here when the dataset lacks them (ReBRAC reads them)
+OBS_KEYS = ("observations", "next_observations")  # kept uint8 on the device when they are
 
 
 def next_actions(transitions: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -53,12 +54,19 @@ def to_device(
     observations (pixels), which stay uint8: the networks' encoders cast them inside the jitted
     update, so the device holds a quarter of the float32 bytes. `next_actions` is derived (see
     `next_actions`) when the dataset does not hold it. Pass `agent.batch_keys` to carry only what
-    that agent reads."""
+    that agent reads.
+
+    Pixel transitions (uint8 image observations) become frame data instead (gfp.data.frames): the
+    frames stored once, stacked by index when minibatches are drawn, on the device when they fit
+    there, else in host memory (`frames.HostFrames`, gathered and prefetched by the host)."""
 
     def array(key: str) -> np.ndarray:
         if key == "next_actions" and key not in transitions:
             return next_actions(transitions)
         return np.asarray(transitions[key])
+
+    if frames.is_pixels(transitions.get("observations")) and "next_observations" in transitions:
+        return frames.place(transitions, keys, array)
 
     def dtype(key: str, x: np.ndarray) -> Any:
         return np.uint8 if key in OBS_KEYS and x.dtype == np.uint8 else jnp.float32
@@ -66,9 +74,12 @@ def to_device(
     return {k: jnp.asarray(x, dtype=dtype(k, x)) for k in keys for x in (array(k),)}
 
 
-def sample_batch(data: Batch, rng: jax.Array, batch_size: int) -> Batch:
-    """Uniform minibatch with replacement (as the reference code's randint sampling)."""
-    n = data["actions"].shape[0]
+def sample_batch(
+    data: Batch, rng: jax.Array, batch_size: int, size: jax.Array | int | None = None
+) -> Batch:
+    """Uniform minibatch with replacement (as the reference code's randint sampling). `size`: draw
+    from the first `size` rows only (a replay buffer's filled part; may be traced)."""
+    n = data["actions"].shape[0] if size is None else size
     idx = jax.random.randint(rng, (batch_size,), 0, n)
     return jax.tree.map(lambda x: x[idx], data)
 
@@ -86,24 +97,14 @@ def make_train_chunk(agent: Agent, batch_size: int) -> Callable[[TrainState, Bat
 
     def one_seed(state: TrainState, data: Batch, length: int) -> tuple:
         def body(state: TrainState, _):
+            if frames.has_frames(data):  # pixels: frames stacked by index, augmented
+                return frames.sampled_update(agent, state, data, batch_size)
             rng, batch_rng = jax.random.split(state.rng)
             batch = sample_batch(data, batch_rng, batch_size)
             return agent.update(state.replace(rng=rng), batch)
 
         state, metrics = jax.lax.scan(body, state, None, length=length)
-        bad = {k: ~jnp.isfinite(v).reshape(length, -1).all(-1) for k, v in metrics.items()}
-        any_bad = jnp.stack(list(bad.values()), -1).any(-1)
-        first = jnp.where(any_bad.any(), jnp.argmax(any_bad), -1)
-        at_first = jnp.maximum(first, 0)
-        health = {
-            "first_bad": first,
-            "bad_terms": {k: b[at_first] for k, b in bad.items()},
-            "params_finite": {
-                name: _all_finite((p, state.target_params.get(name, {})))
-                for name, p in state.params.items()
-            },
-        }
-        return state, jax.tree.map(jnp.mean, metrics), health
+        return state, jax.tree.map(jnp.mean, metrics), chunk_health(state, metrics, length)
 
     vmapped = jax.vmap(one_seed, in_axes=(0, None, None))
 
@@ -116,6 +117,23 @@ def make_train_chunk(agent: Agent, batch_size: int) -> Callable[[TrainState, Bat
         return jax.tree.map(lambda x: x[None], out)
 
     return jax.jit(chunk, static_argnums=2, donate_argnums=0)
+
+
+def chunk_health(state: TrainState, metrics: Metrics, length: int) -> dict[str, Any]:
+    """The divergence check of `length` updates (traced): `metrics` hold one row per update,
+    `state` is the state after them. See `make_train_chunk`."""
+    bad = {k: ~jnp.isfinite(v).reshape(length, -1).all(-1) for k, v in metrics.items()}
+    any_bad = jnp.stack(list(bad.values()), -1).any(-1)
+    first = jnp.where(any_bad.any(), jnp.argmax(any_bad), -1)
+    at_first = jnp.maximum(first, 0)
+    return {
+        "first_bad": first,
+        "bad_terms": {k: b[at_first] for k, b in bad.items()},
+        "params_finite": {
+            name: _all_finite((p, state.target_params.get(name, {})))
+            for name, p in state.params.items()
+        },
+    }
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -238,14 +256,25 @@ def train(
     parameter raises `DivergenceError` naming the step and the terms, before any callback of that
     chunk runs.
     """
-    missing = [k for k in agent.batch_keys if k not in data]
+    frames.check_settings(agent, data)
+    pixels = frames.has_frames(data)
+    if pixels:
+        missing = frames.missing_keys(data, agent.batch_keys)
+    else:
+        missing = [k for k in agent.batch_keys if k not in data]
     if missing:
         raise ValueError(
             f"agent {agent.name!r} reads {missing} which the training data lacks; build it with "
             "gfp.train.to_device(transitions), which derives next_actions"
         )
-    data = {k: data[k] for k in agent.batch_keys}  # batches carry only what the agent reads
-    chunk = make_train_chunk(agent, agent.config.batch_size)
+    if pixels:
+        data = frames.select(data, agent.batch_keys)
+    else:
+        data = {k: data[k] for k in agent.batch_keys}  # batches carry only what the agent reads
+    if isinstance(data, frames.HostFrames):  # frames in host memory: prefetched blocks
+        chunk = frames.HostChunk(agent, agent.config.batch_size, chunk_health)
+    else:
+        chunk = make_train_chunk(agent, agent.config.batch_size)
     at = [int(s) for s in np.asarray(jax.device_get(states.step)).reshape(-1)]
     n_seeds, start = len(at), min(at)
     sums = [LogSums.from_json(s.to_json()) for s in log_sums] if log_sums else []

@@ -32,6 +32,9 @@ class _Base:
     actor_hidden_dims: tuple[int, ...] = P512
     value_hidden_dims: tuple[int, ...] = P512
     layer_norm: bool = True
+    encoder: Literal["none", "impala_small", "impala_cpu"] = "none"  # pixel tasks (GFP.md 3.1)
+    frame_stack: int = 1
+    p_aug: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gfp.agents import encoders  # noqa: F401 (registers the image encoders in ENCODERS)
 from gfp.agents.configs import BaseConfig, option  # noqa: F401 (re-exported for agent files)
 from gfp.agents.networks import Critic, make_encoder
 
@@ -50,6 +51,10 @@ class ObsSpec:
     @property
     def flat_dim(self) -> int:
         return int(math.prod(self.shape))
+
+    def stacked(self, k: int) -> ObsSpec:
+        """The spec of `k` observations stacked along the last axis (frame stacking)."""
+        return ObsSpec((*self.shape[:-1], self.shape[-1] * k), self.dtype) if k > 1 else self
 
 
 @struct.dataclass
@@ -95,7 +100,10 @@ class Agent:
 
     def __init__(self, config: BaseConfig, obs_spec: ObsSpec | int, action_dim: int):
         self.config = config
-        self.obs_spec = ObsSpec((obs_spec,)) if isinstance(obs_spec, int) else obs_spec
+        spec = ObsSpec((obs_spec,)) if isinstance(obs_spec, int) else obs_spec
+        # What the networks see: the last `frame_stack` observations along channels (pixel tasks;
+        # gfp.data.frames stacks them in training, gfp.evaluate at evaluation).
+        self.obs_spec = spec.stacked(config.frame_stack)
         self.action_dim = action_dim
         self.nets = self.networks()
 

@@ -121,10 +121,34 @@ class BaseConfig:
         (512, 512, 512, 512), "Hidden layer sizes of the critic / value networks."
     )
     layer_norm: bool = option(True, "LayerNorm after each hidden activation of the critic.")
-    encoder: Literal["none"] = option(
+    encoder: Literal["none", "impala_small", "impala_cpu"] = option(
         "none",
         "Observation encoder in front of every network (each module has its own): 'none' feeds "
-        "the flattened observation (cast to float32 inside the update).",
+        "the flattened observation (cast to float32 inside the update); 'impala_small' is the "
+        "paper's IMPALA CNN for pixel tasks (16/32/32 channels, 1 residual block per stage, "
+        "512-unit layer); 'impala_cpu' a smaller CNN for CPU smoke runs (4/8 channels, 64 units; "
+        "not the paper's). gfp/agents/encoders.py.",
+    )
+    frame_stack: int = option(
+        1,
+        "Pixel tasks: the last frame_stack frames, stacked along channels, are one observation "
+        "(3 in the paper's pixel runs); frames before an episode's start repeat its first frame.",
+        ge=1,
+        le=16,
+    )
+    p_aug: float = option(
+        0.0,
+        "Pixel tasks: probability that a minibatch gets random-shift augmentation (0.5 in the "
+        "paper's pixel runs), drawn once per minibatch as in the reference code.",
+        ge=0,
+        le=1,
+    )
+    aug_pad: int = option(
+        4,
+        "Random shift: images are edge-padded by aug_pad pixels and cropped back at a random "
+        "offset, the same for every frame of a sample (the issue's 4; FQL's code uses 3).",
+        ge=0,
+        le=32,
     )
 
     def __post_init__(self) -> None:

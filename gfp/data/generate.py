@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from gfp.data import shards
-from gfp.data.collectors import Spec, make_collector
+from gfp.data.collectors import Spec
 from gfp.data.shards import Job
+from gfp.data.visual import make_collector, visual_names
 from gfp.errors import ConfigError, DataError, Interrupted
 from gfp.io import atomic_savez, die_with_parent
 from gfp.tasks import dataset_file_stem  # the task registry parses task names
@@ -58,6 +59,9 @@ GENERATABLE: tuple[str, ...] = (
     *(f"puzzle-{s}-{k}-v0" for s in _PUZZLE_SIZES for k in ("play", "noisy")),
     *(f"pointmaze-{m}-{k}-v0" for m in _MAZE_SIZES for k in ("navigate", "stitch")),
 )
+# The pixel twins of the manipulation datasets ('visual-cube-single-play-v0'): the same oracles,
+# each row rendered as OGBench's visual env renders it (gfp.data.visual).
+GENERATABLE += visual_names(GENERATABLE)
 
 # Datasets whose official actions come from SAC experts that OGBench downloads separately.
 NEEDS_EXPERT_PREFIXES: tuple[str, ...] = ("antmaze-", "humanoidmaze-", "antsoccer-")
@@ -97,7 +101,7 @@ def default_dataset_dir() -> Path:
 def _spec(name: str) -> Spec:
     if name in GENERATABLE:
         parts = name.split("-")
-        family, kind = parts[0], parts[-2]
+        family, kind = parts[1 if parts[0] == "visual" else 0], parts[-2]
         env_id = "-".join(parts[:-2] + parts[-1:])
         return Spec(name=name, env_id=env_id, family=family, kind=kind)
     if name.startswith(NEEDS_EXPERT_PREFIXES):
@@ -109,7 +113,7 @@ def _spec(name: str) -> Spec:
             "directory."
         )
     if name.startswith("visual-"):
-        hint = " (pixel 'visual-*' datasets are not supported; use the state-based name)"
+        hint = " (pixel datasets exist for the cube, scene and puzzle environments only)"
     else:
         hint = ""
     raise DataError(

@@ -1,0 +1,295 @@
+"""Pixel-task benchmarks (BENCHMARKS.md, "Pixel datasets" and "Pixel minibatches").
+
+    .venv/bin/python benchmarks/bench_pixels.py render [--env cube-single] [--steps 20]
+    .venv/bin/python benchmarks/bench_pixels.py generate [--name visual-cube-single-play-v0]
+        [--episodes 2] [--length 51] [--workers 2]
+    .venv/bin/python benchmarks/bench_pixels.py sampler [--frames 100000] [--batch 256]
+    .venv/bin/python benchmarks/bench_pixels.py train [--encoder impala_small] [--seeds 1]
+
+render: where a visual OGBench step's time goes. Frames per second of OGBench's own visual env
+    (`env.step`, which renders its observation), of its state twin, and of gfp.data.visual's
+    FrameRenderer on the state env's live data (checked equal to the visual env's frames), then
+    a cProfile of visual steps split into the OpenGL calls and the rest.
+generate: rows (frames) per second of `gfp data generate` for a pixel dataset, end to end
+    (rollouts, rendering, shards, merge, compressed files).
+sampler: a host-memory frame dataset of --frames 64x64x3 frames in episodes of 1001: the host
+    gather's minibatches per second (B x (K + 1) frames, K = 3), the prefetching pipeline's
+    (gather + transfer, as HostChunk runs it), and the peak RSS of the process.
+train: GFP updates per second on pixels at the paper's size (impala_small, 512x4 networks, batch
+    256, frame_stack 3, p_aug 0.5) with --seeds vmapped seeds, frames on the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_render(env: str, steps: int) -> dict:
+    from gfp.data.visual import FrameRenderer, _make
+
+    visual, state = _make(f"visual-{env}-v0"), _make(f"{env}-v0")
+    renderer = FrameRenderer(state, f"visual-{env}-v0")
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (steps, 5))
+    out: dict = {"env": env, "steps": steps}
+
+    ob, _ = visual.reset(seed=1)
+    state.reset(seed=1)
+    equal = [np.array_equal(ob, renderer.render())]
+    t = time.perf_counter()
+    for a in actions:
+        visual.step(a)
+    out["visual_env_steps_per_s"] = steps / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    for a in actions:
+        state.step(a)
+    out["state_env_steps_per_s"] = steps / (time.perf_counter() - t)
+
+    visual.reset(seed=1)
+    state.reset(seed=1)
+    t = time.perf_counter()
+    for a in actions:
+        ob, *_ = visual.step(a)
+        state.step(a)
+        equal.append(np.array_equal(ob, renderer.render()))
+    both = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(steps):
+        renderer.render()
+    out["frame_renderer_frames_per_s"] = steps / (time.perf_counter() - t)
+    out["frames_equal_visual_env"] = all(equal)
+    out["lockstep_seconds"] = both
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for a in actions:
+        visual.step(a)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(v[2] for v in stats.values())  # tottime
+    gl = {name: v[2] for (_, _, name), v in stats.items() if name.startswith(("mjr_", "mjv_"))}
+    out["profile_visual_step_ms"] = 1000 * total / steps
+    out["profile_share"] = {k: round(v / total, 3) for k, v in sorted(gl.items()) if v > 0}
+    out["profile_share"]["everything else"] = round(1 - sum(gl.values()) / total, 3)
+    out["gl_renderer"] = gl_renderer_name()
+    return out
+
+
+def gl_renderer_name() -> str:
+    """The OpenGL renderer string (llvmpipe = Mesa's software rasterizer)."""
+    try:
+        import mujoco
+        from OpenGL import GL
+
+        ctx = mujoco.GLContext(16, 16)
+        ctx.make_current()
+        try:
+            return GL.glGetString(GL.GL_RENDERER).decode()
+        except Exception:  # noqa: BLE001 - PyOpenGL's error check may fail after the call
+            return "unknown"
+        finally:
+            ctx.free()
+    except Exception as e:  # noqa: BLE001
+        return f"unknown ({type(e).__name__})"
+
+
+def bench_generate(name: str, episodes: int, length: int, workers: int) -> dict:
+    from gfp.data.generate import generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        generate(name, episodes, tmp, workers=workers, episode_length=length, progress=False)
+        seconds = time.perf_counter() - t
+        rows = (episodes + max(1, episodes // 10)) * length
+        size = sum(p.stat().st_size for p in Path(tmp).glob("*.npz"))
+    return {
+        "name": name,
+        "episodes": episodes,
+        "episode_length": length,
+        "workers": workers,
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "file_mib": size / 2**20,
+    }
+
+
+def synthetic_pixels(frames: int, length: int = 1001, size: int = 64) -> dict[str, np.ndarray]:
+    """Pixel transitions as OGBench's loader returns them: episodes of `length` rows give
+    length - 1 transitions each; observations and next_observations (N, 64, 64, 3) uint8."""
+    rng = np.random.default_rng(0)
+    episodes = max(1, frames // length)
+    raw = rng.integers(0, 256, (episodes * length, size, size, 3), dtype=np.uint8)
+    ends = np.zeros(len(raw), bool)
+    ends[length - 1 :: length] = True
+    keep = ~ends
+    nxt = np.concatenate([[False], keep[:-1]])
+    n = int(keep.sum())
+    terminals = np.zeros(n, np.float32)
+    terminals[length - 2 :: length - 1] = 1.0
+    return {
+        "observations": raw[keep],
+        "next_observations": raw[nxt],
+        "actions": rng.uniform(-1, 1, (n, 5)).astype(np.float32),
+        "rewards": np.zeros(n, np.float32),
+        "masks": np.ones(n, np.float32),
+        "terminals": terminals,
+    }
+
+
+def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
+    import jax
+
+    from gfp.data import frames as F
+
+    t = time.perf_counter()
+    data = synthetic_pixels(frames)
+    rss_data = peak_rss_mib()
+    keys = ("observations", "actions", "rewards", "masks", "next_observations")
+    host = F.place(data, keys, lambda key: data[key], placement="host")
+    build = time.perf_counter() - t
+    rng = np.random.default_rng(1)
+    n = host.size
+
+    count, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        host.gather(rng.integers(0, n, (batch,)), k)
+        count += 1
+    gather_rate = count / (time.perf_counter() - t)
+
+    # The prefetch pipeline as HostChunk runs it: index plan, gather, transfer, in a thread.
+    import queue
+    import threading
+
+    steps = max(1, F.BLOCK_BYTES // (batch * (k + 1) * 64 * 64 * 3))
+    q: queue.Queue = queue.Queue(maxsize=F.PREFETCH)
+    rngs = np.asarray(jax.random.split(jax.random.PRNGKey(0), 1))
+    stop = threading.Event()
+
+    def produce() -> None:
+        nonlocal rngs
+        while not stop.is_set():
+            rngs, idx = F._plan(rngs, n, batch, steps)
+            q.put(jax.device_put(host.gather(np.asarray(idx), k)))
+
+    threading.Thread(target=produce, daemon=True).start()
+    q.get()  # compiled and warm
+    count, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        jax.block_until_ready(q.get())
+        count += steps
+    pipe_rate = count / (time.perf_counter() - t)
+    stop.set()
+    return {
+        "frames": int(len(data["observations"])),
+        "batch": batch,
+        "frame_stack": k,
+        "build_seconds": build,
+        "host_gather_minibatches_per_s": gather_rate,
+        "prefetch_pipeline_minibatches_per_s": pipe_rate,
+        "frames_bytes_mib": host.nbytes / 2**20,
+        "peak_rss_mib_after_data": rss_data,
+        "peak_rss_mib": peak_rss_mib(),
+        "device": str(jax.devices()[0]),
+    }
+
+
+def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: int, batch: int) -> dict:
+    import jax
+
+    from gfp.agents import make_agent
+    from gfp.agents.base import ObsSpec
+    from gfp.agents.configs import GFPConfig
+    from gfp.train import init_states, to_device, train
+
+    data = synthetic_pixels(frames)
+    cfg = GFPConfig(
+        encoder=encoder,
+        frame_stack=3,
+        p_aug=0.5,
+        actor_hidden_dims=(dims,) * 4,
+        value_hidden_dims=(dims,) * 4,
+        batch_size=batch,
+        target_agg="mean",
+    )
+    agent = make_agent("gfp", cfg, obs_spec=ObsSpec.of(data["observations"]), action_dim=5)
+    placed = to_device(data, agent.batch_keys)
+    states = init_states(agent, list(range(seeds)))
+    t = time.perf_counter()
+    states = train(agent, placed, states, steps=steps, log_every=steps, progress=False)
+    jax.block_until_ready(states)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    states = train(agent, placed, states, steps=2 * steps, log_every=steps, progress=False)
+    jax.block_until_ready(states)
+    rate = steps / (time.perf_counter() - t)
+    return {
+        "encoder": encoder,
+        "seeds": seeds,
+        "batch": batch,
+        "dims": dims,
+        "placement": "host" if not isinstance(placed, dict) else "device",
+        "compile_and_first_chunk_s": first,
+        "updates_per_s_per_seed": rate,
+        "device": str(jax.devices()[0]),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("render")
+    r.add_argument("--env", default="cube-single")
+    r.add_argument("--steps", type=int, default=20)
+    g = sub.add_parser("generate")
+    g.add_argument("--name", default="visual-cube-single-play-v0")
+    g.add_argument("--episodes", type=int, default=2)
+    g.add_argument("--length", type=int, default=51)
+    g.add_argument("--workers", type=int, default=1)
+    s = sub.add_parser("sampler")
+    s.add_argument("--frames", type=int, default=100_000)
+    s.add_argument("--batch", type=int, default=256)
+    s.add_argument("--frame-stack", type=int, default=3)
+    s.add_argument("--seconds", type=float, default=10.0)
+    t = sub.add_parser("train")
+    t.add_argument("--encoder", default="impala_small")
+    t.add_argument("--seeds", type=int, default=1)
+    t.add_argument("--steps", type=int, default=200)
+    t.add_argument("--frames", type=int, default=100_000)
+    t.add_argument("--dims", type=int, default=512)
+    t.add_argument("--batch", type=int, default=256)
+    a = p.parse_args()
+    if a.what == "render":
+        out = bench_render(a.env, a.steps)
+    elif a.what == "generate":
+        out = bench_generate(a.name, a.episodes, a.length, a.workers)
+    elif a.what == "sampler":
+        out = bench_sampler(a.frames, a.batch, a.frame_stack, a.seconds)
+    else:
+        out = bench_train(a.encoder, a.seeds, a.steps, a.frames, a.dims, a.batch)
+    out["command"] = " ".join(sys.argv)
+    out["cpus"] = len(os.sched_getaffinity(0))
+    out["loadavg"] = os.getloadavg()
+    print(json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,436 @@
+"""Pixel datasets in training: frames stored once, stacked by index at sampling time, randomly
+shifted inside the jitted update, and kept in host memory when they do not fit on the device.
+
+Storage (`frame_store`). A pixel dataset's transitions hold `observations` and `next_observations`
+(N, H, W, C) uint8; within an episode next_observations[t] is observations[t + 1]. So only the
+observations are kept, plus each episode's final next frame (`tail_frames`): N + E frames instead
+of 2N, and no float32 copy ever. Two int32 arrays index them: `frame_start[t]`, the first row of
+t's episode, and `frame_next[t]`, where t's next frame is (t + 1, or N + e in the tails for the
+last transition of episode e). Should a dataset's rows not be consecutive frames, every next frame
+becomes a tail (N + t), so nothing is assumed that was not checked.
+
+Stacking (`clip_indices`, `stack_clip`). With K = frame_stack, sample t gathers the K + 1 frames
+[t-K+1, ..., t, next(t)], where an index before the episode's first row is replaced by that row
+(the reference code's rule: an episode's first frames repeat its first frame); the observation is
+the first K stacked along channels (oldest first) and the next observation the last K. Nothing
+stacked is ever materialised: a minibatch gathers B x (K + 1) frames.
+
+Augmentation (`augment`, reference code `Dataset.augment`): with probability p_aug per minibatch,
+every sample is edge-padded by `pad` pixels and cropped back at a random offset in [0, 2 pad]^2,
+the same offset for all its K + 1 frames (so for its observation and next observation).
+
+Randomness. A pixel update draws everything from its state's key: `next, update, batch, aug =
+split(key, 4)`; the batch key picks the rows, the aug key the shifts, the update key goes to
+`agent.update`, and `next` is the state's key afterwards. As the key chain does not depend on
+the update, the rows of the next steps can be drawn before the steps run (`plan_indices`): the
+host sampler gathers them ahead of time, and host and device placement give the same minibatches
+and the same results.
+
+Placement (`to_device` in gfp.train calls `place`). The frames go to the device when they fit
+(`device_budget`), else they stay in host memory (`HostFrames`): a background thread draws the
+row indices of the next blocks of updates, gathers their frames with NumPy, and puts them on the
+device while the current block trains (`HostChunk`), as the reference code keeps pixel datasets
+on the CPU. `GFP_FRAMES_ON=host|device` forces one or the other.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gfp.errors import ConfigError
+
+FRAME_KEYS = ("frames", "tail_frames", "frame_start", "frame_next")
+OBS_KEYS = ("observations", "next_observations")
+CLIP = "clip"  # a minibatch's gathered frames, (B, K + 1, H, W, C)
+PLACEMENT_ENV = "GFP_FRAMES_ON"
+
+
+def is_pixels(obs: Any) -> bool:
+    """Image observations: uint8 rows of shape (H, W, C)."""
+    return getattr(obs, "dtype", None) == np.uint8 and getattr(obs, "ndim", 0) == 4
+
+
+def has_frames(data: Any) -> bool:
+    """Training data holding a frame store (on the device or in host memory)."""
+    return isinstance(data, HostFrames) or (isinstance(data, Mapping) and "frames" in data)
+
+
+# ---- the frame store ---------------------------------------------------------------------------
+def frame_store(transitions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The frames of pixel transitions, stored once (see the module docstring). `frames` is the
+    transitions' own observations array (no copy)."""
+    obs = np.asarray(transitions["observations"])
+    nxt = np.asarray(transitions["next_observations"])
+    n = len(obs)
+    if "terminals" in transitions:
+        ends = np.asarray(transitions["terminals"]).astype(bool).copy()
+    else:
+        ends = np.zeros(n, bool)
+    ends[-1] = True  # the data ends an episode
+    starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])
+    episode = np.cumsum(np.concatenate([[0], ends[:-1]]))  # episode number of each row
+    frame_start = starts[episode]
+    if _consecutive(obs, nxt, ends):
+        tails = nxt[ends]
+        frame_next = np.where(ends, n + episode, np.arange(1, n + 1))
+    else:
+        tails = nxt
+        frame_next = n + np.arange(n)
+    return {
+        "frames": obs,
+        "tail_frames": np.ascontiguousarray(tails),
+        "frame_start": frame_start.astype(np.int32),
+        "frame_next": frame_next.astype(np.int32),
+    }
+
+
+def _consecutive(obs: np.ndarray, nxt: np.ndarray, ends: np.ndarray, block: int = 4096) -> bool:
+    """Whether next_observations[t] == observations[t + 1] for every row t inside an episode."""
+    for lo in range(0, len(obs) - 1, block):
+        hi = min(lo + block, len(obs) - 1)
+        inside = ~ends[lo:hi]
+        if not np.array_equal(nxt[lo:hi][inside], obs[lo + 1 : hi + 1][inside]):
+            return False
+    return True
+
+
+# ---- stacking and augmentation (NumPy or traced JAX arrays alike) -----------------------------
+def clip_indices(idx: Any, frame_start: Any, frame_next: Any, k: int, xp: Any = jnp) -> Any:
+    """(B, K + 1) frame indices of rows `idx`: [t-K+1, ..., t] clamped to the episode's first
+    row, then next(t), which may point into the tails (>= N)."""
+    back = xp.arange(k - 1, -1, -1)
+    obs_idx = xp.maximum(idx[:, None] - back, frame_start[idx][:, None])
+    return xp.concatenate([obs_idx, frame_next[idx][:, None]], axis=1)
+
+
+def gather_clip(frames: Any, tails: Any, ci: Any, xp: Any = jnp) -> Any:
+    """The frames at clip indices `ci` (B, K + 1): (B, K + 1, H, W, C). Only the last column (the
+    next frame) can point into the tails."""
+    n, n_tails = frames.shape[0], tails.shape[0]
+    past = frames[ci[:, :-1]]
+    last = ci[:, -1]
+    from_tail = (last >= n)[:, None, None, None]
+    newest = xp.where(
+        from_tail, tails[xp.clip(last - n, 0, n_tails - 1)], frames[xp.minimum(last, n - 1)]
+    )
+    return xp.concatenate([past, newest[:, None]], axis=1)
+
+
+def stack_clip(clip: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """(observations, next_observations), each (B, H, W, K * C): the first and the last K frames
+    of the clip, stacked along channels oldest first (the reference code's concatenation)."""
+
+    def stack(frames: jax.Array) -> jax.Array:  # (B, K, H, W, C) -> (B, H, W, K * C)
+        b, kk, h, w, c = frames.shape
+        return jnp.moveaxis(frames, 1, 3).reshape(b, h, w, kk * c)
+
+    return stack(clip[:, :k]), stack(clip[:, 1:])
+
+
+def augment(clip: jax.Array, rng: jax.Array, p: float, pad: int) -> jax.Array:
+    """Random shift of a minibatch's clips with probability `p` (one draw per minibatch): each
+    sample is edge-padded by `pad` pixels and cropped back at an offset in [0, 2 pad]^2, the same
+    for all its frames. `p` = 0 or `pad` = 0 returns `clip` itself."""
+    if p <= 0.0 or pad <= 0:
+        return clip
+    k_coin, k_shift = jax.random.split(rng)
+    shifts = jax.random.randint(k_shift, (clip.shape[0], 2), 0, 2 * pad + 1)
+    padded = jnp.pad(clip, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+
+    def crop(frames: jax.Array, shift: jax.Array) -> jax.Array:
+        start = (0, shift[0], shift[1], 0)
+        return jax.lax.dynamic_slice(frames, start, frames.shape[:1] + clip.shape[2:])
+
+    shifted = jax.vmap(crop)(padded, shifts)
+    return jnp.where(jax.random.uniform(k_coin) < p, shifted, clip)
+
+
+# ---- one pixel update --------------------------------------------------------------------------
+def split_key(rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(next state key, update key, batch key, augmentation key) of one pixel update."""
+    keys = jax.random.split(rng, 4)
+    return keys[0], keys[1], keys[2], keys[3]
+
+
+def draw_rows(batch_key: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """The minibatch's rows: uniform with replacement (the reference code's randint)."""
+    return jax.random.randint(batch_key, (batch_size,), 0, n)
+
+
+def update_on_clip(agent: Any, state: Any, batch: Mapping[str, jax.Array]) -> tuple[Any, Any]:
+    """One update on a minibatch whose frames are gathered (`clip`): augmentation with the state's
+    aug key, stacking, `agent.update`; the state's key moves to its `next` key."""
+    nxt, upd, _, k_aug = split_key(state.rng)
+    c = agent.config
+    clip = augment(batch[CLIP], k_aug, c.p_aug, c.aug_pad)
+    obs, next_obs = stack_clip(clip, c.frame_stack)
+    rest = {k: v for k, v in batch.items() if k != CLIP}
+    rest["observations"], rest["next_observations"] = obs, next_obs
+    state, metrics = agent.update(state.replace(rng=upd), rest)
+    return state.replace(rng=nxt), metrics
+
+
+def device_batch(data: Mapping[str, jax.Array], idx: jax.Array, k: int) -> dict[str, jax.Array]:
+    """The minibatch of rows `idx` from device-resident frame data (traced)."""
+    ci = clip_indices(idx, data["frame_start"], data["frame_next"], k)
+    batch = {key: v[idx] for key, v in data.items() if key not in FRAME_KEYS}
+    batch[CLIP] = gather_clip(data["frames"], data["tail_frames"], ci)
+    return batch
+
+
+def sampled_update(agent: Any, state: Any, data: Mapping[str, jax.Array], batch_size: int):
+    """One pixel update from device-resident frame data: draw the rows with the state's batch key,
+    gather, then `update_on_clip`."""
+    _, _, k_batch, _ = split_key(state.rng)
+    idx = draw_rows(k_batch, data["frame_start"].shape[0], batch_size)
+    return update_on_clip(agent, state, device_batch(data, idx, agent.config.frame_stack))
+
+
+def plan_indices(rngs: jax.Array, n: int, batch_size: int, steps: int) -> tuple[jax.Array, Any]:
+    """The rows of the next `steps` pixel updates of each seed, from the seeds' keys `rngs`
+    (seeds, key): (keys after them, rows (seeds, steps, batch_size)). The same draws as
+    `sampled_update`, made before the updates run."""
+
+    def one(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def step(rng, _):
+            nxt, _, k_batch, _ = split_key(rng)
+            return nxt, draw_rows(k_batch, n, batch_size)
+
+        return jax.lax.scan(step, rng, None, length=steps)
+
+    return jax.vmap(one)(rngs)
+
+
+_plan = jax.jit(plan_indices, static_argnums=(1, 2, 3))
+
+
+# ---- placement -----------------------------------------------------------------------------------
+class HostFrames:
+    """Frame data kept in host memory (NumPy); minibatches are gathered here and prefetched."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        self.arrays = dict(arrays)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.arrays
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def keys(self):
+        return self.arrays.keys()
+
+    @property
+    def size(self) -> int:
+        return int(self.arrays["frame_start"].shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self.arrays.values())
+
+    def select(self, keys: Sequence[str]) -> HostFrames:
+        return HostFrames({k: v for k, v in self.arrays.items() if k in keys or k in FRAME_KEYS})
+
+    def gather(self, idx: np.ndarray, k: int) -> dict[str, np.ndarray]:
+        """Minibatches of rows `idx` (any leading shape, e.g. (seeds, steps, B)), with their
+        frames as `clip` (..., K + 1, H, W, C)."""
+        a, flat = self.arrays, idx.reshape(-1)
+        ci = clip_indices(flat, a["frame_start"], a["frame_next"], k, xp=np)
+        out = {key: v[flat] for key, v in a.items() if key not in FRAME_KEYS}
+        out[CLIP] = gather_clip(a["frames"], a["tail_frames"], ci, xp=np)
+        return {key: v.reshape(*idx.shape, *v.shape[1:]) for key, v in out.items()}
+
+
+def device_budget() -> int | None:
+    """Bytes of frame data the device may hold: half its memory limit (the rest is for the
+    networks and activations); None where the device reports none (CPU: host memory, see
+    `place`)."""
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        stats = None
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"] * 0.5)
+
+
+def _available_host_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def choose_placement(nbytes: int, placement: str | None = None) -> str:
+    """'device' or 'host' for frame data of `nbytes`: `placement` or $GFP_FRAMES_ON if given,
+    else the device when the data fits its budget. On a CPU backend, 'device' is a second copy in
+    host memory, so the frames stay put unless a copy fits in half the available memory."""
+    choice = placement or os.environ.get(PLACEMENT_ENV) or "auto"
+    if choice not in ("auto", "device", "host"):
+        raise ConfigError(f"{PLACEMENT_ENV} = {choice!r} must be host, device or auto")
+    if choice != "auto":
+        return choice
+    budget = device_budget()
+    if budget is None:
+        free = _available_host_bytes()
+        budget = free // 2 if free is not None else 0
+    return "device" if nbytes <= budget else "host"
+
+
+def place(
+    transitions: Mapping[str, np.ndarray],
+    keys: Sequence[str],
+    array: Callable[[str], np.ndarray],
+    placement: str | None = None,
+) -> dict[str, jax.Array] | HostFrames:
+    """Frame data for the training `keys` of pixel `transitions`: on the device (a dict of
+    arrays) or in host memory (`HostFrames`). `array(key)` returns a key's (float32-ready) array."""
+    store = frame_store(transitions)
+    rest = {k: np.asarray(array(k), np.float32) for k in keys if k not in OBS_KEYS}
+    arrays = {**store, **rest}
+    nbytes = sum(int(a.nbytes) for a in arrays.values())
+    if choose_placement(nbytes, placement) == "host":
+        return HostFrames(arrays)
+    return {k: jnp.asarray(v) for k, v in arrays.items()}
+
+
+def check_settings(agent: Any, data: Any) -> None:
+    """frame_stack > 1 and p_aug > 0 act on image frames: a ConfigError for other data."""
+    c = agent.config
+    if has_frames(data):
+        return
+    for name, value, off in (("frame_stack", c.frame_stack, 1), ("p_aug", c.p_aug, 0.0)):
+        if value != off:
+            raise ConfigError(
+                f"{name} = {value} applies to pixel observations (uint8 images); this data's "
+                f"observations are not images (use {name} = {off})"
+            )
+
+
+def select(data: Any, keys: Sequence[str]) -> Any:
+    """Frame data restricted to what an agent reading `keys` needs (observations come from the
+    frames)."""
+    if isinstance(data, HostFrames):
+        return data.select(keys)
+    return {k: v for k, v in data.items() if k in keys or k in FRAME_KEYS}
+
+
+def missing_keys(data: Any, keys: Sequence[str]) -> list[str]:
+    return [k for k in keys if k not in OBS_KEYS and k not in data]
+
+
+# ---- the host path: prefetched blocks of updates -------------------------------------------------
+# Bytes of gathered frames per prefetched block (all seeds): big enough that one jitted call runs
+# several updates, small enough that two blocks in flight stay far below the device's memory.
+BLOCK_BYTES = 64 * 2**20
+PREFETCH = 2  # blocks gathered ahead of the one training
+
+
+class HostChunk:
+    """`chunk(states, data, length)` for `HostFrames`, with the outputs of gfp.train's jitted
+    chunk: `length` updates per seed, run as blocks of a few updates whose minibatches a
+    background thread gathers and puts on the device while the previous block trains."""
+
+    def __init__(self, agent: Any, batch_size: int, health: Callable[..., Any]):
+        self.agent, self.batch_size, self.k = agent, batch_size, agent.config.frame_stack
+
+        def one_seed(state: Any, batches: Mapping[str, jax.Array]) -> tuple[Any, Any, Any]:
+            update = lambda s, b: update_on_clip(agent, s, b)  # noqa: E731
+            state, metrics = jax.lax.scan(update, state, dict(batches))
+            length = next(iter(batches.values())).shape[0]
+            sums = jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
+            return state, sums, health(state, metrics, length)
+
+        vmapped = jax.vmap(one_seed)
+
+        def block(states: Any, batches: Mapping[str, jax.Array]) -> tuple[Any, Any, Any]:
+            if states.step.shape[0] > 1:
+                return vmapped(states, batches)
+            # One seed: unbatched, as gfp.train's chunk (the same program as the device path).
+            first = lambda x: x[0]  # noqa: E731
+            out = one_seed(jax.tree.map(first, states), jax.tree.map(first, batches))
+            return jax.tree.map(lambda x: x[None], out)
+
+        self.block = jax.jit(block, donate_argnums=0)
+
+    def block_steps(self, data: HostFrames, seeds: int) -> int:
+        frame = data["frames"][0]
+        per_step = seeds * self.batch_size * (self.k + 1) * frame.nbytes
+        return max(1, BLOCK_BYTES // max(per_step, 1))
+
+    def __call__(self, states: Any, data: HostFrames, length: int) -> tuple[Any, Any, Any]:
+        seeds = int(states.step.shape[0])
+        per_block = min(length, self.block_steps(data, seeds))
+        sizes = [per_block] * (length // per_block) + (
+            [length % per_block] if length % per_block else []
+        )
+        # A host copy: the states' own buffers are donated to the first block.
+        rngs = np.asarray(jax.device_get(states.rng))
+        q: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        stop = threading.Event()
+
+        def produce() -> None:
+            nonlocal rngs
+            try:
+                for steps in sizes:
+                    rngs, idx = _plan(rngs, data.size, self.batch_size, steps)
+                    host = data.gather(np.asarray(idx), self.k)
+                    # (seeds, steps, ...) -> scanned axis second; the block vmaps over seeds.
+                    batch = jax.device_put(host)
+                    while not stop.is_set():
+                        try:
+                            q.put(("ok", batch), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as e:  # noqa: BLE001 - handed to the training thread
+                q.put(("error", e))
+
+        worker = threading.Thread(target=produce, name="gfp-frames-prefetch", daemon=True)
+        worker.start()
+        outs, offset = [], 0
+        try:
+            for steps in sizes:
+                status, batch = q.get()
+                if status == "error":
+                    raise batch
+                states, sums, health = self.block(states, batch)
+                outs.append((offset, steps, sums, health))
+                offset += steps
+        finally:
+            stop.set()
+            worker.join()
+        return states, *_combine(outs, length)
+
+
+def _combine(outs: list[tuple[int, int, Any, Any]], length: int) -> tuple[Any, Any]:
+    """Per-seed mean metrics and the health of a chunk from its blocks' sums and health."""
+    metrics = jax.tree.map(lambda *s: sum(s) / length, *[o[2] for o in outs])
+    first = jnp.full_like(outs[0][3]["first_bad"], -1)
+    bad_terms = jax.tree.map(jnp.zeros_like, outs[0][3]["bad_terms"])
+    for offset, _, _, h in outs:
+        new = (first < 0) & (h["first_bad"] >= 0)
+        first = jnp.where(new, offset + h["first_bad"], first)
+        bad_terms = jax.tree.map(
+            lambda old, b, new=new: jnp.where(new, b, old), bad_terms, h["bad_terms"]
+        )
+    health = {
+        "first_bad": first,
+        "bad_terms": bad_terms,
+        "params_finite": outs[-1][3]["params_finite"],
+    }
+    return metrics, health
