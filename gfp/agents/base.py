@@ -77,6 +77,18 @@ def aggregate(q: jax.Array, how: str) -> jax.Array:
     return q.min(axis=0) if how == "min" else q.mean(axis=0)
 
 
+def critic_metrics(loss: jax.Array, q_all: jax.Array, y: jax.Array) -> Metrics:
+    """What every critic-based agent logs about its critic: the TD loss, the ensemble's Q
+    statistics on the batch, and the mean Bellman target."""
+    return {
+        "critic/loss": loss,
+        "critic/q_mean": q_all.mean(),
+        "critic/q_max": q_all.max(),
+        "critic/q_min": q_all.min(),
+        "critic/target_mean": y.mean(),
+    }
+
+
 def where_tree(on: jax.Array | None, new: Any, old: Any) -> Any:
     """`new` where the (traced) switch `on` is true, else `old`, leaf by leaf; None means `new`."""
     if on is None:
@@ -246,3 +258,12 @@ class Agent:
         self, policy: str = "actor"
     ) -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
         return jax.jit(lambda params, obs, rng: self.act(params, obs, rng, policy))
+
+
+class GaussianMeanPolicy:
+    """Mixin for agents with a Gaussian actor (IQL, BC): they act with its mean, clipped to
+    [-1, 1] (FQL evaluates them at temperature 0), so the noise z is ignored."""
+
+    def action(self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"):
+        mean, _ = self.apply("actor", params, obs)
+        return jnp.clip(mean, -1.0, 1.0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import Agent, Batch, Params
+from gfp.agents.base import Agent, Batch, GaussianMeanPolicy, Params
 from gfp.agents.configs import BCConfig, FlowBCConfig
 from gfp.agents.networks import (
     GaussianActor,
@@ -24,7 +24,7 @@ from gfp.agents.networks import (
 )
 
 
-class BC(Agent):
+class BC(GaussianMeanPolicy, Agent):
     name = "bc"
     Config = BCConfig
     policies = ("actor",)
@@ -35,12 +35,6 @@ class BC(Agent):
         c, d = self.config, self.action_dim
         actor = GaussianActor(c.actor_hidden_dims, d, const_std=c.const_std, encoder=self.encoder())
         return {"actor": (actor, self.example_inputs()[:1])}
-
-    def action(
-        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
-    ) -> jax.Array:
-        mean, _ = self.apply("actor", params, obs)
-        return jnp.clip(mean, -1.0, 1.0)
 
     def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
         a = batch["actions"]

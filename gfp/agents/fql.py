@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import jax
 
-from gfp.agents.base import Batch, Params
+from gfp.agents.base import Batch, Params, critic_metrics
 from gfp.agents.configs import FQLConfig as Config
 from gfp.agents.gfp import OneStepFlow
 
@@ -52,16 +52,8 @@ class FQL(OneStepFlow):
         flow_loss = flow_err.mean()
 
         metrics = {
-            "critic/loss": critic_loss,
-            "critic/q_mean": q_all.mean(),
-            "critic/q_max": q_all.max(),
-            "critic/q_min": q_all.min(),
-            "critic/target_mean": y.mean(),
-            "actor/loss": actor_loss,
-            "actor/q_loss": p["q_loss"],
-            "actor/q_mean": p["q_pi"].mean(),
-            "actor/distill": p["distill"],
-            "actor/lambda": p["lam"],
+            **critic_metrics(critic_loss, q_all, y),
+            **self.actor_metrics(actor_loss, p),
             "flow/loss": flow_loss,
         }
         return {"critic": critic_loss, "actor": actor_loss, "flow": flow_loss}, metrics

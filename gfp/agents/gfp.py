@@ -25,7 +25,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import Agent, Batch, Metrics, Params, aggregate
+from gfp.agents.base import Agent, Batch, Metrics, Params, aggregate, critic_metrics
 from gfp.agents.configs import GFPConfig as Config
 from gfp.agents.networks import (
     OneStepActor,
@@ -137,6 +137,17 @@ class OneStepFlow(Agent):
         }
         return q_loss + c.alpha * distill, parts
 
+    @staticmethod
+    def actor_metrics(actor_loss: jax.Array, parts: dict) -> Metrics:
+        """What both agents log about the one-step actor (parts: from `actor_loss`)."""
+        return {
+            "actor/loss": actor_loss,
+            "actor/q_loss": parts["q_loss"],
+            "actor/q_mean": parts["q_pi"].mean(),
+            "actor/distill": parts["distill"],
+            "actor/lambda": parts["lam"],
+        }
+
     def flow_error(self, params: Params, obs, actions, eps, t) -> jax.Array:
         """Per-sample flow-matching error of the BC flow, mean over action dims, shape (batch,)."""
         flow = self.nets[self.flow_module][0]
@@ -210,16 +221,8 @@ class GFP(OneStepFlow):
         vabc_loss = jnp.mean(g * flow_err)
 
         metrics |= {
-            "critic/loss": critic_loss,
-            "critic/q_mean": q_all.mean(),
-            "critic/q_max": q_all.max(),
-            "critic/q_min": q_all.min(),
-            "critic/target_mean": y.mean(),
-            "actor/loss": actor_loss,
-            "actor/q_loss": p["q_loss"],
-            "actor/q_mean": p["q_pi"].mean(),
-            "actor/distill": p["distill"],
-            "actor/lambda": lam,
+            **critic_metrics(critic_loss, q_all, y),
+            **self.actor_metrics(actor_loss, p),
             "vabc/loss": vabc_loss,
             "vabc/flow_error": flow_err.mean(),
             "vabc/g_mean": g.mean(),

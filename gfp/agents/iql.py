@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import Agent, Batch, Params
+from gfp.agents.base import Agent, Batch, GaussianMeanPolicy, Params
 from gfp.agents.configs import IQLConfig as Config
 from gfp.agents.networks import GaussianActor, Value, gaussian_log_prob
 
@@ -29,7 +29,7 @@ def expectile_loss(u: jax.Array, expectile: float) -> jax.Array:
     return jnp.where(u >= 0, expectile, 1.0 - expectile) * u**2
 
 
-class IQL(Agent):
+class IQL(GaussianMeanPolicy, Agent):
     name = "iql"
     Config = Config
     policies = ("actor",)
@@ -51,12 +51,6 @@ class IQL(Agent):
 
     def q_min(self, critic_params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:
         return self.nets["critic"][0].apply({"params": critic_params}, obs, actions).min(axis=0)
-
-    def action(
-        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
-    ) -> jax.Array:
-        mean, _ = self.apply("actor", params, obs)
-        return jnp.clip(mean, -1.0, 1.0)
 
     def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
         c = self.config

@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gfp.agents.base import BATCH_KEYS, Agent, Batch, Params, aggregate
+from gfp.agents.base import BATCH_KEYS, Agent, Batch, Params, aggregate, critic_metrics
 from gfp.agents.configs import ReBRACConfig as Config
 from gfp.agents.networks import DeterministicActor
 
@@ -91,11 +91,7 @@ class ReBRAC(Agent):
         actor_loss = q_loss + c.alpha_actor * bc
 
         metrics = {
-            "critic/loss": critic_loss,
-            "critic/q_mean": q_all.mean(),
-            "critic/q_max": q_all.max(),
-            "critic/q_min": q_all.min(),
-            "critic/target_mean": y.mean(),
+            **critic_metrics(critic_loss, q_all, y),
             "critic/bc_penalty": penalty_next.mean(),
             "actor/loss": actor_loss,
             "actor/q_loss": q_loss,
