@@ -41,6 +41,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mib() -> float:
+    """The current resident set size (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def bench_render(env: str, steps: int) -> dict:
     from gfp.data.visual import FrameRenderer, _make
 
@@ -90,6 +99,45 @@ def bench_render(env: str, steps: int) -> dict:
     out["profile_share"] = {k: round(v / total, 3) for k, v in sorted(gl.items()) if v > 0}
     out["profile_share"]["everything else"] = round(1 - sum(gl.values()) / total, 3)
     out["gl_renderer"] = gl_renderer_name()
+    out["attribution_ms_per_frame"] = attribute_render_cost(renderer, steps)
+    return out
+
+
+def attribute_render_cost(renderer, frames: int) -> dict:
+    """Diagnosis only (these settings change the frames, so generation keeps OGBench's): the
+    milliseconds per frame with OGBench's settings, and with each expensive part of MuJoCo's
+    renderer reduced, and whether the frame still equals the original."""
+    import mujoco
+
+    model, data = renderer.model, renderer.state_env.data
+    quality = model.vis.quality
+    saved = (int(quality.shadowsize), int(quality.offsamples))
+    reference = renderer.render()
+
+    def timed(label: str, shadows: bool = True) -> tuple[str, dict]:
+        r = mujoco.Renderer(model, height=renderer.height, width=renderer.width)
+        try:
+            r.update_scene(data, camera="front_pixels", scene_option=renderer.scene_option)
+            r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = shadows
+            r.render()
+            t = time.perf_counter()
+            for _ in range(frames):
+                r.update_scene(data, camera="front_pixels", scene_option=renderer.scene_option)
+                r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = shadows
+                frame = r.render()
+            ms = 1000 * (time.perf_counter() - t) / frames
+        finally:
+            r.close()
+        return label, {"ms": round(ms, 1), "same_frame": bool(np.array_equal(frame, reference))}
+
+    out = dict([timed(f"ogbench (shadow map {saved[0]}, {saved[1]}x MSAA)")])
+    quality.shadowsize = 1024
+    out.update([timed("shadow map 1024")])
+    quality.shadowsize = saved[0]
+    quality.offsamples = 0
+    out.update([timed("no multisampling")])
+    quality.offsamples = saved[1]
+    out.update([timed("no shadows", shadows=False)])
     return out
 
 
@@ -145,9 +193,11 @@ def synthetic_pixels(frames: int, length: int = 1001, size: int = 64) -> dict[st
     n = int(keep.sum())
     terminals = np.zeros(n, np.float32)
     terminals[length - 2 :: length - 1] = 1.0
+    observations, next_observations = raw[keep], raw[nxt]
+    del raw  # as OGBench's loader: the file's rows are dropped once split
     return {
-        "observations": raw[keep],
-        "next_observations": raw[nxt],
+        "observations": observations,
+        "next_observations": next_observations,
         "actions": rng.uniform(-1, 1, (n, 5)).astype(np.float32),
         "rewards": np.zeros(n, np.float32),
         "masks": np.ones(n, np.float32),
@@ -160,12 +210,13 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
 
     from gfp.data import frames as F
 
-    t = time.perf_counter()
     data = synthetic_pixels(frames)
-    rss_data = peak_rss_mib()
+    rss_data = rss_mib()
     keys = ("observations", "actions", "rewards", "masks", "next_observations")
+    t = time.perf_counter()
     host = F.place(data, keys, lambda key: data[key], placement="host")
     build = time.perf_counter() - t
+    rss_placed = rss_mib()
     rng = np.random.default_rng(1)
     n = host.size
 
@@ -205,8 +256,11 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
         "build_seconds": build,
         "host_gather_minibatches_per_s": gather_rate,
         "prefetch_pipeline_minibatches_per_s": pipe_rate,
-        "frames_bytes_mib": host.nbytes / 2**20,
-        "peak_rss_mib_after_data": rss_data,
+        "host_frame_data_mib": host.nbytes / 2**20,
+        "dataset_obs_and_next_obs_mib": (data["observations"].nbytes * 2) / 2**20,
+        "rss_mib_dataset_loaded": rss_data,
+        "rss_mib_frames_placed": rss_placed,
+        "rss_mib_after_sampling": rss_mib(),
         "peak_rss_mib": peak_rss_mib(),
         "device": str(jax.devices()[0]),
     }

@@ -19,6 +19,7 @@ import tyro
 
 from gfp.agents.configs import CONFIGS
 from gfp.errors import ConfigError, GfpError, Interrupted
+from gfp.job import DEFAULT_BUFFER_SIZE
 from gfp.sweep.command import Sweep, Tune, cmd_sweep, cmd_tune
 
 
@@ -98,6 +99,22 @@ class Train:
     """Replace the run (finished or not) in the run directory."""
     video: bool = False
     """Record one episode per policy to RUN_DIR/<policy>.mp4 at the end."""
+    online_steps: int = 0
+    """Offline-to-online fine-tuning: after --steps offline updates, this many environment steps,
+    each followed by one update (the one-step actor acts, stochastic as at evaluation; its
+    transitions join a replay buffer that starts as the dataset). 0: offline only."""
+    balanced_sampling: bool = False
+    """Online: half of each minibatch from the dataset, half from a buffer of online transitions
+    (otherwise one buffer that starts as the dataset)."""
+    buffer_size: int = DEFAULT_BUFFER_SIZE
+    """Online: replay buffer capacity (at least the dataset size + 1 without
+    --balanced-sampling); once full, the oldest rows are overwritten."""
+    eta_online: float | None = None
+    """Online, GFP: the guidance temperature from the first online step. Unset: the offline
+    eta."""
+    online_envs: int = 1
+    """Online: environments stepped in parallel (worker processes), with as many updates after
+    each collection step, keeping one update per environment step; 1 is the reference protocol."""
     options: Annotated[AgentOptions, tyro.conf.arg(name="")] = dataclasses.field(  # type: ignore[valid-type]
         default_factory=AgentOptions
     )
@@ -222,6 +239,11 @@ def train_job(args: Train):
         success_timing=args.success_timing,
         overwrite=args.overwrite,
         video=args.video,
+        online_steps=args.online_steps,
+        balanced_sampling=args.balanced_sampling,
+        buffer_size=args.buffer_size,
+        eta_online=args.eta_online,
+        online_envs=args.online_envs,
     )
     return job, args.task is None
 

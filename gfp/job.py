@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from gfp.agents.configs import BaseConfig, config_class, config_from_dict
+from gfp.agents.configs import BaseConfig, check_field, config_class, config_from_dict
 from gfp.errors import ConfigError
 
 DEFAULT_TASK = "cube-single-noisy-singletask-task1-v0"
@@ -34,6 +34,8 @@ DEFAULT_CHECKPOINT_EVERY = 10_000
 # before it ('pre': OGBench >= 1.2's default). The datasets are identical; evaluation differs.
 SUCCESS_TIMINGS = ("post", "pre")
 PAPER_SUCCESS_TIMING = "post"
+# Offline-to-online fine-tuning (gfp/online.py): the reference code's replay buffer capacity.
+DEFAULT_BUFFER_SIZE = 1_000_000
 
 
 def default_data_dir() -> Path:
@@ -88,6 +90,14 @@ class TrainJob:
     progress: bool = True
     resume: bool = False  # continue the run in `out` from its checkpoints
     recorded: dict[str, Any] | None = None  # a resumed run's config.json
+    # Offline-to-online fine-tuning (gfp/online.py): after `steps` offline updates, this many
+    # environment steps, each followed by one update (the global step counts on to
+    # steps + online_steps); `online_envs` environments step in parallel, one update per env step.
+    online_steps: int = 0
+    balanced_sampling: bool = False  # half of each batch from the dataset, half from online rows
+    buffer_size: int = DEFAULT_BUFFER_SIZE  # replay capacity (at least the dataset size + 1)
+    online_envs: int = 1
+    eta_online: float | None = None  # GFP's guidance temperature online (None: the offline eta)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -108,12 +118,13 @@ class TrainJob:
             _is_int(self.log_every) and self.log_every >= 1,
             f"log_every = {self.log_every!r} must be >= 1",
         )
+        self.validate_online()
         for name in ("eval_every", "checkpoint_every"):
             v = getattr(self, name)
             _need(
-                _is_int(v) and 0 <= v <= self.steps,
-                f"{name} = {v!r} must be between 0 (never; only at the end) and steps "
-                f"({self.steps})",
+                _is_int(v) and 0 <= v <= self.total_steps,
+                f"{name} = {v!r} must be between 0 (never; only at the end) and the run's steps "
+                f"({self.total_steps})",
             )
         _need(
             _is_int(self.eval_episodes) and self.eval_episodes >= 1,
@@ -127,10 +138,51 @@ class TrainJob:
         _need(len(set(self.seeds)) == len(self.seeds), f"seeds = {self.seeds} has duplicates")
         _need(
             self.success_timing in SUCCESS_TIMINGS,
-            f"success_timing = {self.success_timing!r} must be one of "
-            f"{', '.join(SUCCESS_TIMINGS)}",
+            f"success_timing = {self.success_timing!r} must be one of {', '.join(SUCCESS_TIMINGS)}",
         )
         _need(not (self.resume and self.overwrite), "resume and overwrite exclude each other")
+
+    def validate_online(self) -> None:
+        """The online fine-tuning settings (gfp/online.py)."""
+        m, e = self.online_steps, self.online_envs
+        _need(_is_int(m) and m >= 0, f"online_steps = {m!r} must be >= 0 (0: offline only)")
+        _need(_is_int(e) and e >= 1, f"online_envs = {e!r} must be >= 1")
+        _need(
+            m % e == 0,
+            f"online_steps = {m} must be a multiple of online_envs = {e} (each collection step "
+            "steps every environment once)",
+        )
+        _need(
+            isinstance(self.balanced_sampling, bool),
+            f"balanced_sampling = {self.balanced_sampling!r} must be true or false",
+        )
+        b = self.buffer_size
+        _need(_is_int(b) and b >= e, f"buffer_size = {b!r} must be >= online_envs ({e})")
+        if self.eta_online is not None:
+            _need(
+                self.agent == "gfp",
+                f"eta_online is GFP's online guidance temperature; agent {self.agent!r} has none",
+            )
+            try:
+                check_field(type(self.config), "eta", self.eta_online)  # eta's own range
+            except ConfigError as e:
+                raise ConfigError(str(e).replace("eta", "eta_online", 1)) from None
+        if m == 0:
+            given = [
+                name
+                for name, v, default in (
+                    ("eta_online", self.eta_online, None),
+                    ("balanced_sampling", self.balanced_sampling, False),
+                    ("online_envs", self.online_envs, 1),
+                )
+                if v != default
+            ]
+            _need(not given, f"{', '.join(given)} set without online_steps (an offline run)")
+
+    @property
+    def total_steps(self) -> int:
+        """Updates of the whole run: the offline steps, then one per online environment step."""
+        return self.steps + self.online_steps
 
     def run_dirs(self) -> list[Path]:
         """One run directory per seed: `out` itself for one seed, else out/seedS."""
@@ -160,7 +212,8 @@ def make_train_job(
     does: task None is the built-in default job (cpu preset, cached generated dataset); steps the
     preset's budget; eval_every half the run (cpu) or every 100K; checkpoints every 10K steps
     (rounded to the log interval) or every evaluation if that is more often. `flags`: overwrite,
-    video, progress."""
+    video, progress, and the online fine-tuning settings (online_steps, balanced_sampling,
+    buffer_size, online_envs, eta_online; see TrainJob)."""
     from gfp.presets import resolve
 
     default_job = task is None
@@ -213,7 +266,15 @@ RECORDED_SETTINGS = (
     "log_every",
     "checkpoint_every",
     "success_timing",
+    "online_steps",
+    "balanced_sampling",
+    "buffer_size",
+    "online_envs",
+    "eta_online",
 )
+# Recorded (and hashed) only for a run with an online phase, so that an offline run's config.json
+# and config_hash are those of a gfp without online fine-tuning.
+ONLINE_SETTINGS = ("online_steps", "balanced_sampling", "buffer_size", "online_envs", "eta_online")
 # Settings that decide what a run computes (its parameters and its logged numbers): an edit of any
 # of them in config.json changes the run, so --resume refuses it.
 RUN_DEFINING = ("task", "agent", "seeds", "agent_config", *RECORDED_SETTINGS)
@@ -225,7 +286,11 @@ def job_record(job: TrainJob) -> dict[str, Any]:
         "task": job.task,
         "agent": job.agent,
         "seeds": list(job.seeds),
-        **{k: getattr(job, k) for k in RECORDED_SETTINGS},
+        **{
+            k: getattr(job, k)
+            for k in RECORDED_SETTINGS
+            if job.online_steps > 0 or k not in ONLINE_SETTINGS
+        },
         "dataset_dir": str(job.dataset_dir) if job.dataset_dir else None,
         "agent_config": json.loads(json.dumps(dataclasses.asdict(job.config))),
         "agent_config_sources": job.sources,
@@ -235,8 +300,9 @@ def job_record(job: TrainJob) -> dict[str, Any]:
 
 
 def run_defining(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a config.json that decides the run (what `config_hash` fingerprints)."""
-    return {k: record.get(k) for k in RUN_DEFINING}
+    """The part of a config.json that decides the run (what `config_hash` fingerprints); the
+    online settings only where recorded (a run with an online phase)."""
+    return {k: record.get(k) for k in RUN_DEFINING if k not in ONLINE_SETTINGS or k in record}
 
 
 def config_hash(record: Mapping[str, Any]) -> str:
@@ -265,8 +331,8 @@ def job_from_record(
     an unknown or invalid option is a ConfigError naming `where` and the key."""
     where = str(where)
     for key in ("task", "agent", "seed", "agent_config", *RECORDED_SETTINGS):
-        if key == "success_timing":
-            continue  # runs recorded before it existed evaluated with OGBench's default
+        if key == "success_timing" or key in ONLINE_SETTINGS:
+            continue  # success_timing: runs recorded before it existed used OGBench's default
         _need(key in record, f"{where}: missing key {key!r}")
     _need(isinstance(record["agent_config"], dict), f"{where}: agent_config must be an object")
     agent = record["agent"]
@@ -294,6 +360,11 @@ def job_from_record(
             log_every=record["log_every"],
             checkpoint_every=record["checkpoint_every"],
             success_timing=record.get("success_timing", "pre"),
+            online_steps=record.get("online_steps", 0),
+            balanced_sampling=record.get("balanced_sampling", False),
+            buffer_size=record.get("buffer_size", DEFAULT_BUFFER_SIZE),
+            online_envs=record.get("online_envs", 1),
+            eta_online=record.get("eta_online"),
             resume=True,
             recorded=dict(record),
             **flags,

@@ -315,11 +315,12 @@ class Collector:
                 slot.ret, slot.length, slot.prev = 0.0, 0, -1
         for k, ob in self.pool.reset(jobs):
             self.slots[k // self.n_envs][k % self.n_envs].obs = ob
-        states, actions = self.first(states, self._obs())
+        states, actions = self.first(states, self.observations())
         self.actions = np.asarray(actions)
         return states
 
-    def _obs(self) -> np.ndarray:
+    def observations(self) -> np.ndarray:
+        """The current observation of every environment, (seeds, envs, *shape)."""
         shape, dtype = self.specs["observations"]
         return np.stack(
             [np.stack([np.asarray(s.obs, dtype).reshape(shape) for s in slots])
@@ -369,7 +370,13 @@ class Collector:
         for i, a in enumerate(active):
             self.added[i] += e if a else 0
         states, self.buffers, metrics, health, actions = self.collect(
-            states, self.buffers, self.offline, rows, fill_at, np.asarray(active), self._obs()
+            states,
+            self.buffers,
+            self.offline,
+            rows,
+            fill_at,
+            np.asarray(active),
+            self.observations(),
         )
         metrics, health, actions = jax.device_get((metrics, health, actions))
         # A seed sitting out keeps its pending actions (those of its unchanged state).

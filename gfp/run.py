@@ -3,12 +3,16 @@ run directory per seed. This is what `gfp train` and `gfp eval` call, and the Py
 
 `run_training(job)` reads as its stages (`Training`): open the run directories and record the
 configuration; restore checkpoints on resume (refusing an edited config.json); train with the
-logging, evaluation and checkpoint callbacks; write the final parameters and summaries.
+logging, evaluation and checkpoint callbacks; fine-tune online (job.online_steps > 0, gfp/online.py:
+the same callbacks, exploration episodes in explore.csv, the replay buffer in the checkpoints);
+write the final parameters and summaries. metrics.csv and eval.csv carry a `phase` column
+(offline/online) beside the global step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import platform
@@ -44,7 +48,7 @@ from gfp.job import (  # noqa: F401 (the run-level names users and the CLI impor
     paper_steps,
     run_defining,
 )
-from gfp.rundir import CHECKPOINT, RunDir, os_reason
+from gfp.rundir import CHECKPOINT, CsvLog, RunDir, os_reason
 from gfp.train import LogSums, init_states, to_device, train, unstack
 
 
@@ -241,6 +245,26 @@ def _stack(states: Sequence[TrainState]) -> TrainState:
     return jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *states)
 
 
+EXPLORE_LOG = "explore.csv"  # one row per online exploration episode
+
+
+class PhasedLog(CsvLog):
+    """metrics.csv / eval.csv with a `phase` column after `step`: 'offline' up to the job's offline
+    steps, 'online' after them. The column is text, so it goes to the CSV only (RunDir sends the
+    row's numbers to TensorBoard)."""
+
+    offline_steps = 0
+
+    def __init__(self, path: Path, offline_steps: int | None = None):
+        if offline_steps is not None:  # (CsvLog.truncate re-runs __init__ with the path alone)
+            self.offline_steps = offline_steps
+        super().__init__(path)
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        phase = "online" if int(row["step"]) > self.offline_steps else "offline"
+        super().write({"step": row["step"], "phase": phase, **row})
+
+
 class Training:
     """One job's run, stage by stage (`run_training` calls them in order)."""
 
@@ -256,7 +280,24 @@ class Training:
             obs_spec=ObsSpec.of(self.dataset.train["observations"]),
             action_dim=self.dataset.act_dim,
         )
+        if job.online_steps and self.dataset.env_name is None:
+            raise ConfigError(
+                f"online fine-tuning needs an environment, and the dataset {self.dataset.name!r} "
+                "names none"
+            )
+        if job.online_steps and self.agent.obs_spec.dtype == "uint8":
+            raise ConfigError(
+                f"online fine-tuning takes state observations; {self.dataset.name!r} has images "
+                "(pixel tasks are offline only for now)"
+            )
         self.dirs = [RunDir(p, overwrite=job.overwrite, resume=job.resume) for p in job.run_dirs()]
+        for run in self.dirs:
+            run.metrics = PhasedLog(run.metrics.path, job.steps)
+            run.evals = PhasedLog(run.evals.path, job.steps)
+            if not job.resume:  # a new run (RunDir refused or cleared an earlier one)
+                (run.path / EXPLORE_LOG).unlink(missing_ok=True)
+        self.explore = [CsvLog(run.path / EXPLORE_LOG) for run in self.dirs]
+        self.online_saved: list[tuple[Any, dict[str, Any]] | None] = [None] * len(self.dirs)
         self.t0 = time.perf_counter()
 
     def close(self) -> None:
@@ -289,14 +330,16 @@ class Training:
                     f"{ckpt[1]['step']} was written ({keys}); a resumed run keeps its settings: "
                     "undo the edit, or start a new run with another --out"
                 )
-            if int(ckpt[1]["step"]) > job.steps:
+            if int(ckpt[1]["step"]) > job.total_steps:
                 raise ConfigError(
-                    f"{run.path / 'config.json'}: steps {job.steps} is before the checkpoint at "
-                    f"step {ckpt[1]['step']}"
+                    f"{run.path / 'config.json'}: steps {job.total_steps} is before the checkpoint "
+                    f"at step {ckpt[1]['step']}"
                 )
         if job.resume:
-            for run, ckpt in zip(self.dirs, ckpts, strict=True):
+            for run, explore, ckpt in zip(self.dirs, self.explore, ckpts, strict=True):
                 run.rewind(ckpt[1] if ckpt else None)
+                online = ckpt[1].get("online") if ckpt else None
+                explore.truncate(online["explore_bytes"] if online else 0)
         metas = [ckpt[1] if ckpt else None for ckpt in ckpts]
         self.saved_at = [int(m["step"]) if m else None for m in metas]  # last checkpoint per seed
         self.at = [s or 0 for s in self.saved_at]  # where each seed starts
@@ -313,7 +356,12 @@ class Training:
             per_seed = [unstack(host, i) for i in range(len(job.seeds))]
             for i, (run, ckpt) in enumerate(zip(self.dirs, ckpts, strict=True)):
                 if ckpt is not None:
-                    per_seed[i] = restore_state(per_seed[i], ckpt[0], run.path / CHECKPOINT)
+                    state_dict = dict(ckpt[0])
+                    if "online" in state_dict:  # an online-phase checkpoint: its replay rows
+                        self.online_saved[i] = (state_dict.pop("online"), ckpt[1]["online"])
+                    per_seed[i] = restore_state(
+                        per_seed[i], state_dict, run.checkpoint_file or run.path / CHECKPOINT
+                    )
             states = _stack(per_seed)
         return states
 
@@ -341,7 +389,11 @@ class Training:
             shown = {k: v for k, v in row.items() if k.endswith("success")} or shown
         return shown
 
-    def on_checkpoint(self, step: int, states: TrainState, sums: list[LogSums]) -> None:
+    def on_checkpoint(
+        self, step: int, states: TrainState, sums: list[LogSums], collector: Any = None
+    ) -> None:
+        """Each seed's checkpoint; in the online phase with its replay rows and counters
+        (`collector.payload`) and the length of its explore.csv."""
         host = jax.device_get(states)
         made_with = run_defining(job_record(self.job))
         for i, (seed, run) in enumerate(zip(self.job.seeds, self.dirs, strict=True)):
@@ -355,6 +407,9 @@ class Training:
                 "config": made_with,
             }
             state = flax.serialization.to_state_dict(unstack(host, i))
+            if collector is not None:
+                state["online"], online = collector.payload(i)
+                meta["online"] = {**online, "explore_bytes": self.explore[i].sync()}
             try:
                 run.save_checkpoint(state, meta)
             except WriteError as e:
@@ -370,7 +425,7 @@ class Training:
             self.saved_at[i] = step
 
     def train(self, states: TrainState) -> TrainState:
-        """All updates to job.steps; Interrupted after a checkpoint on SIGINT/SIGTERM."""
+        """All offline updates, to job.steps; Interrupted after a checkpoint on SIGINT/SIGTERM."""
         job = self.job
         with stop_on_signals() as flag:
             try:
@@ -390,27 +445,136 @@ class Training:
                     progress=job.progress,
                 )
             except DivergenceError as e:
-                i = e.seed_index
-                kept = (
-                    f"the last good checkpoint (step {self.saved_at[i]}) is kept in "
-                    f"{self.dirs[i].path}"
-                    if self.saved_at[i] is not None
-                    else f"no checkpoint had been written to {self.dirs[i].path} yet"
-                )
-                err = DivergenceError(f"{e} (seed {job.seeds[i]}); {kept}")
-                err.step, err.terms, err.seed_index = e.step, e.terms, i
-                raise err from None
+                raise self._diverged(e) from None
+        self._check_stopped(flag, states)
+        return states
+
+    def _diverged(self, e: DivergenceError) -> DivergenceError:
+        """`e` naming the seed and the checkpoint that is kept."""
+        i = e.seed_index
+        kept = (
+            f"the last good checkpoint (step {self.saved_at[i]}) is kept in {self.dirs[i].path}"
+            if self.saved_at[i] is not None
+            else f"no checkpoint had been written to {self.dirs[i].path} yet"
+        )
+        err = DivergenceError(f"{e} (seed {self.job.seeds[i]}); {kept}")
+        err.step, err.terms, err.seed_index = e.step, e.terms, i
+        return err
+
+    def _check_stopped(self, flag: Mapping[str, int | None], states: TrainState) -> None:
+        """Interrupted if a signal stopped the run before its last step (checkpoint written)."""
+        total = self.job.total_steps
         step = int(np.asarray(jax.device_get(states.step)).min())
-        if flag["signum"] is not None and step < job.steps:
+        if flag["signum"] is not None and step < total:
             name = signal.Signals(flag["signum"]).name
             raise Interrupted(
-                f"stopped by {name} at step {step} of {job.steps}, checkpoint written; continue "
-                f"with: gfp train --resume {job.out}",
+                f"stopped by {name} at step {step} of {total}, checkpoint written; continue "
+                f"with: gfp train --resume {self.job.out}",
                 flag["signum"],
             )
+
+    # ---- stage 3b: online fine-tuning ----------------------------------------------------------
+    def online_agent(self) -> Agent:
+        """The agent of the online phase: the offline one, or GFP with eta = job.eta_online (the
+        config is static in the jitted update, so this is a second compiled update)."""
+        job = self.job
+        if job.eta_online is None:
+            return self.agent
+        config = dataclasses.replace(job.config, eta=job.eta_online)
+        return make_agent(
+            job.agent, config, obs_spec=self.agent.obs_spec, action_dim=self.agent.action_dim
+        )
+
+    def on_episode(self, i: int, row: dict[str, float]) -> None:
+        """One finished exploration episode of seed index i: a row of its explore.csv."""
+        self.explore[i].write(row)
+        for key in ("return", "success", "length"):
+            self.dirs[i].tensorboard.add_scalar(f"explore/{key}", row[key], row["step"])
+
+    def online(self, states: TrainState) -> TrainState:
+        """job.online_steps environment steps after the offline ones, each followed by one update
+        (gfp/online.py), with the callbacks of `train`; Interrupted after a checkpoint on
+        SIGINT/SIGTERM."""
+        from gfp.evaluate import EnvPool, default_workers, env_spec
+        from gfp.online import Collector, run_online
+
+        job = self.job
+        at = [max(a, job.steps) for a in self.at]
+        if job.online_steps == 0 or min(at) >= job.total_steps:
+            return states  # offline only, or every seed already done (killed in `finish`)
+        agent = self.online_agent()
+        size = self.dataset.size
+        capacity = job.buffer_size if job.balanced_sampling else max(job.buffer_size, size + 1)
+        # Seeds past the offline phase continue their checkpoint's partial log interval; the
+        # others logged a row at job.steps, where the offline phase ended.
+        sums = [
+            s if a > job.steps else LogSums() for s, a in zip(self.log_sums, self.at, strict=True)
+        ]
+        # The environments evaluation uses (same success timing), one pool slot per seed and env.
+        spec = env_spec(self.dataset.env_name, job.success_timing)
+        pool = EnvPool(spec, default_workers(len(job.seeds) * job.online_envs))
+        try:
+            collector = Collector(
+                agent,
+                pool,
+                to_device(self.dataset.train, agent.batch_keys),
+                seeds=job.seeds,
+                n_envs=job.online_envs,
+                capacity=capacity,
+                balanced=job.balanced_sampling,
+                reward_shift=self.dataset.reward_shift,
+                saved=self.online_saved,
+                policy=agent.policies[0],
+            )
+            for line in collector.restarted:
+                print(f"gfp: {line}")
+            with stop_on_signals() as flag:
+                try:
+                    states = run_online(
+                        collector,
+                        states,
+                        at=at,
+                        end=job.total_steps,
+                        log_every=job.log_every,
+                        eval_every=job.eval_every,
+                        checkpoint_every=job.checkpoint_every,
+                        on_log=self.on_log,
+                        on_eval=self.on_eval,
+                        on_checkpoint=lambda step, st, s: self.on_checkpoint(
+                            step, st, s, collector
+                        ),
+                        on_episode=self.on_episode,
+                        stop=lambda: flag["signum"] is not None,
+                        log_sums=sums,
+                        progress=job.progress,
+                    )
+                except DivergenceError as e:
+                    raise self._diverged(e) from None
+        finally:
+            pool.close()
+        self._check_stopped(flag, states)
         return states
 
     # ---- stage 4: final parameters, videos, summaries ------------------------------------------
+    def online_summary(self, i: int) -> dict[str, Any]:
+        """Seed index i's figures of each phase: 'offline/...' from the evaluations up to the
+        offline steps (the last one at their end), 'online/...' from those after them, and
+        'explore/...' the means over its exploration episodes."""
+        job, evals = self.job, self.dirs[i].evals.read()
+        out: dict[str, Any] = {"online_steps": job.online_steps}
+        for phase, rows in (
+            ("offline", [r for r in evals if int(r["step"]) <= job.steps]),
+            ("online", [r for r in evals if int(r["step"]) > job.steps]),
+        ):
+            out |= {f"{phase}/{k}": v for k, v in summarize(rows, self.agent.policies).items()}
+        episodes = self.explore[i].read()
+        out["explore/episodes"] = len(episodes)
+        for key in ("return", "success"):
+            vals = [float(r[key]) for r in episodes if r.get(key) not in (None, "", "nan")]
+            if vals:
+                out[f"explore/{key}"] = float(np.mean(vals))
+        return out
+
     def finish(self, states: TrainState) -> list[dict[str, Any]]:
         job, summaries = self.job, []
         for i, run in enumerate(self.dirs):
@@ -432,6 +596,8 @@ class Training:
                 "wall_seconds": self.wall_before[i] + time.perf_counter() - self.t0,
                 **summarize(run.evals.read(), self.agent.policies),
             }
+            if job.online_steps:
+                summary |= self.online_summary(i)
             run.write_summary(summary)
             summaries.append(summary)
         return summaries
@@ -453,6 +619,7 @@ def run_training(job: TrainJob) -> list[dict[str, Any]]:
         run.write_configs()
         states = run.restore()
         states = run.train(states)
+        states = run.online(states)
         return run.finish(states)
     finally:
         run.close()

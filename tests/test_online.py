@@ -266,6 +266,34 @@ def test_bad_online_settings_are_one_line(flags, message, tmp_path, capsys):
     assert err.startswith("gfp: error: ") and "\n" not in err and message in err
 
 
+@pytest.mark.parametrize(
+    ("recorded", "flags", "message"),
+    [
+        ({"online_steps": 40}, ["--online-steps", "80"], "--online-steps 80 (run: 40)"),
+        ({}, ["--online-steps", "10"], "--online-steps 10 (run: 0)"),  # an offline run
+        ({"online_steps": 40}, ["--online-envs", "2"], "--online-envs 2 (run: 1)"),
+    ],
+)
+def test_resume_refuses_other_online_settings(recorded, flags, message, tmp_path, capsys):
+    from tests.test_cli import write_run_config
+
+    write_run_config(tmp_path / "run", **recorded)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--resume", str(tmp_path / "run"), *flags])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_an_offline_run_records_no_online_settings():
+    from gfp.job import job_record, make_train_job
+
+    offline = job_record(make_train_job(TINY_TASK, steps=10))
+    online = job_record(make_train_job(TINY_TASK, steps=10, online_steps=4))
+    assert "online_steps" not in offline and "buffer_size" not in offline
+    assert online["online_steps"] == 4 and online["config_hash"] != offline["config_hash"]
+
+
 # SIGKILL just before the collection step at global step 230: after the step-200 checkpoint and
 # after the end of exploration episode 0 (step 220, 200 environment steps after step 20).
 KILL_AT_230 = """

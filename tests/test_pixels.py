@@ -9,6 +9,7 @@ loaded 2-core machine), so the generated dataset is one 20-row episode, made onc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -328,16 +329,29 @@ def test_pixel_presets_are_the_papers_and_the_cpu_preset_is_smaller():
 
 
 # ---- rendering and generated datasets --------------------------------------------------------
+# MuJoCo binds its OpenGL backend when first imported, and other tests of a session may import it
+# first (state environments need none): rendering runs in fresh interpreters, which choose an
+# offscreen backend (gfp.render) before importing it.
+def in_fresh_python(code: str, timeout: float = 1800) -> dict:
+    """Run `code` in a new interpreter; it prints one JSON object as its last line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def lockstep_frames_equal(env: str, steps: int, oracle: bool) -> tuple[list[bool], int]:
     """Step OGBench's visual env and the state env + FrameRenderer with the same actions (the
     state oracle's, with its target changes mirrored, or random); per step whether the frames
-    are equal, and how many button-state changes happened."""
+    are equal, and how many button-state changes happened. Call it in a fresh interpreter."""
     from gfp.data.collectors import ManipCollector, Spec
     from gfp.data.visual import FrameRenderer, _make
 
+    visual = _make(f"visual-{env}-v0")  # configures OpenGL before mujoco is imported
     family = env.split("-")[0]
     collector = ManipCollector(Spec(f"{env}-play-v0", f"{env}-v0", family, "play"))
-    state, visual = collector.env, _make(f"visual-{env}-v0")
+    state = collector.env
     renderer = FrameRenderer(state, f"visual-{env}-v0")
     np.random.seed(0)  # the oracles draw from np.random
     ob, info = state.reset(seed=7)
@@ -364,47 +378,64 @@ def lockstep_frames_equal(env: str, steps: int, oracle: bool) -> tuple[list[bool
     return equal, presses
 
 
+LOCKSTEP = """
+import json
+from tests.test_pixels import lockstep_frames_equal
+equal, presses = lockstep_frames_equal({env!r}, {steps}, {oracle})
+print(json.dumps({{"equal": equal, "presses": presses}}))
+"""
+
+
 def test_frames_equal_ogbench_visual_env():
-    equal, _ = lockstep_frames_equal("cube-single", 3, oracle=False)
-    assert all(equal) and len(equal) == 4
+    out = in_fresh_python(LOCKSTEP.format(env="cube-single", steps=3, oracle=False))
+    assert out["equal"] == [True] * 4
 
 
 @pytest.mark.slow
 def test_frames_equal_ogbench_visual_env_with_buttons_pressed():
-    equal, presses = lockstep_frames_equal("puzzle-3x3", 40, oracle=True)
-    assert presses >= 1  # button colours changed at run time, and were rendered the same
-    assert all(equal)
+    out = in_fresh_python(LOCKSTEP.format(env="puzzle-3x3", steps=40, oracle=True))
+    assert out["presses"] >= 1  # button colours changed at run time, and were rendered the same
+    assert all(out["equal"]) and len(out["equal"]) == 41
 
 
 @pytest.fixture(scope="module")
 def visual_dir(tmp_path_factory):
     """visual-cube-single-play-v0: one 20-row train episode and one val episode, in OGBench's
-    layout."""
+    layout, rendered by two (fresh, spawned) worker processes."""
     from gfp.data.generate import generate
 
     out = tmp_path_factory.mktemp("visual")
-    generate("visual-cube-single-play-v0", 1, out, workers=1, episode_length=20, progress=False)
+    generate("visual-cube-single-play-v0", 1, out, workers=2, episode_length=20, progress=False)
     return out
 
 
 @pytest.mark.slow
 def test_generated_visual_dataset_loads_through_ogbench(visual_dir):
-    import ogbench
-
     with np.load(visual_dir / "visual-cube-single-play-v0.npz") as f:
         raw = {k: f[k] for k in f.files}
     assert raw["observations"].shape == (20, 64, 64, 3) and raw["observations"].dtype == np.uint8
     assert set(raw) == {"observations", "actions", "terminals", "qpos", "qvel"}
     assert raw["qpos"].shape == (20, 21) and raw["terminals"].tolist() == [0] * 19 + [1]
     assert len({raw["observations"][i].tobytes() for i in range(20)}) > 10  # a moving scene
-    _, train_ds, val_ds = ogbench.make_env_and_datasets(
-        "visual-cube-single-play-singletask-task1-v0", dataset_dir=str(visual_dir)
-    )
-    assert train_ds["observations"].shape == (19, 64, 64, 3)
-    assert train_ds["observations"].dtype == np.uint8
-    np.testing.assert_array_equal(train_ds["next_observations"][:-1], train_ds["observations"][1:])
-    assert set(np.unique(train_ds["rewards"])) <= {-1.0, 0.0}  # relabelled from qpos
-    assert val_ds["observations"].shape == (19, 64, 64, 3)
+    out = in_fresh_python(f"""
+import json, numpy as np
+from gfp.render import configure_gl
+configure_gl()
+import ogbench
+_, train, val = ogbench.make_env_and_datasets(
+    "visual-cube-single-play-singletask-task1-v0", dataset_dir={str(visual_dir)!r})
+first = np.load({str(visual_dir / "visual-cube-single-play-v0.npz")!r})["observations"][:19]
+print(json.dumps({{
+    "shape": list(train["observations"].shape), "dtype": str(train["observations"].dtype),
+    "same_frames": bool(np.array_equal(train["observations"], first)),
+    "next_is_next": bool(np.array_equal(train["next_observations"][:-1],
+                                        train["observations"][1:])),
+    "rewards": sorted(set(train["rewards"].tolist())), "val": list(val["observations"].shape)}}))
+""")
+    assert out["shape"] == [19, 64, 64, 3] and out["dtype"] == "uint8"
+    assert out["same_frames"] and out["next_is_next"]
+    assert set(out["rewards"]) <= {-1.0, 0.0}  # relabelled from qpos by OGBench
+    assert out["val"] == [19, 64, 64, 3]
 
 
 SMALL = ["--preset", "cpu", "--actor-hidden-dims", "16", "--value-hidden-dims", "16",
@@ -440,7 +471,7 @@ def gfp_train(env, *args):
 
 
 @pytest.mark.slow
-def test_cli_trains_on_pixels_and_resumes_bit_identically(visual_dir, tmp_path):
+def test_cli_trains_on_pixels_and_resumes_bit_identically_from_host_memory(visual_dir, tmp_path):
     from gfp.rundir import RunDir
 
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
@@ -459,6 +490,9 @@ def test_cli_trains_on_pixels_and_resumes_bit_identically(visual_dir, tmp_path):
     )
     assert "actor/success" in (ref / "eval.csv").read_text().splitlines()[0]
 
+    # The interrupted run keeps its frames in host memory (prefetched minibatches): a chunk of 100
+    # updates is one block there, the same program as the reference's device-resident frames.
+    env[F.PLACEMENT_ENV] = "host"
     proc = gfp_train(env, *task, *SCHEDULE, *SMALL, "--out", out)
     deadline = time.monotonic() + 1800
     while (

@@ -29,7 +29,7 @@ def _missing_message(task: Task, missing: Path, out_dir: Path) -> str:
     stem = task.dataset
     if stem not in GENERATABLE:
         if task.obs_kind == "pixels":
-            why = "gfp's generator makes state-based datasets only"
+            why = "gfp's generator makes the manipulation datasets only"
         else:
             why = (
                 "antmaze, humanoidmaze and antsoccer data come from OGBench's pretrained expert "
@@ -51,6 +51,12 @@ def _missing_message(task: Task, missing: Path, out_dir: Path) -> str:
 def load(task: Task, dataset_dir: Path | None, *, validation: bool, antmaze: bool) -> Loaded:
     """`dataset_dir` is the directory holding the files, or (like ogbench's `dataset_path=`) the
     train `.npz` itself with the val file next to it."""
+    if task.obs_kind == "pixels":
+        # Relabelling resets the visual env, which renders: choose the offscreen OpenGL backend
+        # before ogbench imports mujoco (gfp.render).
+        from gfp.render import configure_gl
+
+        configure_gl()
     import gymnasium
     import ogbench  # noqa: F401  (registers the OGBench environments)
     from ogbench.relabel_utils import relabel_dataset

@@ -34,6 +34,9 @@ class RunOptions:
     """Checkpoint every C steps. Unset: as gfp train (10K, or every evaluation if more often)."""
     success_timing: str | None = None
     """OGBench success decided 'post' (the paper's) or 'pre' the action. Unset: post."""
+    online_steps: int | None = None
+    """Online fine-tuning after the offline steps: environment steps, one update each (as
+    gfp train --online-steps). Unset: 0, offline only."""
     dataset_dir: Path | None = None
     """Where the datasets live. Unset: each source's default directory."""
     generate_episodes: int | None = None
@@ -67,7 +70,7 @@ def _options(r: RunOptions) -> Any:
 
 
 _SETTINGS = ("preset", "steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every",
-             "success_timing", "dataset_dir")  # fmt: skip
+             "success_timing", "dataset_dir", "online_steps")  # fmt: skip
 
 
 def _settings(r: RunOptions) -> dict[str, Any]:

@@ -167,6 +167,7 @@ def block_jobs(block: Block, sweep_dir: Path) -> Iterable[tuple[TrainJob, Path, 
                         log_every=block.log_every,
                         checkpoint_every=block.checkpoint_every,
                         success_timing=block.success_timing,
+                        online_steps=block.online_steps,
                         progress=False,
                     )
                 except ConfigError as e:

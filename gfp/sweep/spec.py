@@ -57,6 +57,7 @@ class Block:
     checkpoint_every: int | None = None
     dataset_dir: Path | None = None
     success_timing: str = "post"
+    online_steps: int = 0  # online fine-tuning after the offline steps (gfp train --online-steps)
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -186,6 +187,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "checkpoint_every": (int,),
     "dataset_dir": (str,),
     "success_timing": (str,),
+    "online_steps": (int,),
 }
 
 
