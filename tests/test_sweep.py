@@ -309,7 +309,8 @@ def test_tuning_refuses_evaluation_seeds(tmp_path):
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
     """A local Ray of 2 CPUs for this module; its workers share one XLA compilation cache."""
-    ray = pytest.importorskip("ray")  # the sweep extra; CI installs it with dev
+    import ray  # the sweep extra, which dev includes
+
     cache = str(tmp_path_factory.mktemp("jax_cache"))
     old = os.environ.get("JAX_COMPILATION_CACHE_DIR")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = cache  # the workers inherit it from the raylet
@@ -442,3 +443,47 @@ def test_tune_writes_the_winner_as_a_user_preset(local_ray, tiny_ogbench_dir, tm
     assert all(r.source.startswith(f"gfp tune {out} ") for r in rows)
     won = {r.key: r.value for r in rows}
     assert won["alpha"] == alpha_best and f"alpha {won['alpha']:g}, eta {won['eta']:g}" in printed
+
+
+@pytest.mark.slow
+def test_every_node_must_see_the_sweep_folder(local_ray, tmp_path):
+    from gfp.sweep.executor import check_shared_storage, invisible_nodes
+
+    check_shared_storage(local_ray, tmp_path)  # one node, which sees it
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+    missing = invisible_nodes(local_ray, tmp_path / "elsewhere")
+    assert len(missing) == 1 and os.uname().nodename in missing[0]
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_running_runs_and_stops(tiny_ogbench_dir, tmp_path):
+    import subprocess
+
+    out = tmp_path / "sweep"
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    argv = ["sweep", "--tasks", TINY_TASK, "--agents", "bc", "--seeds", "0", "--preset", "cpu",
+            "--grid", "actor_hidden_dims=16x16", "--grid", "value_hidden_dims=16x16",
+            "--steps", "1000000", "--log-every", "50", "--eval-every", "0", "--eval-episodes",
+            "1", "--dataset-dir", str(tiny_ogbench_dir), "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "gfp.cli", *argv], env=env, cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not list(out.rglob("metrics.csv")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no training within 10 minutes"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert "sweep stopped: running runs wrote a checkpoint" in err
+    (run,) = [p.parent for p in out.rglob("config.json")]
+    from gfp.rundir import RunDir
+
+    step = RunDir(run, create=False).checkpoint_step()
+    assert step is not None and 0 < step < 1_000_000
+    assert not (run / "summary.json").exists() and not (run / FAILED).exists()
+    assert "1 pending" in format_status(out) and (out / "results.csv").exists()

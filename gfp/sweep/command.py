@@ -189,9 +189,12 @@ def cmd_sweep(args: Sweep) -> None:
         spec = load_spec(args.args[0], **fields)
     else:
         spec = Spec([block_from_fields(fields, "gfp sweep")])
-    outcome = run_sweep(
-        spec, args.out, _options(args.run), retry_failed=args.retry_failed, command=_command()
-    )
+    try:
+        outcome = run_sweep(
+            spec, args.out, _options(args.run), retry_failed=args.retry_failed, command=_command()
+        )
+    except KeyboardInterrupt:  # before the runs started (planning, datasets, starting Ray)
+        raise Interrupted("sweep stopped before its runs started", signal.SIGINT) from None
     _report(outcome, args.out)
 
 

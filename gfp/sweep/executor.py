@@ -314,8 +314,12 @@ def execute(plan: Plan, opts: Options, command: str = "gfp sweep") -> Outcome:
                         ray.cancel(ref, force=True)
                     break
                 if time.monotonic() >= next_draw:
+                    t_scan = time.monotonic()
                     display.show(format_line(scanner.scan()))
-                    next_draw = time.monotonic() + opts.refresh_s
+                    # a large sweep on a slow file system: scanning takes at most a tenth of it
+                    spent = time.monotonic() - t_scan
+                    every = opts.refresh_s if display.tty else 60.0
+                    next_draw = time.monotonic() + max(every, 10 * spent)
     finally:
         if started:
             ray.shutdown()
