@@ -37,10 +37,12 @@ def small_config(agent: str = "gfp", **kw):
     return AGENTS[agent].Config(actor_hidden_dims=(32, 32), value_hidden_dims=(32, 32), **kw)
 
 
-def write_run(path: Path, agent_name: str, spec: ObsSpec, *, config_hash: bool = True, seed=0):
+def write_run(
+    path: Path, agent_name: str, spec: ObsSpec, *, config_hash: bool = True, seed=0, **config
+):
     """A finished run directory (config.json, params.msgpack, summary.json), as gfp train writes
     one, with random parameters; returns (agent, params)."""
-    config = small_config(agent_name)
+    config = small_config(agent_name, **config)
     agent = make_agent(agent_name, config, obs_spec=spec, action_dim=ACT_DIM)
     params = jax.device_get(agent.init(jax.random.PRNGKey(seed)).params)
     cfg = {
@@ -145,18 +147,21 @@ def test_deterministic_bakes_in_zero_noise(gfp_run, tmp_path, fmt):
         loaded(obs, np.zeros((5, ACT_DIM)))
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "stablehlo"])
-def test_pixel_policy_takes_uint8_frames(tmp_path, fmt):
-    """A pixel run (stacked uint8 frames, H x W x 3*stack) exports with its encoder inside and
-    takes the raw uint8 frames; floats are refused rather than silently truncated."""
-    spec = ObsSpec((6, 5, 6), "uint8")
-    agent, params = write_run(tmp_path / "run", "gfp", spec)
+@pytest.mark.parametrize(
+    ("fmt", "policy"), [("onnx", "actor"), ("onnx", "vabc"), ("stablehlo", "vabc")]
+)
+def test_pixel_policy_takes_uint8_frames(tmp_path, fmt, policy):
+    """A pixel run (stacked uint8 frames H x W x 3*stack, the IMPALA encoder of the cpu preset:
+    convolutions, max-pools, residual blocks) exports with its encoder inside and takes the raw
+    uint8 frames; floats are refused rather than silently truncated."""
+    spec = ObsSpec((16, 16, 6), "uint8")
+    agent, params = write_run(tmp_path / "run", "gfp", spec, encoder="impala_cpu")
     out = tmp_path / "pix"
-    cli_main(tmp_path / "run", "vabc", fmt, out, "dynamic", False)
+    cli_main(tmp_path / "run", policy, fmt, out, "dynamic", False)
     loaded = load_policy(out)
-    assert loaded.meta["observation"] == {"shape": [6, 5, 6], "dtype": "uint8"}
+    assert loaded.meta["observation"] == {"shape": [16, 16, 6], "dtype": "uint8"}
     obs, z = random_inputs(spec, 3)
-    assert np.max(np.abs(loaded(obs, z) - gfp_actions(agent, params, obs, z, "vabc"))) < TOL
+    assert np.max(np.abs(loaded(obs, z) - gfp_actions(agent, params, obs, z, policy))) < TOL
     with pytest.raises(ValueError, match="uint8"):
         loaded(obs.astype(np.float32) / 255.0, z)
 
