@@ -147,6 +147,11 @@ def test_frames_are_stored_once_and_stacking_repeats_an_episodes_first_frame():
     device = F.gather_clip(jnp.asarray(store["frames"]), jnp.asarray(store["tail_frames"]),
                            jnp.asarray(ci))  # fmt: skip
     np.testing.assert_array_equal(device, clips)
+    host = F.HostFrames({**store, "actions": tr["actions"]})  # the threaded host gather
+    batch = host.gather(np.stack([idx, idx[::-1]]), 3)
+    np.testing.assert_array_equal(batch[F.CLIP][0], clips)
+    np.testing.assert_array_equal(batch[F.CLIP][1], clips[::-1])
+    np.testing.assert_array_equal(batch["actions"][1], tr["actions"][idx[::-1]])
     obs, nxt = F.stack_clip(jnp.asarray(clips), 3)
     assert obs.shape == nxt.shape == (7, 4, 4, 9) and obs.dtype == jnp.uint8
     # channels: oldest frame first; next observation = the same window one step later
