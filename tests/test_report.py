@@ -420,8 +420,9 @@ def test_report_writes_every_file(report_dir):
     # the heat map's cells: each setting's mean over tasks and seeds of its last-three means,
     # 2/3 of v here (evaluations v/3, 2v/3, v); alpha 3, eta 0.01: v = 0.5, 0.55 | 0.6, 0.65
     means = report.data.setting_means
-    assert means[(ENV, "gfp", (3.0, 0.01, 3000))] == pytest.approx(100 * 2 / 3 * 0.575)
-    assert means[(ENV, "gfp", (1.0, 0.001, 3000))] == pytest.approx(100 * 2 / 3 * 0.275)
+    assert means[(ENV, "gfp/actor", (3.0, 0.01, 3000))] == pytest.approx(100 * 2 / 3 * 0.575)
+    assert means[(ENV, "gfp/actor", (1.0, 0.001, 3000))] == pytest.approx(100 * 2 / 3 * 0.275)
+    assert means[(ENV, "gfp/vabc", (1.0, 0.001, 3000))] == pytest.approx(100 * 0.275 / 2)
     agg = json.loads((out / "aggregate.json").read_text())
     assert set(agg["subsets"]["all"]["metrics"]) == {"fql/actor", "gfp/actor", "gfp/vabc"}
 
@@ -574,3 +575,17 @@ def test_without_out_the_tables_go_to_stdout(tmp_path, capsys):
     assert f"| {ENV} (5) | 57.2 ± 0.5 | **70.0 ± 0.5** | 30.0 ± 0.5 |" in out
     assert "| cube-double-noisy-singletask-task2-v0 | 60.0 ± 2.4 | **80.0 ± 2.4** |" in out
     assert list(tmp_path.iterdir()) == [tmp_path / "results.csv"]  # nothing written
+
+
+def test_setting_ties_on_the_actor_go_to_the_vabc_policy():
+    rows = []
+    for alpha, vabc in ((1.0, 0.1), (3.0, 0.3), (10.0, 0.2)):
+        for policy, v in (("actor", 0.0), ("vabc", vabc)):
+            rows.append(
+                result_row(TASKS[0], "gfp", policy, 0, 1000, v, alpha=alpha, run_dir=f"/r/{alpha}")
+            )
+    data = collect(rows)
+    setting, means, n = data.selected[(ENV, "gfp")]
+    assert (setting, n) == ((3.0, 4000), 3)
+    assert means == {"GFP actor": 0.0, "GFP VaBC": pytest.approx(30.0)}
+    assert sorted(f.value for f in data.finals) == [0.0, pytest.approx(30.0)]

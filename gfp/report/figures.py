@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gfp.report.published import group_label
-from gfp.report.scores import AGENT_LABEL, Collected, Column
+from gfp.report.scores import Collected, Column
 
 COLUMN_WIDTH = 3.3  # inches
 TEXT_WIDTH = 6.8
@@ -308,57 +308,72 @@ def plot_improvement(agg: dict[str, Any], data: Collected, out_dir: Path) -> Pat
 
 
 def plot_heatmaps(data: Collected, out_dir: Path) -> list[Path]:
-    """Score over the alpha x eta grid per (environment, agent): the mean over the env's tasks
-    and seeds of the agent's first policy, for every setting of a sweep (other swept keys: their
-    best value per cell). Only for sources that swept both alpha and eta."""
+    """Score over the alpha x eta grid per (environment, agent), one panel per reported policy:
+    the mean over the env's tasks and seeds, for every setting of a sweep (other swept keys:
+    their best value per cell; the best cell of a panel in bold). Only for sources that swept
+    both alpha and eta."""
     if not {"alpha", "eta"} <= set(data.grid_keys):
         return []
     ia, ie = data.grid_keys.index("alpha"), data.grid_keys.index("eta")
-    cells: dict[tuple[str, str], dict[tuple[float, float], float]] = defaultdict(dict)
-    for (env, agent, setting), mean in data.setting_means.items():
+    cells: dict[tuple[str, str], dict[str, dict[tuple[float, float], float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for (env, col_key, setting), mean in data.setting_means.items():
         try:
             a, e = float(setting[ia]), float(setting[ie])
         except (TypeError, ValueError):
             continue
-        grid = cells[(env, agent)]
+        grid = cells[(env, col_key.split("/")[0])][col_key]
         grid[(a, e)] = max(mean, grid.get((a, e), -math.inf))
+    labels = {c.key: c.label for c in data.columns}
     plt = _plt()
     paths = []
-    for (env, agent), grid in sorted(cells.items()):
-        alphas = sorted({a for a, _ in grid})
-        etas = sorted({e for _, e in grid})
+    for (env, agent), per_col in sorted(cells.items()):
+        alphas = sorted({a for g in per_col.values() for a, _ in g})
+        etas = sorted({e for g in per_col.values() for _, e in g})
         if len(alphas) * len(etas) < 2:
             continue
-        z = np.full((len(alphas), len(etas)), np.nan)
-        for (a, e), v in grid.items():
-            z[alphas.index(a), etas.index(e)] = v
-        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 0.35 * len(alphas) + 1.1))
-        im = ax.imshow(z, cmap="viridis", aspect="auto", origin="lower")
-        best = np.unravel_index(np.nanargmax(z), z.shape)
-        for i in range(len(alphas)):
-            for j in range(len(etas)):
-                if not np.isnan(z[i, j]):
-                    light = z[i, j] < np.nanmin(z) + 0.6 * (np.nanmax(z) - np.nanmin(z) + 1e-9)
-                    ax.text(
-                        j,
-                        i,
-                        f"{z[i, j]:.1f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6.5,
-                        color="white" if light else "black",
-                        fontweight="bold" if (i, j) == best else "normal",
-                    )
-        ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas])
-        ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
-        ax.set_xlabel(r"$\eta$")
-        ax.set_ylabel(r"$\alpha$")
-        ax.set_title(
-            f"{group_label(env)}: {AGENT_LABEL.get(agent, agent)}, mean over tasks and seeds"
+        keys = sorted(per_col, key=lambda k: list(labels).index(k) if k in labels else 99)
+        fig, axes = plt.subplots(
+            1,
+            len(keys),
+            figsize=(COLUMN_WIDTH * len(keys), 0.35 * len(alphas) + 1.2),
+            squeeze=False,
         )
-        fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
+        for ax, key in zip(axes[0], keys, strict=True):
+            z = np.full((len(alphas), len(etas)), np.nan)
+            for (a, e), v in per_col[key].items():
+                z[alphas.index(a), etas.index(e)] = v
+            _heatmap(fig, ax, z, alphas, etas)
+            ax.set_title(f"{group_label(env)}: {labels.get(key, key)}")
+        fig.tight_layout()
         paths.append(_save(fig, out_dir / f"heatmap_{_slug(env)}_{agent}.png"))
     return paths
+
+
+def _heatmap(fig, ax, z: np.ndarray, alphas: list[float], etas: list[float]) -> None:
+    im = ax.imshow(z, cmap="viridis", aspect="auto", origin="lower")
+    best = np.unravel_index(np.nanargmax(z), z.shape)
+    lo, hi = np.nanmin(z), np.nanmax(z)
+    for i in range(len(alphas)):
+        for j in range(len(etas)):
+            if not np.isnan(z[i, j]):
+                dark = z[i, j] < lo + 0.6 * (hi - lo + 1e-9)  # white text on the dark colours
+                ax.text(
+                    j,
+                    i,
+                    f"{z[i, j]:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if dark else "black",
+                    fontweight="bold" if (i, j) == best else "normal",
+                )
+    ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas])
+    ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_xlabel(r"$\eta$")
+    ax.set_ylabel(r"$\alpha$")
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
 
 
 def _short_task(task: str) -> str:

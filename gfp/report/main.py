@@ -104,11 +104,12 @@ def _plural(n: int, word: str) -> str:
 
 def _settings_notes(data: Collected) -> list[str]:
     notes = []
-    for (env, agent), (setting, mean, n) in sorted(data.selected.items()):
+    for (env, agent), (setting, means, n) in sorted(data.selected.items()):
+        scores = ", ".join(f"{label} {m:.1f}" for label, m in means.items())
         notes.append(
             f"{env}, {agent}: best of {n} settings kept ({data.setting_label(setting)}; "
-            f"mean {mean:.1f}); chosen on the same seeds it is reported on, unlike the paper's "
-            "separate tuning seeds"
+            f"{scores}; ranked by the first, ties by the next); chosen on the same seeds it is "
+            "reported on, unlike the paper's separate tuning seeds"
         )
     return notes
 

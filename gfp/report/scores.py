@@ -125,9 +125,13 @@ class Collected:
     curves: dict[tuple[str, Column], dict[int, dict[int, float]]]  # (task, col) -> seed -> step
     columns: list[Column]
     grid_keys: list[str]
-    # (env, agent) -> (chosen setting, its mean, number of settings) where a choice was made
-    selected: dict[tuple[str, str], tuple[tuple, float, int]] = field(default_factory=dict)
-    # every setting's env-level mean (for the alpha x eta heat map): (env, agent, setting) -> mean
+    # (env, agent) -> (chosen setting, {column label: its env mean}, number of settings), where
+    # a choice was made
+    selected: dict[tuple[str, str], tuple[tuple, dict[str, float], int]] = field(
+        default_factory=dict
+    )
+    # every setting's env-level mean per column (the alpha x eta heat maps):
+    # (env, column key 'gfp/actor', setting) -> mean over the env's tasks of the per-task means
     setting_means: dict[tuple[str, str, tuple], float] = field(default_factory=dict)
     timings: dict[str, int] = field(default_factory=dict)  # success_timing -> number of runs
 
@@ -225,28 +229,33 @@ def _hashable(v: Any) -> Any:
 
 def _select_settings(finals: list[SeedScore]):
     """Keep one setting per (env, agent): the one whose first reported policy has the best mean
-    over the env's tasks (mean of per-task means). Returns the kept scores, the choices made and
-    every setting's env mean."""
-    by_env_agent: dict[tuple[str, str], dict[tuple, dict[str, list[float]]]] = defaultdict(
+    over the env's tasks (mean of per-task means); ties go to its other policies' means, then to
+    the first setting met. Returns the kept scores, the choices made and every (env, column,
+    setting) mean."""
+    by_col: dict[tuple[str, Column], dict[tuple, dict[str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
     for f in finals:
-        first = REPORTED_POLICIES.get(f.column.agent, (f.column.policy,))[0]
-        if f.column.policy == first:
-            by_env_agent[(f.env, f.column.agent)][f.setting][f.task].append(f.value)
+        by_col[(f.env, f.column)][f.setting][f.task].append(f.value)
+    setting_means: dict[tuple[str, str, tuple], float] = {}
+    for (env, col), settings in by_col.items():
+        for s, per_task in settings.items():
+            setting_means[(env, col.key, s)] = float(
+                np.mean([np.mean(v) for v in per_task.values()])
+            )
     chosen: dict[tuple[str, str], tuple] = {}
     selected = {}
-    setting_means = {}
-    for (env, agent), settings in by_env_agent.items():
-        means = {
-            s: float(np.mean([np.mean(v) for v in per_task.values()]))
-            for s, per_task in settings.items()
+    agents = {(env, col.agent) for env, col in by_col}
+    for env, agent in agents:
+        cols = sorted((c for e, c in by_col if e == env and c.agent == agent), key=Column.sort_key)
+        settings = list(dict.fromkeys(s for c in cols for s in by_col[(env, c)]))
+        rank = {
+            s: tuple(setting_means.get((env, c.key, s), -np.inf) for c in cols) for s in settings
         }
-        for s, m in means.items():
-            setting_means[(env, agent, s)] = m
-        best = max(means, key=means.__getitem__)  # ties: the first setting met
+        best = max(settings, key=rank.__getitem__)
         chosen[(env, agent)] = best
-        if len(means) > 1:
-            selected[(env, agent)] = (best, means[best], len(means))
+        if len(settings) > 1:
+            means = {c.label: m for c, m in zip(cols, rank[best], strict=True)}
+            selected[(env, agent)] = (best, means, len(settings))
     kept = [f for f in finals if chosen.get((f.env, f.column.agent), f.setting) == f.setting]
     return kept, selected, setting_means
