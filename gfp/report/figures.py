@@ -352,9 +352,11 @@ def plot_heatmaps(data: Collected, out_dir: Path) -> list[Path]:
 
 
 def _heatmap(fig, ax, z: np.ndarray, alphas: list[float], etas: list[float]) -> None:
-    im = ax.imshow(z, cmap="viridis", aspect="auto", origin="lower")
-    best = np.unravel_index(np.nanargmax(z), z.shape)
-    lo, hi = np.nanmin(z), np.nanmax(z)
+    lo, hi = float(np.nanmin(z)), float(np.nanmax(z))
+    # a flat grid (all zeros, say) still gets a sensible colour scale
+    im = ax.imshow(z, cmap="viridis", aspect="auto", origin="lower", vmin=lo, vmax=max(hi, lo + 1))
+    # the best cell in bold, unless several share it
+    best = np.unravel_index(np.nanargmax(z), z.shape) if np.sum(z == hi) == 1 else None
     for i in range(len(alphas)):
         for j in range(len(etas)):
             if not np.isnan(z[i, j]):
