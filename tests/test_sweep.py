@@ -199,7 +199,9 @@ def test_status_counts_runs_and_estimates_the_time_left(tmp_path):
         "1/5 done, 1 running, 1 failed, 2 pending | 100 updates/s | ETA 0m22s"
     )
     text = format_status(tmp_path)
-    assert "seed1: training diverged at step 7" in text and "step 400/1000" in text
+    assert "seed1: training diverged at step 7" in text
+    assert f"seed2  step 400/1000  100/s  {me['host']}:{me['pid']}" in text  # running
+    assert "resumes them from their checkpoints):\n  t/bc/c/seed3  step 400/1000" in text
 
 
 # ---- datasets -----------------------------------------------------------------------------------

@@ -162,7 +162,8 @@ def format_line(snap: Snapshot) -> str:
 
 def format_status(sweep_dir: Path | str) -> str:
     """What `gfp sweep status` prints: the progress line, then the running runs (step of steps,
-    where) and the failed ones with their errors."""
+    where), the stopped ones (pending, with a step logged) and the failed ones with their
+    errors."""
     snap = Scanner(sweep_dir).scan()
     lines = [f"{sweep_dir}: {format_line(snap)}"]
     root = Path(sweep_dir)
@@ -173,6 +174,10 @@ def format_status(sweep_dir: Path | str) -> str:
             f"  {r.path.relative_to(root)}  step {r.step}/{r.total}  {_rate(r.rate)}/s  {r.where}"
             for r in running
         ]
+    stopped = [r for r in snap.runs if r.state == "pending" and r.step > 0]
+    if stopped:
+        lines.append("stopped (the same gfp sweep command resumes them from their checkpoints):")
+        lines += [f"  {r.path.relative_to(root)}  step {r.step}/{r.total}" for r in stopped]
     failed = [r for r in snap.runs if r.state == "failed"]
     if failed:
         lines.append("failed:")
