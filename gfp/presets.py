@@ -304,7 +304,7 @@ def _preset_rows(preset: str) -> list[PresetRow]:
         users = sorted({r.preset for r in load_user_table(path)})
         mine = f"; user presets in {path}: {', '.join(users)}" if users else ""
         raise ConfigError(
-            f"unknown preset {preset!r} (built in: {', '.join(PRESETS)}{mine}; or a FILE.csv)"
+            f"unknown preset {preset!r} (choices: {', '.join(PRESETS)}{mine}; or a FILE.csv)"
         )
     return rows
 
