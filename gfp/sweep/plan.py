@@ -171,7 +171,10 @@ def block_jobs(block: Block, sweep_dir: Path) -> Iterable[tuple[TrainJob, Path, 
                         progress=False,
                     )
                 except ConfigError as e:
-                    raise ConfigError(f"{task}, {agent}, {format_point(point)}: {e}") from None
+                    where = f"{block.where}: " if block.where else ""
+                    raise ConfigError(
+                        f"{where}{task}, {agent}, {format_point(point)}: {e}"
+                    ) from None
                 cid = config_id(task, agent, job_record(job)["agent_config"], job.steps)
                 yield job, sweep_dir / task_dirname(task) / agent / cid, point
 
@@ -210,7 +213,7 @@ def make_plan(spec: SweepSpec, sweep_dir: Path | str, *, retry_failed: bool = Fa
     for config_dir, (job, point) in configs.items():
         cid = config_dir.name
         runs += [
-            PlannedRun(config_dir / f"seed{s}", job.task, job.agent, cid, s, job.steps, point)
+            PlannedRun(config_dir / f"seed{s}", job.task, job.agent, cid, s, job.total_steps, point)
             for s in job.seeds
         ]
         units += _reconcile(job, config_dir, point, retry_failed)

@@ -58,6 +58,7 @@ class Block:
     dataset_dir: Path | None = None
     success_timing: str = "post"
     online_steps: int = 0  # online fine-tuning after the offline steps (gfp train --online-steps)
+    where: str = ""  # where the block was given (a spec file's block), for error messages
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -221,6 +222,7 @@ def block_from_fields(fields: Mapping[str, Any], where: str) -> Block:
             seeds=parse_seeds(f.pop("seeds", []), f"{where}: seeds"),
             grid=grid,
             dataset_dir=Path(f.pop("dataset_dir")).expanduser() if "dataset_dir" in f else None,
+            where=where,
             **f,
         )
     except ConfigError as e:
