@@ -1,4 +1,4 @@
-"""The `gfp` command (typed with tyro): train, eval, data generate/info, presets.
+"""gfp: Guided Flow Policy for offline RL. Train, evaluate, sweep, report and export policies.
 
 Every agent hyperparameter is a flag of `gfp train` (built from the agents' Config dataclasses, with
 their documentation as help). A flag left unset keeps the value of the preset/per-task table.
@@ -20,6 +20,7 @@ import tyro
 from gfp.agents.configs import CONFIGS
 from gfp.errors import ConfigError, GfpError, Interrupted
 from gfp.job import DEFAULT_BUFFER_SIZE
+from gfp.report.command import ReportCommand
 from gfp.sweep.command import Sweep, Tune, cmd_sweep, cmd_tune
 
 
@@ -192,6 +193,37 @@ class Bench:
     """Also write the JSON object to this file."""
 
 
+@dataclasses.dataclass
+class Export:
+    """Export a run's policy for deployment: ONNX (run it with `gfp.deploy.load_policy`, numpy and
+    onnxruntime only) or serialized StableHLO (`jax.export.deserialize`), with a JSON sidecar."""
+
+    run_dir: tyro.conf.Positional[Path]
+    out: Path
+    """The model file to write (its sidecar: FILE.json)."""
+    policy: str = "actor"
+    """The policy: actor (one network call) or the flow (vabc for GFP, flow for FQL)."""
+    format: str = "onnx"
+    """onnx or stablehlo."""
+    batch: str = "dynamic"
+    """A fixed batch size N, or dynamic."""
+    deterministic: bool = False
+    """Bake the noise z = 0 into the model (otherwise z, batch x action_dim, is an input)."""
+
+
+def cmd_export(args: Export) -> None:
+    from gfp.export import cli_main
+
+    batch: int | str = int(args.batch) if args.batch.isdigit() else args.batch
+    cli_main(args.run_dir, args.policy, args.format, args.out, batch, args.deterministic)
+
+
+def cmd_report(args: ReportCommand) -> None:
+    code = args.run()
+    if code:
+        raise SystemExit(code)
+
+
 Command = Union[  # noqa: UP007
     Annotated[Train, tyro.conf.subcommand("train")],
     Annotated[Eval, tyro.conf.subcommand("eval")],
@@ -200,6 +232,8 @@ Command = Union[  # noqa: UP007
     Annotated[Bench, tyro.conf.subcommand("bench")],
     Annotated[Sweep, tyro.conf.subcommand("sweep")],
     Annotated[Tune, tyro.conf.subcommand("tune")],
+    Annotated[ReportCommand, tyro.conf.subcommand("report")],
+    Annotated[Export, tyro.conf.subcommand("export")],
 ]
 
 
@@ -342,12 +376,19 @@ def cmd_train(args: Train) -> None:
 
 
 def cmd_eval(args: Eval) -> None:
+    """Evaluate a run's final parameters; the results are printed first and then saved to
+    RUN_DIR/eval_final.json, so a read-only run directory still shows them."""
     from gfp import run
+    from gfp.errors import WriteError
+    from gfp.rundir import atomic_write_json
 
     agent, params, cfg = run.load_run(args.run_dir)
-    env_name = cfg["dataset"]["env_name"]
+    env_name = (cfg.get("dataset") or {}).get("env_name")
     if not env_name:
-        raise ConfigError(f"{args.run_dir}: the dataset names no environment to evaluate in")
+        raise ConfigError(
+            f"{Path(args.run_dir) / 'config.json'}: dataset.env_name is missing: the run names no "
+            "environment to evaluate in"
+        )
     row = run.evaluate_policies(
         agent,
         params,
@@ -355,12 +396,15 @@ def cmd_eval(args: Eval) -> None:
         episodes=args.episodes,
         seed=args.seed,
         video_dir=args.run_dir if args.video else None,
+        success_timing=cfg.get("success_timing"),
+        task=cfg.get("task"),
     )
-    from gfp.rundir import atomic_write_json
-
-    atomic_write_json(Path(args.run_dir) / "eval_final.json", row)
     for k, v in row.items():
-        print(f"{k:32s} {v:.4f}")
+        print(f"{k:32s} {v:.4f}", flush=True)
+    try:
+        atomic_write_json(Path(args.run_dir) / "eval_final.json", row)
+    except WriteError as e:
+        raise WriteError(f"the results above could not be saved: {e}") from None
 
 
 def cmd_data(args: Data) -> None:
@@ -396,7 +440,7 @@ def cmd_presets(args: Presets) -> None:
     print(format_presets(args.agent, args.task, args.preset))
 
 
-def _quiet_harmless_warnings() -> None:
+def quiet_harmless_warnings() -> None:
     # OGBench imports glfw, which warns when there is no display (rendering is offscreen anyway),
     # and its Box spaces warn about float64 bounds; neither concerns the user.
     import warnings
@@ -420,7 +464,12 @@ def _one_line(text: str) -> str:
             sections[-1].append(line)
     sections = [sec for sec in sections if any(sec)]
     # the message is the first section with a colon; a box title ("Value error") has none
-    main = next((i for i, sec in enumerate(sections) if ":" in sec[0]), 0)
+    # ... or, without one, the first that is more than a box title ("Invalid choice")
+    titles = [i for i, sec in enumerate(sections) if len([x for x in sec if x]) == 1 and
+              len(sec[0].split()) <= 3]  # fmt: skip
+    main = next((i for i, sec in enumerate(sections) if ":" in sec[0]), None)
+    if main is None:
+        main = next((i for i in range(len(sections)) if i not in titles), 0)
     head: list[str] = []
     for line in sections[main] if sections else []:
         if not line:
@@ -462,10 +511,16 @@ def _parse(argv: list[str] | None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    quiet_harmless_warnings()
     args = _parse(argv)
     handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets,
-                Bench: cmd_bench, Sweep: cmd_sweep, Tune: cmd_tune}  # fmt: skip
+                Bench: cmd_bench, Sweep: cmd_sweep, Tune: cmd_tune, ReportCommand: cmd_report,
+                Export: cmd_export}  # fmt: skip
     try:
+        if getattr(args, "video", False):  # before anything imports mujoco (OGBench does)
+            from gfp.render import configure_gl
+
+            configure_gl()
         handlers[type(args)](args)
     except GfpError as e:
         message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())

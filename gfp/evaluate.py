@@ -17,6 +17,7 @@ gfp.io (standard library and NumPy only).
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import os
 import signal
@@ -41,17 +42,29 @@ StepResult = tuple[np.ndarray, float, bool, bool, float]
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
-def make_env(env_name: str, render: bool = False) -> gymnasium.Env:
-    """An evaluation environment: an OGBench task's registered env (the task registry says which),
-    anything else by its Gymnasium id."""
+def env_spec(env_name: str, success_timing: str | None = None) -> str:
+    """The string that names an evaluation environment and its options, as it travels to the
+    worker processes and keys the pools: 'NAME' or 'NAME|success_timing=post'."""
+    return f"{env_name}|success_timing={success_timing}" if success_timing else env_name
+
+
+def make_env(spec: str, render: bool = False) -> gymnasium.Env:
+    """An evaluation environment from an `env_spec`: an OGBench task's registered env (the task
+    registry says which), anything else by its Gymnasium id. `success_timing` (OGBench only):
+    'post' decides success and termination after the action, as OGBench < 1.2 did for the paper's
+    numbers; 'pre' before it, OGBench 1.2's default (GFP.md, notes on OGBench versions)."""
     # gfp.tasks imports only the standard library, so a worker loading this file stays light.
     from gfp.tasks import parse_task
 
-    kwargs = {"render_mode": "rgb_array"} if render else {}
+    env_name, _, option = spec.partition("|")
+    kwargs: dict[str, Any] = {"render_mode": "rgb_array"} if render else {}
     task = parse_task(env_name)
     if task.source == "ogbench":
         import ogbench  # noqa: F401  (registers the OGBench environments)
 
+        if option:
+            key, _, value = option.partition("=")
+            kwargs[key] = value
         return gymnasium.make(task.env_id, **kwargs)
     return gymnasium.make(env_name, **kwargs)
 
@@ -254,6 +267,35 @@ def _split_chain(rng: Any, n: int) -> tuple[Any, Any]:
 _SPLIT_CHAIN: Callable | None = None
 
 
+class FrameStack:
+    """The last `k` observations of each environment slot, stacked along the last axis (oldest
+    first), as in training (gfp.data.frames): after a reset the stack holds its first observation
+    `k` times (the reference code's FrameStackWrapper)."""
+
+    def __init__(self, k: int = 1):
+        self.k = k
+        self.frames: dict[int, collections.deque] = {}
+
+    def reset(self, slot: int, ob: np.ndarray) -> np.ndarray:
+        self.frames[slot] = collections.deque([ob] * self.k, maxlen=self.k)
+        return self.get(slot)
+
+    def push(self, slot: int, ob: np.ndarray) -> np.ndarray:
+        self.frames[slot].append(ob)
+        return self.get(slot)
+
+    def get(self, slot: int) -> np.ndarray:
+        frames = self.frames[slot]
+        return frames[0] if self.k == 1 else np.concatenate(frames, axis=-1)
+
+
+def policy_input(batch: np.ndarray) -> np.ndarray:
+    """A batch of observations as the policy takes it: images stay uint8 (the encoders scale them
+    on the device), anything else becomes float32."""
+    batch = np.asarray(batch)
+    return batch if batch.dtype == np.uint8 else batch.astype(np.float32)
+
+
 def evaluate(
     policy: PolicyFn,
     env_name: str,
@@ -264,8 +306,13 @@ def evaluate(
     video_path: str | Path | None = None,
     video_episodes: int = 1,
     workers: int | None = None,
+    success_timing: str | None = None,
+    frame_stack: int = 1,
 ) -> dict[str, float]:
     """Run `episodes` episodes; return mean success, return, length (and normalised score).
+    `frame_stack`: the policy sees the last `frame_stack` observations stacked along the last axis
+    (pixel tasks, `FrameStack`); image observations reach it as uint8.
+    `success_timing`: 'post' or 'pre' for OGBench tasks (`make_env`); None: OGBench's default.
 
     Episode i is reset with seed `seed + i`, so results do not depend on `num_envs`. `workers`:
     processes stepping the environments (None: `default_workers(num_envs)`; 0: this process);
@@ -273,15 +320,17 @@ def evaluate(
     (`close_env_pools` frees them). With `video_path`, `video_episodes` more episodes are then
     rendered to that mp4 (`record_video`).
     """
-    if video_path is not None:
+    if video_path is not None or env_name.startswith("visual-"):
         # Before any environment (and so mujoco) is imported here: fail now, not after the episodes.
+        # Pixel tasks render their observations, so their workers need it too.
         from gfp.render import configure_gl
 
         configure_gl()
     import jax
 
     num_envs = max(1, min(num_envs, episodes))
-    pool = env_pool(env_name, default_workers(num_envs) if workers is None else workers)
+    spec = env_spec(env_name, success_timing)
+    pool = env_pool(spec, default_workers(num_envs) if workers is None else workers)
     keys = _key_stream(jax.random.PRNGKey(seed))
     obs: list[Any] = [None] * num_envs
     running = [-1] * num_envs  # episode index each env is playing, -1 when idle
@@ -289,6 +338,7 @@ def evaluate(
     ep_length = np.zeros(num_envs, dtype=int)
     results: list[tuple[float, float, int]] = []
     next_episode = 0
+    stacks = FrameStack(frame_stack)
 
     def start(slots: Sequence[int]) -> None:
         """Start the next episodes in `slots`, in slot order (idle once all have started)."""
@@ -302,23 +352,21 @@ def evaluate(
             else:
                 running[i] = -1
         for i, ob in pool.reset(jobs):
-            obs[i] = ob
+            obs[i] = stacks.reset(i, ob)
 
     try:
         start(range(num_envs))
-        ob_dim = np.asarray(obs[0]).shape
+        idle = np.zeros_like(obs[0])
         while any(r >= 0 for r in running):
             # Pad idle slots so the jitted policy always sees the same batch shape (no recompiles).
-            batch = np.stack(
-                [o if r >= 0 else np.zeros(ob_dim) for o, r in zip(obs, running, strict=True)]
-            )
-            actions = np.asarray(policy(batch.astype(np.float32), next(keys)))
+            batch = np.stack([o if r >= 0 else idle for o, r in zip(obs, running, strict=True)])
+            actions = np.asarray(policy(policy_input(batch), next(keys)))
             active = [i for i in range(num_envs) if running[i] >= 0]
             ended = []
             for i, (ob, reward, terminated, truncated, success) in pool.step(
                 [(i, actions[i]) for i in active]
             ):
-                obs[i] = ob
+                obs[i] = stacks.push(i, ob)
                 ep_return[i] += reward
                 ep_length[i] += 1
                 if terminated or truncated:
@@ -329,7 +377,7 @@ def evaluate(
         drop_env_pool(pool)
         raise
     if video_path is not None:
-        record_video(policy, env_name, video_path, video_episodes, seed)
+        record_video(policy, spec, video_path, video_episodes, seed, frame_stack)
     success, returns, lengths = (np.array(x, dtype=float) for x in zip(*results, strict=True))
     out = {"success": float(np.mean(success)), "return": float(np.mean(returns))}
     out["length"] = float(np.mean(lengths))
@@ -342,7 +390,12 @@ def evaluate(
 
 
 def record_video(
-    policy: PolicyFn, env_name: str, path: str | Path, episodes: int = 1, seed: int = 0
+    policy: PolicyFn,
+    env_name: str,
+    path: str | Path,
+    episodes: int = 1,
+    seed: int = 0,
+    frame_stack: int = 1,
 ) -> int:
     """Render `episodes` episodes of `policy` (seeds from `seed + 10_000`, apart from the scored
     ones) to an H.264 mp4 at `path`, 30 frames per second; returns the number of frames.
@@ -364,6 +417,7 @@ def record_video(
     path = Path(path)
     env = make_env(env_name, render=True)
     keys = _key_stream(jax.random.PRNGKey(seed + 10_000))
+    stacks = FrameStack(frame_stack)
     frames = 0
     with tempfile.TemporaryDirectory(prefix="gfp-video-") as tmp:
         # macro_block_size=2: H.264 (yuv420p) needs even sides only; the default 16 would rescale
@@ -372,12 +426,14 @@ def record_video(
         try:
             for ep in range(episodes):
                 ob, _ = env.reset(seed=seed + 10_000 + ep)
+                ob = stacks.reset(0, ob)
                 done = False
                 while not done:
                     writer.append_data(env.render())
                     frames += 1
-                    action = np.asarray(policy(np.asarray(ob, np.float32)[None], next(keys)))[0]
+                    action = np.asarray(policy(policy_input(ob[None]), next(keys)))[0]
                     ob, _, terminated, truncated, _ = env.step(action)
+                    ob = stacks.push(0, ob)
                     done = terminated or truncated
         finally:
             writer.close()

@@ -44,18 +44,11 @@ def default_data_dir() -> Path:
 
 
 def paper_steps(task: str) -> int:
-    """Gradient steps of the paper's protocol: 500K on D4RL and pixel tasks, else 1M (GFP.md 4)."""
-    try:
-        from gfp.tasks import parse_task
-    except ImportError:  # pragma: no cover - the registry is part of the package
-        parse_task = None
-    if parse_task is not None:
-        try:
-            return parse_task(task).paper_steps
-        except ConfigError:
-            pass  # a path or a name the registry does not know: the default budget
-    d4rl = task.endswith(("-v1", "-v2")) and not task.startswith("D4RL/")
-    return 500_000 if d4rl or task.startswith("visual-") else 1_000_000
+    """Gradient steps of the paper's protocol for `task` (the task registry's record: 500K on D4RL
+    and pixel tasks, else 1M; GFP.md 4)."""
+    from gfp.tasks import parse_task
+
+    return parse_task(task).paper_steps
 
 
 def _need(ok: bool, message: str) -> None:
@@ -315,11 +308,12 @@ def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[st
     """Names of the run-defining settings that differ ('agent_config.alpha' for a field)."""
     a, b = run_defining(before), run_defining(after)
     out = []
-    for k in RUN_DEFINING:
-        if k == "agent_config" and isinstance(a[k], dict) and isinstance(b[k], dict):
-            keys = sorted(set(a[k]) | set(b[k]))
-            out += [f"agent_config.{f}" for f in keys if a[k].get(f) != b[k].get(f)]
-        elif a[k] != b[k]:
+    for k in [k for k in RUN_DEFINING if k in a or k in b]:
+        x, y = a.get(k), b.get(k)
+        if k == "agent_config" and isinstance(x, dict) and isinstance(y, dict):
+            keys = sorted(set(x) | set(y))
+            out += [f"agent_config.{f}" for f in keys if x.get(f) != y.get(f)]
+        elif x != y:
             out.append(k)
     return out
 
@@ -349,7 +343,9 @@ def job_from_record(
             task=record["task"],
             agent=agent,
             config=config,
-            sources=dict(record.get("agent_config_sources") or {}),
+            sources=sources
+            if isinstance(sources := record.get("agent_config_sources"), dict)
+            else {},
             steps=record["steps"],
             seeds=seeds,
             out=out,

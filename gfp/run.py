@@ -96,8 +96,14 @@ def evaluate_policies(
     seed: int = 0,
     policies: Sequence[str] | None = None,
     video_dir: Path | None = None,
+    success_timing: str | None = None,
+    task: str | None = None,
 ) -> dict[str, float]:
-    """Evaluate each of the agent's policies; keys are prefixed by the policy name."""
+    """Evaluate each of the agent's policies; keys are prefixed by the policy name. `task`: the
+    task whose reference returns normalise the score (a Minari dataset's environment id has none
+    of its own); `success_timing`: see `gfp.evaluate.make_env`."""
+    from gfp.data.scores import normalized_score
+
     row: dict[str, float] = {}
     for policy in policies or agent.policies:
         fn = agent.policy_fn(policy)
@@ -108,7 +114,12 @@ def evaluate_policies(
             episodes=episodes,
             seed=seed,
             video_path=video,
+            success_timing=success_timing,
+            frame_stack=agent.config.frame_stack,  # pixel tasks: the frames it was trained on
         )
+        score = normalized_score(task, result["return"]) if task else None
+        if score is not None:
+            result["normalized_score"] = score
         row |= {f"{policy}/{k}": v for k, v in result.items()}
     return row
 
@@ -208,7 +219,12 @@ def dataset_fingerprint(dataset: Dataset) -> str:
 
 
 def _check_same_dataset(dataset: Dataset, recorded: dict[str, Any]) -> None:
-    rec = recorded.get("dataset", {})
+    rec = recorded.get("dataset")
+    if not isinstance(rec, dict):
+        raise ConfigError(
+            "config.json: key 'dataset' (the record of the data the run trains on) is missing or "
+            "not an object; a resumed run must be checked against it"
+        )
     now = {
         "size": dataset.size,
         "obs_dim": dataset.obs_dim,
@@ -382,7 +398,13 @@ class Training:
             params = jax.device_get(unstack(states, i).params)
             t_eval = time.perf_counter()
             row = evaluate_policies(
-                self.agent, params, env_name, episodes=self.job.eval_episodes, seed=seed
+                self.agent,
+                params,
+                env_name,
+                episodes=self.job.eval_episodes,
+                seed=seed,
+                success_timing=self.job.success_timing,
+                task=self.job.task,
             )
             row["eval_seconds"] = time.perf_counter() - t_eval
             run.log_eval(step, row)
@@ -586,7 +608,13 @@ class Training:
             env_name = self.dataset.env_name
             if job.video and env_name:
                 evaluate_policies(
-                    self.agent, params, env_name, episodes=1, video_dir=run.path, seed=job.seeds[i]
+                    self.agent,
+                    params,
+                    env_name,
+                    episodes=1,
+                    video_dir=run.path,
+                    seed=job.seeds[i],
+                    success_timing=job.success_timing,
                 )
             summary = {
                 "task": job.task,
