@@ -176,7 +176,8 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
         "agent": agent,
         "config_id": config_id(task, agent, agent_config, total),
         "seed": int(cfg["seed"]),
-        "total_steps": int(total) if total is not None else -1,
+        # an online run's length counts its environment steps too (gfp train --online-steps)
+        "total_steps": int(total) + int(cfg.get("online_steps") or 0) if total is not None else -1,
         "finished": (run_dir / "summary.json").is_file(),
         "success_timing": str(cfg.get("success_timing") or ""),
         "run_dir": str(run_dir),
