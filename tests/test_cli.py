@@ -220,3 +220,24 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
         RunDir(tmp_path / "run", overwrite=True)
     live.close()
     RunDir(tmp_path / "run", overwrite=True).close()  # free again once the first run closed
+
+
+def test_commands_print_no_library_warnings(tiny_ogbench_dir):
+    """Issue 10: glfw's 'DISPLAY' note and gymnasium's Box precision warnings (raised when OGBench
+    builds an environment) never reach a user's terminal: gfp's own output only."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "PYTHONWARNINGS")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gfp.cli", "data", "info", "cube-single-noisy-singletask-task1-v0",
+         "--dataset-dir", str(tiny_ogbench_dir)],  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "transitions" in proc.stdout.lower() or "rows" in proc.stdout.lower()
+    assert "warn" not in proc.stderr.lower() and "display" not in proc.stderr.lower(), proc.stderr
