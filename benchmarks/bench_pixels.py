@@ -15,8 +15,9 @@ generate: rows (frames) per second of `gfp data generate` for a pixel dataset, e
 sampler: a host-memory frame dataset of --frames 64x64x3 frames in episodes of 1001: the host
     gather's minibatches per second (B x (K + 1) frames, K = 3), the prefetching pipeline's
     (gather + transfer, as HostChunk runs it), and the peak RSS of the process.
-train: GFP updates per second on pixels at the paper's size (impala_small, 512x4 networks, batch
-    256, frame_stack 3, p_aug 0.5) with --seeds vmapped seeds, frames on the device.
+train: GFP updates per second on pixels, by default at the paper's size (impala_small, 512x4
+    networks, batch 256, frame_stack 3, p_aug 0.5, y_VaBC as on visual-cube) with --seeds vmapped
+    seeds; the cpu preset is --encoder impala_cpu --dims 64x64 --batch 32.
 """
 
 from __future__ import annotations
@@ -94,13 +95,39 @@ def bench_render(env: str, steps: int) -> dict:
     prof.disable()
     stats = pstats.Stats(prof).stats
     total = sum(v[2] for v in stats.values())  # tottime
-    gl = {name: v[2] for (_, _, name), v in stats.items() if name.startswith(("mjr_", "mjv_"))}
+    parts = ("mjr_render", "mjr_readPixels", "mjv_updateScene", "mj_step")
+    gl = {p: sum(v[2] for (_, _, name), v in stats.items() if p in name) for p in parts}
     out["profile_visual_step_ms"] = 1000 * total / steps
     out["profile_share"] = {k: round(v / total, 3) for k, v in sorted(gl.items()) if v > 0}
-    out["profile_share"]["everything else"] = round(1 - sum(gl.values()) / total, 3)
+    out["profile_share"]["everything else (Python, IK, observation)"] = round(
+        1 - sum(gl.values()) / total, 3
+    )
     out["gl_renderer"] = gl_renderer_name()
+    out["renders_per_1001_row_episode_in_ogbench_visual_env"] = count_visual_env_renders(env)
     out["attribution_ms_per_frame"] = attribute_render_cost(renderer, steps)
     return out
+
+
+def count_visual_env_renders(env: str, length: int = 1001) -> int:
+    """Frames OGBench's visual env would render while collecting one episode as its own data
+    script does (the first observation, every step, every `set_new_target`), counted on a state
+    rollout of the same oracle (the rollouts are identical); gfp renders `length`."""
+    from gfp.data.collectors import ManipCollector, Spec
+
+    family = env.split("-")[0]
+    collector = ManipCollector(Spec(f"{env}-play-v0", f"{env}-v0", family, "play"))
+    real = collector.env
+    counts = {"targets": 0}
+    set_new_target = real.set_new_target
+
+    def counting(*args, **kwargs):
+        counts["targets"] += 1
+        return set_new_target(*args, **kwargs)
+
+    real.set_new_target = counting
+    np.random.seed(0)
+    collector.episode(3, length)
+    return 1 + length + counts["targets"]
 
 
 def attribute_render_cost(renderer, frames: int) -> dict:
@@ -239,9 +266,16 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
         nonlocal rngs
         while not stop.is_set():
             rngs, idx = F._plan(rngs, n, batch, steps)
-            q.put(jax.device_put(host.gather(np.asarray(idx), k)))
+            block = jax.device_put(host.gather(np.asarray(idx), k))
+            while not stop.is_set():
+                try:
+                    q.put(block, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
 
-    threading.Thread(target=produce, daemon=True).start()
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
     q.get()  # compiled and warm
     count, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
@@ -249,6 +283,7 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
         count += steps
     pipe_rate = count / (time.perf_counter() - t)
     stop.set()
+    producer.join()
     return {
         "frames": int(len(data["observations"])),
         "batch": batch,
@@ -266,7 +301,7 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
     }
 
 
-def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: int, batch: int) -> dict:
+def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: str, batch: int) -> dict:
     import jax
 
     from gfp.agents import make_agent
@@ -279,8 +314,8 @@ def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: int, ba
         encoder=encoder,
         frame_stack=3,
         p_aug=0.5,
-        actor_hidden_dims=(dims,) * 4,
-        value_hidden_dims=(dims,) * 4,
+        actor_hidden_dims=tuple(int(d) for d in dims.split("x")),
+        value_hidden_dims=tuple(int(d) for d in dims.split("x")),
         batch_size=batch,
         target_agg="mean",
     )
@@ -327,8 +362,8 @@ def main() -> None:
     t.add_argument("--encoder", default="impala_small")
     t.add_argument("--seeds", type=int, default=1)
     t.add_argument("--steps", type=int, default=200)
-    t.add_argument("--frames", type=int, default=100_000)
-    t.add_argument("--dims", type=int, default=512)
+    t.add_argument("--frames", type=int, default=20_000)
+    t.add_argument("--dims", default="512x512x512x512")
     t.add_argument("--batch", type=int, default=256)
     a = p.parse_args()
     if a.what == "render":
