@@ -258,6 +258,7 @@ def test_host_and_device_frame_data_train_bit_identically():
     assert a.step.tolist() == [6, 6]
 
 
+@pytest.mark.slow
 def test_host_blocks_split_a_chunk_into_the_same_updates(monkeypatch):
     tr = pixel_transitions((30, 25), size=4)
     agent = tiny_agent(encoder="none")
