@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from gfp.agents.base import Agent, Batch, TrainState, where_tree
 from gfp.errors import DataError
-from gfp.train import LogSums, _divergence, chunk_health, sample_batch
+from gfp.train import LogSums, chunk_health, divergence_error, log_rows, sample_batch
 
 
 # ---- the replay buffer (device) ------------------------------------------------------------------
@@ -426,7 +426,7 @@ def run_online(
             active = [before >= a for a in at]
             states, metrics, health, episodes = collector.step(states, active, before)
             for i in (i for i in range(n_seeds) if active[i]):
-                err = _divergence(before, step, health, i) if check_finite else None
+                err = divergence_error(before, step, health, i) if check_finite else None
                 if err is not None:
                     raise err
                 sums[i].add({k: v[i] for k, v in metrics.items()}, e)
@@ -435,14 +435,7 @@ def run_online(
                     on_episode(i, row)
             bar.update(e)
             if on_log and (_crossed(before, step, log_every) or step == end):
-                elapsed = time.perf_counter() - t0
-                rows: list[dict[str, float] | None] = []
-                for i in range(n_seeds):
-                    row = sums[i].pop_row() if active[i] else None
-                    if row is not None:
-                        row["time/updates_per_s"] = (step - t_step) / max(elapsed, 1e-9)
-                    rows.append(row)
-                on_log(step, rows)
+                on_log(step, log_rows(sums, active, step - t_step, time.perf_counter() - t0))
                 t_step, t0 = step, time.perf_counter()
             if on_eval and (_crossed(before, step, eval_every) or step == end):
                 result = on_eval(step, states)

@@ -189,6 +189,19 @@ class LogSums:
         return cls({k: float(v) for k, v in obj["sums"].items()}, int(obj["count"]))
 
 
+def log_rows(
+    sums: Sequence[LogSums], active: Sequence[bool], updates: int, elapsed: float
+) -> list[dict[str, float] | None]:
+    """One log row per seed (None for a seed sitting out), with the interval's updates/s."""
+    rows: list[dict[str, float] | None] = []
+    for seed_sums, on in zip(sums, active, strict=True):
+        row = seed_sums.pop_row() if on else None
+        if row is not None:
+            row["time/updates_per_s"] = updates / max(elapsed, 1e-9)
+        rows.append(row)
+    return rows
+
+
 def _restore(states: TrainState, saved: TrainState, keep: Sequence[bool]) -> TrainState:
     """`states` with the seeds where `keep` is true replaced by their `saved` state."""
     mask = jnp.asarray(keep)
@@ -199,7 +212,9 @@ def _restore(states: TrainState, saved: TrainState, keep: Sequence[bool]) -> Tra
     return jax.tree.map(pick, states, saved)
 
 
-def _divergence(start: int, step: int, health: Mapping[str, Any], i: int) -> DivergenceError | None:
+def divergence_error(
+    start: int, step: int, health: Mapping[str, Any], i: int
+) -> DivergenceError | None:
     """The error for seed index `i` if its chunk (start, step] went non-finite, else None."""
     first = int(health["first_bad"][i])
     if first >= 0:
@@ -291,20 +306,13 @@ def train(
                 states = _restore(states, ahead, [not a for a in active])
             host, health = jax.device_get((metrics, health))
             for i in (i for i in range(n_seeds) if active[i]):
-                err = _divergence(step, boundary, health, i) if check_finite else None
+                err = divergence_error(step, boundary, health, i) if check_finite else None
                 if err is not None:
                     raise err
                 sums[i].add({k: v[i] for k, v in host.items()}, boundary - step)
             step = boundary
             if on_log and (step % log_every == 0 or step == steps):
-                elapsed = time.perf_counter() - t0
-                rows: list[dict[str, float] | None] = []
-                for i in range(n_seeds):
-                    row = sums[i].pop_row() if active[i] else None
-                    if row is not None:
-                        row["time/updates_per_s"] = (step - t_step) / max(elapsed, 1e-9)
-                    rows.append(row)
-                on_log(step, rows)
+                on_log(step, log_rows(sums, active, step - t_step, time.perf_counter() - t0))
                 t_step, t0 = step, time.perf_counter()
             bar.update(boundary - bar.n)
             if on_eval and ((eval_every > 0 and step % eval_every == 0) or step == steps):

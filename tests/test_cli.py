@@ -231,8 +231,16 @@ def test_commands_print_no_library_warnings(tiny_ogbench_dir):
 
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "PYTHONWARNINGS")}
     proc = subprocess.run(
-        [sys.executable, "-m", "gfp.cli", "data", "info", "cube-single-noisy-singletask-task1-v0",
-         "--dataset-dir", str(tiny_ogbench_dir)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gfp.cli",
+            "data",
+            "info",
+            "cube-single-noisy-singletask-task1-v0",
+            "--dataset-dir",
+            str(tiny_ogbench_dir),
+        ],  # fmt: skip
         env=env,
         capture_output=True,
         text=True,
