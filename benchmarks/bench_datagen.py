@@ -19,7 +19,7 @@ import os
 import platform
 from importlib import metadata
 
-from gfp.bench import datagen_cpu_seconds, datagen_throughput
+from gfp.bench import datagen_throughput
 
 
 def _cpu_model() -> str:
@@ -44,7 +44,6 @@ def _versions() -> dict[str, str]:
 # The measurement itself lives in gfp.bench (`gfp bench` reports it as datagen_transitions_per_s);
 # this script keeps its own CLI and output.
 run = datagen_throughput
-_cpu_seconds = datagen_cpu_seconds
 
 
 def main() -> None:

@@ -64,9 +64,6 @@ from gfp.bench.report import format_report
 from gfp.bench.suite import main, run_bench
 from gfp.bench.timing import Window, interleave, own_cpu_seconds, summary, timed
 
-# benchmarks/bench_datagen.py imports this name (the CPU time of this process and its workers).
-datagen_cpu_seconds = own_cpu_seconds
-
 __all__ = [
     "FULL",
     "GIB",
@@ -82,7 +79,6 @@ __all__ = [
     "analytic_flops",
     "bench_datagen",
     "bench_eval",
-    "datagen_cpu_seconds",
     "datagen_throughput",
     "dot_flops",
     "dot_ops",
