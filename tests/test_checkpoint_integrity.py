@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ import gfp.rundir as rd
 from gfp.cli import main
 from gfp.rundir import CHECKPOINT, PREV_CHECKPOINT
 from tests.test_resume import jax_cache  # noqa: F401  (a fixture)
-from tests.test_rundir import flip, read_only
+from tests.test_rundir import damage, flip, read_only
 
 # Every test needs the `runs` fixture (two training runs, ~30 s with compilation), and each resume
 # costs a few seconds of JAX tracing: the whole module is slow. test_rundir.py covers the same
@@ -129,15 +128,7 @@ def test_resume_from_damaged_checkpoints_is_identical_or_one_line_error(runs, hi
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         shutil.copytree(stopped, run)
-        for name, how, where, mask in hits:
-            path = run / name
-            if path.stat().st_size == 0:  # cut to nothing already
-                continue
-            offset = int(where * path.stat().st_size)
-            if how == "flip":
-                flip(path, offset, mask)
-            else:
-                os.truncate(path, offset)
+        damage(run, hits)
         intact = [name for name in (CHECKPOINT, PREV_CHECKPOINT)
                   if (run / name).read_bytes() == (stopped / name).read_bytes()]  # fmt: skip
         code, err = train("--resume", run)

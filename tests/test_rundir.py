@@ -63,6 +63,20 @@ def flip(path: Path, offset: int, mask: int = 0xFF) -> None:
     path.write_bytes(bytes(data))
 
 
+def damage(directory: Path, hits) -> None:
+    """Apply hypothesis-drawn hits (file name, 'flip' or 'cut', relative offset, bit mask) to the
+    files in `directory`; a file that is missing or already cut to nothing is left alone."""
+    for name, how, where, mask in hits:
+        path = directory / name
+        if not path.exists() or path.stat().st_size == 0:
+            continue
+        offset = int(where * path.stat().st_size)
+        if how == "flip":
+            flip(path, offset, mask)
+        else:
+            os.truncate(path, offset)
+
+
 # ---- gfp.io --------------------------------------------------------------------------------------
 def test_io_atomic_writes_round_trip_and_keep_the_old_file_on_failure(tmp_path, monkeypatch):
     gfp.io.atomic_write_json(tmp_path / "a.json", {"x": np.float32(1.5), "p": tmp_path})
@@ -308,15 +322,7 @@ def test_damaged_checkpoints_load_the_newest_intact_state_or_raise(states, hits)
             save(run, step, state)
         written = {name: (d / name).read_bytes() for name in (CHECKPOINT, PREV_CHECKPOINT)
                    if (d / name).exists()}  # fmt: skip
-        for name, how, where, mask in hits:
-            path = d / name
-            if not path.exists() or path.stat().st_size == 0:
-                continue
-            offset = int(where * path.stat().st_size)
-            if how == "flip":
-                flip(path, offset, mask)
-            else:
-                os.truncate(path, offset)
+        damage(d, hits)
         intact = [name for name in (CHECKPOINT, PREV_CHECKPOINT)
                   if name in written and (d / name).read_bytes() == written[name]]  # fmt: skip
         saved = {CHECKPOINT: len(states), PREV_CHECKPOINT: len(states) - 1}
