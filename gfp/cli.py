@@ -282,22 +282,13 @@ def train_job(args: Train):
     return job, args.task is None
 
 
-def _read_run_config(path: Path) -> dict[str, Any]:
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: not a gfp run configuration ({e})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: not a gfp run configuration (not a JSON object)")
-    return cfg
-
-
 def resume_job(args: Train):
     """The TrainJob of the run in args.resume, from its config.json (validated as a new job);
     every other flag that is set (differs from its default) must agree with the recorded setting,
     except --dataset-dir (the data may have moved; a checksum makes sure it is the same data) and
     --video."""
     from gfp.job import RECORDED_SETTINGS, job_from_record
+    from gfp.results import read_run_config
 
     root = Path(args.resume)
     path = root / "config.json"
@@ -307,7 +298,7 @@ def resume_job(args: Train):
             why = "it has no config.json" if root.is_dir() else "it does not exist"
             raise ConfigError(f"--resume {root}: not a gfp run directory ({why})")
         path = found[0]
-    cfg = _read_run_config(path)
+    cfg = read_run_config(path.parent)  # one line if unreadable, not JSON or not a run's
     job = job_from_record(cfg, path, root, video=args.video)
     if path.parent == root and len(job.seeds) > 1:
         raise ConfigError(
