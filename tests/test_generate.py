@@ -479,7 +479,15 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, ca
     args = ["data", "generate", name, "--episodes", "10", "--episode-length", "40"]
     args += ["--out", str(out)]
     shard_glob = f".{name}.shards/*/*.npz"
-    code, stdout, stderr = _interrupt_generation(out, args, lambda: any(out.glob(shard_glob)))
+
+    def started() -> bool:
+        # Plant what a worker stopped mid-write leaves (a terminated process removes nothing):
+        # the interrupted run must clean it up, as it does the temp files of its own workers.
+        if shards := list(out.glob(shard_glob)):
+            (shards[0].parent / ".train-000009.npz.planted.tmp").write_bytes(b"half")
+        return bool(shards)
+
+    code, stdout, stderr = _interrupt_generation(out, args, started)
     assert code == 130 and stdout == b""
     [line] = _visible_lines(stderr)
     assert line.startswith(f"gfp: {name}: interrupted; ") and "rerun the same command" in line

@@ -491,6 +491,12 @@ def _run_pool(
             # Ctrl-C or an error: stop the workers now rather than after their current episode
             # (a shard is written atomically, so a stopped one is simply not there). The pool
             # then fails the queued episodes itself; cancelling them too would race with that.
-            for proc in set(multiprocessing.active_children()) - ours:
+            # A worker stopped mid-write leaves its temp file (a terminated process runs no
+            # cleanup): remove those once every worker is gone; we hold the generation lock.
+            stopped = set(multiprocessing.active_children()) - ours
+            for proc in stopped:
                 proc.terminate()
+            for proc in stopped:
+                proc.join(timeout=10)
+            shards.clean_stale_tmp(shard_dir, (".",))
             raise
