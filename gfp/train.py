@@ -271,8 +271,8 @@ def train(
     parameter raises `DivergenceError` naming the step and the terms, before any callback of that
     chunk runs.
     """
-    frames.check_settings(agent, data)
     pixels = frames.has_frames(data)
+    frames.check_settings(agent.config, pixels)
     if pixels:
         missing = frames.missing_keys(data, agent.batch_keys)
     else:

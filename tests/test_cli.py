@@ -171,6 +171,21 @@ def test_dataset_environment_mismatch_is_one_line(tiny_ogbench_dir, tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--frame-stack", "3"), ("--p-aug", "0.5")])
+def test_image_settings_on_state_data_are_refused_before_anything_is_written(
+    flag, value, tiny_ogbench_dir, tmp_path, monkeypatch, capsys
+):
+    fail_if_compiled(monkeypatch)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        run_cli("train", "--task", TINY_TASK, "--dataset-dir", str(tiny_ogbench_dir),
+                "--out", str(out), *SMALL, flag, value)  # fmt: skip
+    assert e.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("gfp: error: ") and "applies to pixel observations" in line, line
+    assert not out.exists()  # no run directory, no config.json
+
+
 def write_run_config(path, **changes):
     import dataclasses
 

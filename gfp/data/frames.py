@@ -335,10 +335,11 @@ def place(
     return {k: jnp.asarray(v) for k, v in arrays.items()}
 
 
-def check_settings(agent: Any, data: Any) -> None:
-    """frame_stack > 1 and p_aug > 0 act on image frames: a ConfigError for other data."""
-    c = agent.config
-    if has_frames(data):
+def check_settings(config: Any, images: bool) -> None:
+    """frame_stack > 1 and p_aug > 0 act on image frames: a ConfigError for other data
+    (`images`: whether the data's observations are images)."""
+    c = config
+    if images:
         return
     for name, value, off in (("frame_stack", c.frame_stack, 1), ("p_aug", c.p_aug, 0.0)):
         if value != off:
