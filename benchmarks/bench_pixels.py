@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_pixels.py generate [--name visual-cube-single-play-v0]
         [--episodes 2] [--length 51] [--workers 2]
     .venv/bin/python benchmarks/bench_pixels.py sampler [--frames 100000] [--batch 256]
+    .venv/bin/python benchmarks/bench_pixels.py load [--frames 100000]
     .venv/bin/python benchmarks/bench_pixels.py train [--encoder impala_small] [--seeds 1]
 
 render: where a visual OGBench step's time goes. Frames per second of OGBench's own visual env
@@ -15,6 +16,10 @@ generate: rows (frames) per second of `gfp data generate` for a pixel dataset, e
 sampler: a host-memory frame dataset of --frames 64x64x3 frames in episodes of 1001: the host
     gather's minibatches per second (B x (K + 1) frames, K = 3), the prefetching pipeline's
     (gather + transfer, as HostChunk runs it), and the peak RSS of the process.
+load: peak RSS of loading a --frames-frame visual dataset (synthetic frames and states in
+    OGBench's file layout, visual-cube-single-play-v0) with gfp.load_dataset, against OGBench's
+    own make_env_and_datasets (the regular layout, which gfp used before the frame form), each in
+    a fresh interpreter; both are checked to hold the same transitions.
 train: GFP updates per second on pixels, by default at the paper's size (impala_small, 512x4
     networks, batch 256, frame_stack 3, p_aug 0.5, y_VaBC as on visual-cube) with --seeds vmapped
     seeds; the cpu preset is --encoder impala_cpu --dims 64x64 --batch 32.
@@ -301,6 +306,66 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
     }
 
 
+_LOAD_PROBE = """
+import json, resource, sys
+import numpy as np
+task, where, how = "visual-cube-single-play-singletask-task1-v0", sys.argv[1], sys.argv[2]
+if how == "gfp":
+    import gfp
+    from gfp.data.frame_layout import next_frames
+    train = gfp.load_dataset(task, where).train
+    last_next = next_frames(train, [-1])[0]
+else:
+    from gfp.render import configure_gl
+    configure_gl()
+    import ogbench
+    _, train, _ = ogbench.make_env_and_datasets(task, dataset_dir=where)
+    last_next = train["next_observations"][-1]
+print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "transitions": len(train["observations"]),
+                  "check": int(train["observations"][::997].sum()) + int(last_next.sum())}))
+"""
+
+
+def bench_load(frames: int, length: int = 1001) -> dict:
+    import subprocess
+
+    import gymnasium
+    import ogbench  # noqa: F401  (registers the environments)
+
+    env = gymnasium.make("cube-single-v0")
+    nq, nv = env.unwrapped.model.nq, env.unwrapped.model.nv
+    env.close()
+    rng = np.random.default_rng(0)
+    out = {"frames": frames, "frame_mib": frames * 64 * 64 * 3 / 2**20}
+    with tempfile.TemporaryDirectory() as d:
+        for name, m in (
+            ("visual-cube-single-play-v0", frames),
+            ("visual-cube-single-play-v0-val", length),
+        ):
+            terminals = np.zeros(m, np.float32)
+            terminals[length - 1 :: length] = 1.0
+            terminals[-1] = 1.0
+            np.savez(
+                Path(d) / f"{name}.npz",
+                observations=rng.integers(0, 256, (m, 64, 64, 3), dtype=np.uint8),
+                actions=rng.uniform(-1, 1, (m, 5)).astype(np.float32),
+                terminals=terminals,
+                qpos=rng.normal(size=(m, nq)).astype(np.float32),
+                qvel=rng.normal(size=(m, nv)).astype(np.float32),
+            )
+        for how in ("gfp", "ogbench"):
+            env_vars = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            proc = subprocess.run([sys.executable, "-c", _LOAD_PROBE, d, how], env=env_vars,
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            out[how] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["gfp"]["check"] == out["ogbench"]["check"], "the two loads differ"
+    out["peak_rss_ratio_gfp_over_ogbench"] = (
+        out["gfp"]["peak_rss_mib"] / out["ogbench"]["peak_rss_mib"]
+    )
+    return out
+
+
 def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: str, batch: int) -> dict:
     import jax
 
@@ -358,6 +423,8 @@ def main() -> None:
     s.add_argument("--batch", type=int, default=256)
     s.add_argument("--frame-stack", type=int, default=3)
     s.add_argument("--seconds", type=float, default=10.0)
+    ld = sub.add_parser("load")
+    ld.add_argument("--frames", type=int, default=100_000)
     t = sub.add_parser("train")
     t.add_argument("--encoder", default="impala_small")
     t.add_argument("--seeds", type=int, default=1)
@@ -372,6 +439,8 @@ def main() -> None:
         out = bench_generate(a.name, a.episodes, a.length, a.workers)
     elif a.what == "sampler":
         out = bench_sampler(a.frames, a.batch, a.frame_stack, a.seconds)
+    elif a.what == "load":
+        out = bench_load(a.frames)
     else:
         out = bench_train(a.encoder, a.seeds, a.steps, a.frames, a.dims, a.batch)
     out["command"] = " ".join(sys.argv)

@@ -27,6 +27,7 @@ from gfp.agents import make_agent
 from gfp.agents.base import Agent, ObsSpec, TrainState
 from gfp.agents.configs import config_from_dict
 from gfp.data import frames
+from gfp.data.frame_layout import is_pixels
 from gfp.data.load import Dataset, load_dataset
 from gfp.errors import ConfigError, DivergenceError, Interrupted, WriteError
 from gfp.evaluate import evaluate
@@ -175,7 +176,7 @@ class Training:
             action_dim=self.dataset.act_dim,
         )
         # Checked here as well as by train(): before any run directory or config.json is written.
-        frames.check_settings(job.config, frames.is_pixels(self.dataset.train["observations"]))
+        frames.check_settings(job.config, is_pixels(self.dataset.train["observations"]))
         if job.online_steps and self.dataset.env_name is None:
             raise ConfigError(
                 f"online fine-tuning needs an environment, and the dataset {self.dataset.name!r} "

@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 
 from gfp.agents.base import BATCH_KEYS, Agent, Batch, Metrics, TrainState
 from gfp.data import frames
+from gfp.data.frame_layout import OBS_KEYS, is_frame_form, is_pixels  # OBS_KEYS: kept uint8
 from gfp.errors import DivergenceError
 
 TRAIN_KEYS = BATCH_KEYS  # what every agent reads
 DERIVED_KEYS = ("next_actions",)  # computed here when the dataset lacks them (ReBRAC reads them)
-OBS_KEYS = ("observations", "next_observations")  # kept uint8 on the device when they are
 
 
 def next_actions(transitions: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -65,7 +65,8 @@ def to_device(
             return next_actions(transitions)
         return np.asarray(transitions[key])
 
-    if frames.is_pixels(transitions.get("observations")) and "next_observations" in transitions:
+    obs = transitions.get("observations")
+    if is_pixels(obs) and ("next_observations" in transitions or is_frame_form(transitions)):
         return frames.place(transitions, keys, array)
 
     def dtype(key: str, x: np.ndarray) -> Any:

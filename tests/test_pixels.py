@@ -168,6 +168,44 @@ def test_non_consecutive_rows_keep_every_next_frame():
     assert raw_rows(clip).tolist() == [[0, 1, 1002 % 256]]
 
 
+@pytest.mark.parametrize("lengths", [(5, 4, 6), (1, 3), (2,), (3, 1, 1, 7)])
+def test_ogbench_compact_layout_becomes_the_frame_form_in_place(lengths, tmp_path, monkeypatch):
+    """OGBench's own loader is the reference: its regular layout (observations and
+    next_observations copied out) and the frame form built in place from its compact layout hold
+    the same transitions."""
+    import ogbench.utils
+
+    from gfp.data import frame_layout
+    from gfp.data.frame_layout import from_compact, next_frames
+
+    monkeypatch.setattr(frame_layout, "_BLOCK", 2)  # rows move in many blocks, as in a big file
+
+    m = sum(length + 1 for length in lengths)  # each episode's final frame starts no transition
+    rng = np.random.default_rng(len(lengths))
+    raw_obs = rng.integers(0, 256, (m, 4, 4, 3), dtype=np.uint8)
+    ends = np.cumsum([length + 1 for length in lengths]) - 1
+    raw = {"observations": raw_obs, "actions": rng.uniform(-1, 1, (m, 2)).astype(np.float32),
+           "terminals": np.isin(np.arange(m), ends).astype(np.float32)}  # fmt: skip
+    np.savez(tmp_path / "d.npz", **raw)
+    regular = ogbench.utils.load_dataset(str(tmp_path / "d.npz"), ob_dtype=np.uint8)
+    compact = ogbench.utils.load_dataset(
+        str(tmp_path / "d.npz"), ob_dtype=np.uint8, compact_dataset=True
+    )
+    frames = compact["observations"]
+    form = from_compact(frames, compact["valids"] > 0)
+    assert np.shares_memory(form["observations"], frames)  # moved in place, not copied
+    np.testing.assert_array_equal(form["observations"], regular["observations"])
+    np.testing.assert_array_equal(next_frames(form), regular["next_observations"])
+    np.testing.assert_array_equal(form["terminals"], regular["terminals"])
+    assert len(form["tail_frames"]) == len(lengths)
+    store = F.frame_store(form)  # already stored once: nothing rebuilt
+    assert store["frames"] is form["observations"] and store["frame_next"] is form["frame_next"]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    assert form["frame_start"].tolist() == np.repeat(starts, lengths).tolist()
+    with pytest.raises(ValueError, match="last frame starts a transition"):
+        from_compact(raw_obs.copy(), np.ones(m, bool))
+
+
 # ---- augmentation ----------------------------------------------------------------------------
 def find_shift(padded, out, pad):
     """Every (dy, dx) with out == padded[dy:dy+H, dx:dx+W] (over all frames)."""
@@ -442,6 +480,34 @@ print(json.dumps({{
     assert out["same_frames"] and out["next_is_next"]
     assert set(out["rewards"]) <= {-1.0, 0.0}  # relabelled from qpos by OGBench
     assert out["val"] == [19, 64, 64, 3]
+
+
+@pytest.mark.slow
+def test_gfp_loads_visual_data_as_ogbench_does_holding_each_frame_once(visual_dir):
+    out = in_fresh_python(f"""
+import json, numpy as np
+import gfp
+from gfp.data.frame_layout import next_frames
+task = "visual-cube-single-play-singletask-task1-v0"
+ds = gfp.load_dataset(task, {str(visual_dir)!r})
+import ogbench
+_, train, val = ogbench.make_env_and_datasets(task, dataset_dir={str(visual_dir)!r})
+res = {{}}
+for name, mine, theirs in (("train", ds.train, train), ("val", ds.val, val)):
+    res[name] = {{k: bool(np.array_equal(mine[k], theirs[k]))
+                  for k in ("observations", "rewards", "masks", "terminals")}}
+    res[name]["next"] = bool(np.array_equal(next_frames(mine), theirs["next_observations"]))
+    res[name]["actions"] = float(np.abs(mine["actions"] - np.clip(theirs["actions"], -1 + 1e-5,
+                                                                   1 - 1e-5)).max())
+    res[name]["stored"] = [k for k in mine if k.endswith("observations")]
+    res[name]["tails"] = len(mine["tail_frames"])
+print(json.dumps(res))
+""")
+    for split in ("train", "val"):
+        r = out[split]
+        assert r["observations"] and r["next"] and r["rewards"] and r["masks"] and r["terminals"]
+        assert r["actions"] == 0.0
+        assert r["stored"] == ["observations"] and r["tails"] == 1  # one episode, one tail frame
 
 
 SMALL = ["--preset", "cpu", "--actor-hidden-dims", "16", "--value-hidden-dims", "16",

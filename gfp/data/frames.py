@@ -1,13 +1,8 @@
 """Pixel datasets in training: frames stored once, stacked by index at sampling time, randomly
 shifted inside the jitted update, and kept in host memory when they do not fit on the device.
 
-Storage (`frame_store`). A pixel dataset's transitions hold `observations` and `next_observations`
-(N, H, W, C) uint8; within an episode next_observations[t] is observations[t + 1]. So only the
-observations are kept, plus each episode's final next frame (`tail_frames`): N + E frames instead
-of 2N, and no float32 copy ever. Two int32 arrays index them: `frame_start[t]`, the first row of
-t's episode, and `frame_next[t]`, where t's next frame is (t + 1, or N + e in the tails for the
-last transition of episode e). Should a dataset's rows not be consecutive frames, every next frame
-becomes a tail (N + t), so nothing is assumed that was not checked.
+Storage: gfp.data.frame_layout (every frame once, `frame_store`; OGBench's visual data loaded
+straight into that form).
 
 Stacking (`clip_indices`, `stack_clip`). With K = frame_stack, sample t gathers the K + 1 frames
 [t-K+1, ..., t, next(t)], where an index before the episode's first row is replaced by that row
@@ -45,61 +40,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gfp.data.frame_layout import FRAME_KEYS, OBS_KEYS, frame_store
 from gfp.errors import ConfigError
 
-FRAME_KEYS = ("frames", "tail_frames", "frame_start", "frame_next")
-OBS_KEYS = ("observations", "next_observations")
 CLIP = "clip"  # a minibatch's gathered frames, (B, K + 1, H, W, C)
 PLACEMENT_ENV = "GFP_FRAMES_ON"
-
-
-def is_pixels(obs: Any) -> bool:
-    """Image observations: uint8 rows of shape (H, W, C)."""
-    return getattr(obs, "dtype", None) == np.uint8 and getattr(obs, "ndim", 0) == 4
 
 
 def has_frames(data: Any) -> bool:
     """Training data holding a frame store (on the device or in host memory)."""
     return isinstance(data, HostFrames) or (isinstance(data, Mapping) and "frames" in data)
-
-
-# ---- the frame store ---------------------------------------------------------------------------
-def frame_store(transitions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The frames of pixel transitions, stored once (see the module docstring). `frames` is the
-    transitions' own observations array (no copy)."""
-    obs = np.asarray(transitions["observations"])
-    nxt = np.asarray(transitions["next_observations"])
-    n = len(obs)
-    if "terminals" in transitions:
-        ends = np.asarray(transitions["terminals"]).astype(bool).copy()
-    else:
-        ends = np.zeros(n, bool)
-    ends[-1] = True  # the data ends an episode
-    starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])
-    episode = np.cumsum(np.concatenate([[0], ends[:-1]]))  # episode number of each row
-    frame_start = starts[episode]
-    if _consecutive(obs, nxt, ends):
-        tails = nxt[ends]
-        frame_next = np.where(ends, n + episode, np.arange(1, n + 1))
-    else:
-        tails = nxt
-        frame_next = n + np.arange(n)
-    return {
-        "frames": obs,
-        "tail_frames": np.ascontiguousarray(tails),
-        "frame_start": frame_start.astype(np.int32),
-        "frame_next": frame_next.astype(np.int32),
-    }
-
-
-def _consecutive(obs: np.ndarray, nxt: np.ndarray, ends: np.ndarray, block: int = 4096) -> bool:
-    """Whether next_observations[t] == observations[t + 1] for every row t inside an episode."""
-    for lo in range(0, len(obs) - 1, block):
-        hi = min(lo + block, len(obs) - 1)
-        inside = ~ends[lo:hi]
-        if not np.array_equal(nxt[lo:hi][inside], obs[lo + 1 : hi + 1][inside]):
-            return False
-    return True
 
 
 # ---- stacking and augmentation (NumPy or traced JAX arrays alike) -----------------------------

@@ -67,7 +67,9 @@ class Dataset:
 
     ``train`` / ``val`` hold ``observations``, ``actions``, ``rewards``, ``masks`` (1 = bootstrap
     from the next state), ``terminals`` (1 = last transition of an episode) and
-    ``next_observations``, all float32 (observations are uint8 for OGBench pixel tasks).
+    ``next_observations``, all float32. OGBench pixel tasks hold uint8 images in the frame form
+    (gfp.data.frame_layout): every frame once, ``tail_frames``, ``frame_start`` and
+    ``frame_next`` in place of ``next_observations`` (``frame_layout.next_frames`` gives them).
     """
 
     train: dict[str, np.ndarray]

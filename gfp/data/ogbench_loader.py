@@ -15,6 +15,7 @@ import numpy as np
 
 from gfp.data import validate as V
 from gfp.data.file_loader import NpzReader
+from gfp.data.frame_layout import from_compact
 from gfp.data.generate import GENERATABLE, OFFICIAL_SIZES, default_dataset_dir
 from gfp.data.load import Loaded
 from gfp.errors import DataError
@@ -108,15 +109,35 @@ def load(task: Task, dataset_dir: Path | None, *, validation: bool, antmaze: boo
                     V.fail(str(p), key, f"rows have shape {have} but {task.env_id} needs {want}")
         splits = []
         for p in paths:
+            # Images in OGBench's compact layout (every frame once), turned into gfp's frame form
+            # in place; the regular layout would hold them three times while loading.
             data = ogbench.utils.load_dataset(
                 str(p),
                 ob_dtype=np.uint8 if visual else np.float32,
                 action_dtype=np.float32,
+                compact_dataset=visual,
                 add_info=True,
             )
             relabel_dataset(task.env_id, env, data)
-            splits.append({k: data[k] for k in V.TRANSITION_KEYS})
+            if visual:
+                splits.append(_frame_form(data, str(p)))
+            else:
+                splits.append({k: data[k] for k in V.TRANSITION_KEYS})
     finally:
         env.close()
     # Evaluation builds the task by its full name (see gfp.evaluate.make_env).
     return Loaded(splits[0], splits[1] if validation else None, "ogbench", task.name.strip())
+
+
+def _frame_form(data: dict[str, np.ndarray], file: str) -> dict[str, np.ndarray]:
+    """Compact-layout pixel data (rewards and masks relabelled for every frame) as transitions in
+    the frame form: the rows that start a transition, as the regular layout keeps them, with
+    each transition's next frame indexed instead of copied (gfp.data.frame_layout)."""
+    valid = data.pop("valids") > 0
+    try:
+        split = from_compact(data.pop("observations"), valid)
+    except ValueError as e:
+        V.fail(file, "terminals", str(e))
+    for key in ("actions", "rewards", "masks"):
+        split[key] = data[key][valid]
+    return split

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from gfp.data.frame_layout import is_frame_form
 from gfp.errors import DataError
 
 # Actions are expected in [-1, 1]; a little slack absorbs float round-off in stored files
@@ -42,6 +43,10 @@ TRANSITION_KEYS = (
     "terminals",
     "next_observations",
 )
+
+# The frame form of pixel transitions (gfp.data.frame_layout): next frames indexed, not stored.
+_ROW_KEYS = tuple(k for k in TRANSITION_KEYS if k != "next_observations")
+_FRAME_FORM_KEYS = (*_ROW_KEYS, "tail_frames", "frame_start", "frame_next")
 
 # numpy dtype kinds: b bool, i signed int, u unsigned int, f float.
 _FLOAT = frozenset("f")
@@ -172,7 +177,10 @@ def discontinuities(observations: np.ndarray, next_observations: np.ndarray) -> 
     width = int(np.prod(observations.shape[1:]))  # explicit: reshape(0, -1) is ambiguous
     a = next_observations[:-1].reshape(max(n - 1, 0), width)
     b = observations[1:].reshape(max(n - 1, 0), width)
-    out = (a != b).any(axis=1)
+    out = np.zeros(max(n - 1, 0), bool)
+    step = max(1, 2**24 // max(width, 1))  # blocks: a bounded bool temporary, not N x width
+    for lo in range(0, len(out), step):
+        out[lo : lo + step] = (a[lo : lo + step] != b[lo : lo + step]).any(axis=1)
     rows = np.flatnonzero(out)
     for start in range(0, len(rows), 65536):  # chunked: bounded float64 temporaries
         r = rows[start : start + 65536]
@@ -200,30 +208,19 @@ def validate_transitions(data: Mapping[str, np.ndarray], file: str) -> None:
     observations/next_observations of rank 2 (or 4 for images) with equal shapes,
     actions of rank 2, rewards/masks/terminals of rank 1, equal lengths, no NaN/inf, actions in
     [-1, 1] (+ :data:`ACTION_TOLERANCE`), masks and terminals 0/1, the last row a terminal, and
-    ``next_observations[t] == observations[t + 1]`` wherever ``terminals[t] == 0``.
+    ``next_observations[t] == observations[t + 1]`` wherever ``terminals[t] == 0``. Pixel
+    transitions in the frame form (gfp.data.frame_layout) have ``tail_frames``, ``frame_start``
+    and ``frame_next`` instead of ``next_observations``, each index inside its frames.
     """
+    if is_frame_form(data):
+        _validate_frame_form(data, file)
+        return
     check_present(data, TRANSITION_KEYS, file)
     for key in ("observations", "next_observations"):
         check_array(file, key, data[key], frozenset("fu"), (2, 4), "float32")
         check_exact_dtype(file, key, data[key], ("float32", "uint8"))
-    for key, rank in (("actions", 2), ("rewards", 1), ("masks", 1), ("terminals", 1)):
-        check_array(file, key, data[key], _FLOAT, (rank,), "float32")
-        check_exact_dtype(file, key, data[key], ("float32",))
     check_next_observation_shape(data, file)
-    n = check_lengths(data, TRANSITION_KEYS, file)
-    if n < MIN_TRANSITIONS:
-        fail(
-            file,
-            "observations",
-            f"has only {n} transition; a dataset needs at least {MIN_TRANSITIONS} (a truncated "
-            "or wrong file?)",
-        )
-    for key in TRANSITION_KEYS:
-        check_finite(file, key, data[key])
-    check_action_range(file, "actions", data["actions"])
-    check_binary(file, "masks", data["masks"])
-    check_binary(file, "terminals", data["terminals"])
-    check_last_is_terminal(file, "terminals", data["terminals"])
+    _check_common(data, TRANSITION_KEYS, file)
     inside = data["terminals"][:-1] == 0
     jumps = discontinuities(data["observations"], data["next_observations"]) & inside
     row = _first_row(jumps)
@@ -234,6 +231,48 @@ def validate_transitions(data: Mapping[str, np.ndarray], file: str) -> None:
             "differs from observations[t + 1] inside an episode (terminals[t] == 0)",
             row,
         )
+
+
+def _check_common(data: Mapping[str, np.ndarray], keys: tuple[str, ...], file: str) -> None:
+    """What every transition dictionary must satisfy beyond its observations' own form."""
+    for key, rank in (("actions", 2), ("rewards", 1), ("masks", 1), ("terminals", 1)):
+        check_array(file, key, data[key], _FLOAT, (rank,), "float32")
+        check_exact_dtype(file, key, data[key], ("float32",))
+    n = check_lengths(data, keys, file)
+    if n < MIN_TRANSITIONS:
+        fail(
+            file,
+            "observations",
+            f"has only {n} transition; a dataset needs at least {MIN_TRANSITIONS} (a truncated "
+            "or wrong file?)",
+        )
+    for key in keys:
+        check_finite(file, key, data[key])
+    check_action_range(file, "actions", data["actions"])
+    check_binary(file, "masks", data["masks"])
+    check_binary(file, "terminals", data["terminals"])
+    check_last_is_terminal(file, "terminals", data["terminals"])
+
+
+def _validate_frame_form(data: Mapping[str, np.ndarray], file: str) -> None:
+    """Pixel transitions whose next frames are indexed (gfp.data.frame_layout): uint8 frames,
+    tails of the same shape, and every index inside the frames it points into."""
+    check_present(data, _FRAME_FORM_KEYS, file)
+    for key in ("observations", "tail_frames"):
+        check_array(file, key, data[key], frozenset("u"), (4,), "uint8 images")
+        check_exact_dtype(file, key, data[key], ("uint8",))
+    obs, tails = data["observations"], data["tail_frames"]
+    if tails.shape[1:] != obs.shape[1:]:
+        fail(file, "tail_frames", f"has frames of shape {tails.shape[1:]}, not {obs.shape[1:]}")
+    _check_common(data, _ROW_KEYS, file)
+    n, rows = len(obs), np.arange(len(obs))
+    for key, lo, hi in (("frame_start", 0, rows + 1), ("frame_next", 0, n + len(tails))):
+        idx = np.asarray(data[key])
+        if idx.shape != (n,) or idx.dtype.kind not in "iu":
+            fail(file, key, f"must be {n} integer indices, got shape {idx.shape} {idx.dtype}")
+        row = _first_row((idx < lo) | (idx >= hi))
+        if row is not None:
+            fail(file, key, f"points outside the frames ({int(idx[row])})", row)
 
 
 def validate_ogbench_arrays(
