@@ -82,6 +82,18 @@ def _atomic_write(
                 os.unlink(tmp)
 
 
+def clean_stale_tmp(directory: Path, prefixes: tuple[str, ...]) -> None:
+    """Remove the temp files (named '.<target name>.<random>.tmp' by the writes above) that a
+    killed writer left in `directory`, for targets whose names start the given prefixes. Only
+    safe while holding the lock that keeps every other writer out of `directory`."""
+    if not directory.is_dir():
+        return
+    for p in directory.iterdir():
+        if p.name.startswith(prefixes) and p.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
 def atomic_write_bytes(
     path: str | Path, data: bytes, *, before_replace: Callable[[], None] | None = None
 ) -> None:

@@ -38,7 +38,13 @@ from typing import Any
 import flax.serialization
 
 from gfp.errors import ConfigError, DataError, WriteError
-from gfp.io import _jsonable, atomic_write_bytes, atomic_write_json, os_reason  # noqa: F401
+from gfp.io import (  # noqa: F401
+    _jsonable,
+    atomic_write_bytes,
+    atomic_write_json,
+    clean_stale_tmp,
+    os_reason,
+)
 
 CHECKPOINT = "checkpoint.msgpack"  # the newest checkpoint
 PREV_CHECKPOINT = "checkpoint.prev.msgpack"  # the one before it
@@ -265,6 +271,9 @@ class RunDir:
                     f"cannot create the run directory {self.path}: {os_reason(e)}"
                 ) from e
             self._lock = _lock_run_dir(self.path)
+            # A process killed while writing a checkpoint or another run file left its temp file
+            # (up to a checkpoint's size); no other writer can be here now that we hold the lock.
+            clean_stale_tmp(self.path, tuple(f".{name}." for name in RUN_FILES))
         try:
             if create and not resume:
                 self._refuse_or_clear(overwrite)

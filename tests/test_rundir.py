@@ -144,6 +144,47 @@ def test_die_with_parent_ends_the_worker_when_its_parent_is_killed(tmp_path):
     pytest.fail("the worker outlived its killed parent")
 
 
+def test_a_checkpoint_write_killed_midway_leaves_no_temp_file_after_the_next_open(tmp_path):
+    """SIGKILL while the newest checkpoint is being written (its temp file on disk, not yet
+    renamed): the next opening of the run directory removes that temp file and loads the last
+    whole checkpoint; files that are not gfp's temp files stay."""
+    run = RunDir(tmp_path)
+    save(run, 10)
+    run.close()
+    writer = f"""
+import os, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+import numpy as np
+from gfp.rundir import RunDir
+run = RunDir({str(tmp_path)!r}, resume=True)
+real_fsync = os.fsync
+def stuck(fd):  # the temp file's data is written, its fsync never returns: the kill lands there
+    if not os.readlink(f"/proc/self/fd/{{fd}}").endswith(".tmp"):
+        return real_fsync(fd)  # the logs' sync before the checkpoint
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = stuck
+run.save_checkpoint({{"w": np.ones(1000, np.float32)}}, {{"step": 20, "seed": 0}})
+"""
+    (tmp_path / "notes.tmp").write_text("the user's")  # not a temp file of a run file
+    (tmp_path / ".scratch.tmp").write_text("the user's")
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        left = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{CHECKPOINT}.")]
+        assert len(left) == 1 and left[0].endswith(".tmp")
+    finally:
+        proc.kill()
+        proc.wait()
+    run = RunDir(tmp_path, resume=True)
+    state, meta = run.load_checkpoint()
+    assert meta["step"] == 10
+    assert_same_tree(state, state_of(10))
+    tmp_files = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    assert tmp_files == [".scratch.tmp", "notes.tmp"]
+    run.close()
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 def test_two_checkpoints_are_kept_and_the_newest_is_loaded(tmp_path):
     run = RunDir(tmp_path)

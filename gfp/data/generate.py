@@ -33,7 +33,7 @@ from gfp.data.collectors import Spec
 from gfp.data.shards import Job
 from gfp.data.visual import make_collector, visual_names
 from gfp.errors import ConfigError, DataError, Interrupted
-from gfp.io import atomic_savez, die_with_parent
+from gfp.io import atomic_savez, clean_stale_tmp, die_with_parent
 from gfp.tasks import dataset_file_stem  # the task registry parses task names
 
 __all__ = [
@@ -343,8 +343,8 @@ def generate(
     with shards.lock(shard_root / "lock", name, out_dir):
         if not overwrite:  # again under the lock: a concurrent run may have finished meanwhile
             _refuse_existing(train_path)
-        shards.clean_stale_tmp(shard_dir, (".",))
-        shards.clean_stale_tmp(out_dir, (f".{train_path.name}.", f".{val_path.name}."))
+        clean_stale_tmp(shard_dir, (".",))
+        clean_stale_tmp(out_dir, (f".{train_path.name}.", f".{val_path.name}."))
         finished = shards.finished(shard_dir, episodes, n_val)
 
         def check_memory(shard: Path) -> None:  # exact, from the first episode's row layout
@@ -498,5 +498,5 @@ def _run_pool(
                 proc.terminate()
             for proc in stopped:
                 proc.join(timeout=10)
-            shards.clean_stale_tmp(shard_dir, (".",))
+            clean_stale_tmp(shard_dir, (".",))
             raise

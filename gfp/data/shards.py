@@ -86,17 +86,6 @@ def merge(
     return merged
 
 
-def clean_stale_tmp(directory: Path, prefixes: tuple[str, ...]) -> None:
-    """Remove temp files a killed run left behind (safe: we hold the generation lock). gfp.io
-    names them '.<target name>.<random>.tmp'."""
-    if not directory.is_dir():
-        return
-    for p in directory.iterdir():
-        if p.name.startswith(prefixes) and p.name.endswith(".tmp"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-
-
 def row_bytes(shard: Path) -> int:
     """Bytes of one row of the dataset that `shard` is part of (every key, one row each)."""
     with np.load(shard) as f:
