@@ -288,10 +288,9 @@ def place(
 def check_settings(config: Any, images: bool) -> None:
     """frame_stack > 1 and p_aug > 0 act on image frames: a ConfigError for other data
     (`images`: whether the data's observations are images)."""
-    c = config
     if images:
         return
-    for name, value, off in (("frame_stack", c.frame_stack, 1), ("p_aug", c.p_aug, 0.0)):
+    for name, value, off in (("frame_stack", config.frame_stack, 1), ("p_aug", config.p_aug, 0.0)):
         if value != off:
             raise ConfigError(
                 f"{name} = {value} applies to pixel observations (uint8 images); this data's "
