@@ -46,7 +46,16 @@ from tqdm.auto import tqdm
 
 from gfp.agents.base import Agent, Batch, TrainState, where_tree
 from gfp.errors import DataError
-from gfp.train import LogSums, chunk_health, divergence_error, log_rows, sample_batch
+from gfp.train import (
+    LogSums,
+    OnCheckpoint,
+    OnEval,
+    OnLog,
+    chunk_health,
+    divergence_error,
+    log_rows,
+    sample_batch,
+)
 
 
 # ---- the replay buffer (device) ------------------------------------------------------------------
@@ -398,9 +407,9 @@ def run_online(
     log_every: int = 1000,
     eval_every: int = 0,
     checkpoint_every: int = 0,
-    on_log: Callable[[int, list[dict[str, float] | None]], None] | None = None,
-    on_eval: Callable[[int, TrainState], dict[str, float] | None] | None = None,
-    on_checkpoint: Callable[[int, TrainState, list[LogSums]], None] | None = None,
+    on_log: OnLog | None = None,
+    on_eval: OnEval | None = None,
+    on_checkpoint: OnCheckpoint | None = None,
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
     stop: Callable[[], bool] | None = None,
     log_sums: Sequence[LogSums] | None = None,

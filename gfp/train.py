@@ -237,6 +237,14 @@ def divergence_error(
     return err
 
 
+# The callbacks of the training loops (this offline one and gfp.online's): (step, per-seed log
+# rows, None for a seed that sits out), (step, states) -> the figures to show, (step, states,
+# per-seed partial log sums).
+OnLog = Callable[[int, list[dict[str, float] | None]], None]
+OnEval = Callable[[int, TrainState], dict[str, float] | None]
+OnCheckpoint = Callable[[int, TrainState, list[LogSums]], None]
+
+
 def train(
     agent: Agent,
     data: Batch,
@@ -246,9 +254,9 @@ def train(
     log_every: int = 1000,
     eval_every: int = 0,
     checkpoint_every: int = 0,
-    on_log: Callable[[int, list[dict[str, float] | None]], None] | None = None,
-    on_eval: Callable[[int, TrainState], dict[str, float] | None] | None = None,
-    on_checkpoint: Callable[[int, TrainState, list[LogSums]], None] | None = None,
+    on_log: OnLog | None = None,
+    on_eval: OnEval | None = None,
+    on_checkpoint: OnCheckpoint | None = None,
     on_chunk: Callable[[int, TrainState], None] | None = None,
     stop: Callable[[], bool] | None = None,
     log_sums: Sequence[LogSums] | None = None,

@@ -266,11 +266,11 @@ def _validate_frame_form(data: Mapping[str, np.ndarray], file: str) -> None:
         fail(file, "tail_frames", f"has frames of shape {tails.shape[1:]}, not {obs.shape[1:]}")
     _check_common(data, _ROW_KEYS, file)
     n, rows = len(obs), np.arange(len(obs))
-    for key, lo, hi in (("frame_start", 0, rows + 1), ("frame_next", 0, n + len(tails))):
+    for key, end in (("frame_start", rows + 1), ("frame_next", n + len(tails))):
         idx = np.asarray(data[key])
         if idx.shape != (n,) or idx.dtype.kind not in "iu":
             fail(file, key, f"must be {n} integer indices, got shape {idx.shape} {idx.dtype}")
-        row = _first_row((idx < lo) | (idx >= hi))
+        row = _first_row((idx < 0) | (idx >= end))
         if row is not None:
             fail(file, key, f"points outside the frames ({int(idx[row])})", row)
 
