@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,6 +93,15 @@ class TrainJob:
     eta_online: float | None = None  # GFP's guidance temperature online (None: the offline eta)
 
     def __post_init__(self) -> None:
+        # The types are checked before the conversions, which would fail with a traceback.
+        _need(
+            self.dataset_dir is None or isinstance(self.dataset_dir, str | os.PathLike),
+            f"dataset_dir = {self.dataset_dir!r} must be a path",
+        )
+        _need(
+            isinstance(self.seeds, Sequence) and not isinstance(self.seeds, str),
+            f"seeds = {self.seeds!r} must be a list of integers >= 0",
+        )
         self.out = Path(self.out)
         self.dataset_dir = Path(self.dataset_dir) if self.dataset_dir is not None else None
         self.seeds = list(self.seeds)
@@ -349,7 +358,7 @@ def job_from_record(
             steps=record["steps"],
             seeds=seeds,
             out=out,
-            dataset_dir=Path(dataset_dir) if dataset_dir else None,
+            dataset_dir=dataset_dir or None,
             preset=record["preset"],
             eval_every=record["eval_every"],
             eval_episodes=record["eval_episodes"],
