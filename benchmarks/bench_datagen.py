@@ -1,4 +1,4 @@
-"""Benchmark offline OGBench dataset generation (gfp.data.generate) in transitions per second.
+"""Benchmark offline OGBench dataset generation (gfp.datagen.generate) in transitions per second.
 
 A transition here is one stored row (one env step with its action). The figure is end to end:
 worker start-up, simulation, shard writes and the final merge and compression are all included.

@@ -8,7 +8,7 @@
     .venv/bin/python benchmarks/bench_pixels.py train [--encoder impala_small] [--seeds 1]
 
 render: where a visual OGBench step's time goes. Frames per second of OGBench's own visual env
-    (`env.step`, which renders its observation), of its state twin, and of gfp.data.visual's
+    (`env.step`, which renders its observation), of its state twin, and of gfp.datagen.visual's
     FrameRenderer on the state env's live data (checked equal to the visual env's frames), then
     a cProfile of visual steps split into the OpenGL calls and the rest.
 generate: rows (frames) per second of `gfp data generate` for a pixel dataset, end to end
@@ -57,7 +57,7 @@ def rss_mib() -> float:
 
 
 def bench_render(env: str, steps: int) -> dict:
-    from gfp.data.visual import FrameRenderer, _make
+    from gfp.datagen.visual import FrameRenderer, _make
 
     visual, state = _make(f"visual-{env}-v0"), _make(f"{env}-v0")
     renderer = FrameRenderer(state, f"visual-{env}-v0")
@@ -117,7 +117,7 @@ def count_visual_env_renders(env: str, length: int = 1001) -> int:
     """Frames OGBench's visual env would render while collecting one episode as its own data
     script does (the first observation, every step, every `set_new_target`), counted on a state
     rollout of the same oracle (the rollouts are identical); gfp renders `length`."""
-    from gfp.data.collectors import ManipCollector, Spec
+    from gfp.datagen.collectors import ManipCollector, Spec
 
     family = env.split("-")[0]
     collector = ManipCollector(Spec(f"{env}-play-v0", f"{env}-v0", family, "play"))
@@ -192,7 +192,7 @@ def gl_renderer_name() -> str:
 
 
 def bench_generate(name: str, episodes: int, length: int, workers: int) -> dict:
-    from gfp.data.generate import generate
+    from gfp.datagen.generate import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -1,10 +1,12 @@
 """gfp: Guided Flow Policy (GFP, ICLR 2026) for offline RL, in JAX.
 
 Layout (the package is a picture of the architecture):
-    gfp.data      -> datasets: offline generation, loading, validation
+    gfp.datagen   -> datasets generated offline with OGBench's oracles
+    gfp.data      -> datasets: loading, validation, checks, reference scores
     gfp.agents    -> one file per agent (GFP, FQL, ReBRAC, IQL, BC) on shared networks
     gfp.presets   -> the paper's per-task hyperparameters (a table) and the cpu preset
-    gfp.train     -> the jitted training loop (K updates fused with lax.scan, seeds vmapped)
+    gfp.engine    -> samplers, the jitted chunk (K updates fused with lax.scan, seeds vmapped),
+                     the boundary driver of the offline and online phases
     gfp.evaluate  -> vectorised evaluation in OGBench / Gymnasium environments
     gfp.run       -> experiments: run directories, summaries; what the `gfp` command calls
 
@@ -19,7 +21,8 @@ Python API:
 __version__ = "0.1.0"
 
 # The API is imported lazily: `import gfp` (and the data-generation worker processes, which
-# import gfp.data) should not pay for importing JAX and the agents.
+# import gfp.datagen) should not pay for importing JAX and the agents.
+# name -> "module", or "module:attribute" where the module calls it otherwise
 _API = {
     "AGENTS": "gfp.agents",
     "make_agent": "gfp.agents",
@@ -28,8 +31,8 @@ _API = {
     "evaluate_policies": "gfp.run",
     "fit": "gfp.run",
     "load_run": "gfp.run",
-    "resolve_config": "gfp.run",
-    "unstack": "gfp.train",
+    "resolve_config": "gfp.presets:resolve",
+    "unstack": "gfp.engine.chunk",
 }
 __all__ = sorted(_API)
 
@@ -38,5 +41,6 @@ def __getattr__(name: str):
     if name in _API:
         import importlib
 
-        return getattr(importlib.import_module(_API[name]), name)
+        module, _, attr = _API[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
     raise AttributeError(f"module 'gfp' has no attribute {name!r}")

@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gfp.data.collectors as col
-import gfp.data.generate as gen
+import gfp.datagen.collectors as col
+import gfp.datagen.generate as gen
 from gfp.cli import main as gfp_main
-from gfp.data.generate import (
+from gfp.datagen.generate import (
     GENERATABLE,
     OFFICIAL_SIZES,
-    dataset_file_stem,
     default_dataset_dir,
     generate,
 )
 from gfp.errors import ConfigError, DataError
+from gfp.tasks import dataset_file_stem
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -296,7 +296,7 @@ def test_killed_run_leaves_no_dataset_and_rerun_reuses_shards(tmp_path, monkeypa
     out = tmp_path / "killed"
     script = textwrap.dedent(
         f"""
-        from gfp.data.generate import generate
+        from gfp.datagen.generate import generate
         if __name__ == "__main__":
             generate({name!r}, {episodes}, {str(out)!r}, workers=1, seed={seed},
                      episode_length={length}, progress=False)

@@ -18,7 +18,7 @@ def datagen_throughput(name: str, episodes: int, length: int, workers: int, seed
     not depend on that load, and the load is recorded beside it. (The measurement of
     benchmarks/bench_datagen.py, which calls this.)
     """
-    from gfp.data.generate import generate
+    from gfp.datagen.generate import generate
 
     rows = (episodes + max(1, episodes // 10)) * length
     with tempfile.TemporaryDirectory(prefix="gfp-bench-") as tmp:

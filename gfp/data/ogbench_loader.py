@@ -16,8 +16,8 @@ import numpy as np
 from gfp.data import validate as V
 from gfp.data.file_loader import NpzReader
 from gfp.data.frame_layout import from_compact
-from gfp.data.generate import GENERATABLE, OFFICIAL_SIZES, default_dataset_dir
 from gfp.data.load import Loaded
+from gfp.datagen.generate import GENERATABLE, OFFICIAL_SIZES, default_dataset_dir
 from gfp.errors import DataError
 from gfp.tasks import Task
 

@@ -14,7 +14,7 @@ what the frame looks like, so they stay; generation is made faster around them:
   `set_new_target` and on `observation_space`, and at the step after an episode's last row;
   here those frames are never drawn.
 * one renderer and one OpenGL context per process, reused for every frame and episode;
-* episodes in parallel worker processes (gfp.data.generate's shard pool), each with its own
+* episodes in parallel worker processes (gfp.datagen.generate's shard pool), each with its own
   context; LP_NUM_THREADS=1 per worker under llvmpipe, so the workers do not fight over cores.
 
 Identical frames. `FrameRenderer` draws the state env's live `MjData` with the visual env's
@@ -36,15 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from gfp.data.collectors import ManipCollector, Spec
-from gfp.data.collectors import make_collector as make_state_collector
+from gfp.datagen.collectors import ManipCollector, Spec
+from gfp.datagen.collectors import make_collector as make_state_collector
 from gfp.errors import DataError
 
 __all__ = ["FrameRenderer", "VisualCollector", "make_collector", "visual_names"]
 
 PREFIX = "visual-"
 CAMERA = "front_pixels"  # the camera OGBench's manipulation envs render pixel observations with
-# The keyword arguments gfp.data.collectors builds its state environments with.
+# The keyword arguments gfp.datagen.collectors builds its state environments with.
 _COLLECTION_KWARGS = dict(terminate_at_goal=False, mode="data_collection", visualize_info=False)
 
 
@@ -54,7 +54,7 @@ def visual_names(state_names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _make(env_id: str) -> Any:
-    """A manipulation env as gfp.data.collectors builds it (GL configured first: the visual twin
+    """A manipulation env as gfp.datagen.collectors builds it (GL configured first: the visual twin
     renders, and mujoco binds its OpenGL backend when first imported)."""
     _prepare_gl(workers_share_cores=False)
     import gymnasium
@@ -95,7 +95,7 @@ class FrameRenderer:
         if not np.array_equal(model.geom_rgba, ref.geom_rgba):
             raise DataError(
                 f"{visual_id}: this ogbench version's visual env recolours geoms, which "
-                "gfp.data.visual does not handle (it expects material colours only)"
+                "gfp.datagen.visual does not handle (it expects material colours only)"
             )
         self.keep_materials = np.all(model.mat_rgba == ref.mat_rgba, axis=1)
         self.model = model
@@ -154,7 +154,7 @@ class VisualCollector:
             raise DataError(f"{spec.name!r} is not a pixel ('visual-*') dataset")
         import multiprocessing
 
-        # In a worker of gfp.data.generate's pool (one per core): one rasterizer thread each.
+        # In a worker of gfp.datagen.generate's pool (one per core): one rasterizer thread each.
         _prepare_gl(workers_share_cores=multiprocessing.parent_process() is not None)
         self.spec = spec
         state_env_id = spec.env_id.removeprefix(PREFIX)

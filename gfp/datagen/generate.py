@@ -11,7 +11,7 @@ index), is written atomically as its own small shard file, and the shards are me
 order at the end. The output is therefore byte-identical whatever the number of worker
 processes, and a killed or interrupted (Ctrl-C) run resumes from the shards it already finished.
 An existing dataset is never replaced unless asked (`overwrite`), and a dataset too large for the
-machine's memory is refused before any work. The oracles themselves are in gfp.data.collectors.
+machine's memory is refused before any work. The oracles themselves are in gfp.datagen.collectors.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from gfp.data import shards
-from gfp.data.collectors import Spec
-from gfp.data.shards import Job
-from gfp.data.visual import make_collector, visual_names
+from gfp.datagen import shards
+from gfp.datagen.collectors import Spec
+from gfp.datagen.shards import Job
+from gfp.datagen.visual import make_collector, visual_names
 from gfp.errors import ConfigError, DataError, Interrupted
 from gfp.io import atomic_savez, clean_stale_tmp, die_with_parent
 from gfp.tasks import dataset_file_stem  # the task registry parses task names
@@ -40,7 +40,6 @@ __all__ = [
     "GENERATABLE",
     "NEEDS_EXPERT_PREFIXES",
     "OFFICIAL_SIZES",
-    "dataset_file_stem",
     "default_dataset_dir",
     "generate",
 ]
@@ -60,7 +59,7 @@ GENERATABLE: tuple[str, ...] = (
     *(f"pointmaze-{m}-{k}-v0" for m in _MAZE_SIZES for k in ("navigate", "stitch")),
 )
 # The pixel twins of the manipulation datasets ('visual-cube-single-play-v0'): the same oracles,
-# each row rendered as OGBench's visual env renders it (gfp.data.visual).
+# each row rendered as OGBench's visual env renders it (gfp.datagen.visual).
 GENERATABLE += visual_names(GENERATABLE)
 
 # Datasets whose official actions come from SAC experts that OGBench downloads separately.

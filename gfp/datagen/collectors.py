@@ -4,7 +4,7 @@ The manipulation datasets (cube, scene, puzzle) come from OGBench's plan ('play'
 ('noisy') oracles, the pointmaze datasets from its BFS waypoint "expert"; both ship in the ogbench
 wheel. A collector owns one environment and is reused for many episodes: `episode(env_seed,
 length)` is a pure function of the env seed and the global np.random state, which the caller
-(gfp.data.generate) seeds per episode, so an episode never depends on what ran before it.
+(gfp.datagen.generate) seeds per episode, so an episode never depends on what ran before it.
 """
 
 from __future__ import annotations
