@@ -3,9 +3,9 @@
 `ImpalaEncoder` maps uint8 images (*batch, H, W, C) (C = 3 x frame_stack, the stacked frames along
 channels) to features (*batch, mlp_dims[-1]). Registered in `gfp.agents.networks.ENCODERS`:
 
-* 'impala_small' (the paper's pixel setting, GFP.md 3.1): stages of 16, 32, 32 channels, ONE
-  residual block per stage, then a 512-unit layer. The reference code's
-  `functools.partial(ImpalaEncoder, num_blocks=1)`.
+* 'impala_small' (the paper's pixel setting, from the authors' code, docs/paper-vs-code.md #14):
+  stages of 16, 32, 32 channels, ONE residual block per stage, then a 512-unit layer. The
+  reference code's `functools.partial(ImpalaEncoder, num_blocks=1)`.
 * 'impala_cpu' (the `cpu` preset's smoke scale, NOT the paper's): stages of 4 and 8 channels,
   one block each, then a 64-unit layer; about 10x fewer multiply-adds per 64x64x9 image than
   'impala_small' (2.3M against 24M), for runs that must finish on a CPU.

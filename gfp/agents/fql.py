@@ -1,5 +1,5 @@
 """Flow Q-Learning (FQL; Park, Li, Levine, ICML 2025), as in its reference code (seohongpark/fql,
-agents/fql.py). GFP is a fork of it, so both build on `OneStepFlow` (gfp.agents.gfp): the same
+agents/fql.py). GFP is a fork of it, so both build on `OneStepFlow` (gfp.agents.onestep): the same
 critic ensemble, one-step actor, BC flow network, noise and loss pieces.
 
 Three networks, one Adam step on the sum of their losses:
@@ -10,10 +10,10 @@ Three networks, one Adam step on the sum of their losses:
              lambda = sg(1 / mean_batch |Q|) if normalize_q_loss, else 1 (FQL's default)
   L_flow   = mean_batch,j (v_omega(t, s, a_t) - (a - eps))_j^2,   a_t = (1 - t) eps + t a
 
-What makes this FQL rather than GFP with eta = 0 (GFP.md 1.7): the actor loss always averages the
-two critics (q_agg only sets the Bellman target), the Q term is unnormalised by default (so alpha
-is on FQL's scale, 1 to 30000, not GFP's), the flow takes the raw scalar t, and the flow-matching
-loss is unweighted.
+What makes this FQL rather than GFP with eta = 0 (docs/paper-vs-code.md #5, #9, #12): the actor
+loss always averages the two critics (q_agg only sets the Bellman target), the Q term is
+unnormalised by default (so alpha is on FQL's scale, 1 to 30000, not GFP's), the flow takes the
+raw scalar t, and the flow-matching loss is unweighted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import jax
 
 from gfp.agents.base import Batch, Params, critic_metrics
 from gfp.agents.configs import FQLConfig as Config
-from gfp.agents.gfp import OneStepFlow
+from gfp.agents.onestep import OneStepFlow
 
 sg = jax.lax.stop_gradient
 

@@ -110,7 +110,8 @@ class Value(nn.Module):
 
 def sinusoidal_embedding(t: jax.Array, dim: int = 64, max_period: float = 10000.0) -> jax.Array:
     """GFP's time embedding: dim/2 frequencies exp(-k ln(max_period) / (dim/2 - 1)), k = 0..dim/2-1,
-    then [sin(t f), cos(t f)]. t in [0, 1] is not rescaled (GFP.md 1.1, ambiguity 12)."""
+    then [sin(t f), cos(t f)], 64 dims (paper Tab. 4). t in [0, 1] is not rescaled
+    (docs/paper-vs-code.md #12)."""
     half = dim // 2
     freqs = jnp.exp(-math.log(max_period) * jnp.arange(half) / (half - 1))
     args = t[..., None] * freqs
@@ -204,9 +205,9 @@ def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, x: jax.Array) -> jax.
 
 def euler_flow(velocity: nn.Module, params, obs: jax.Array, z: jax.Array, steps: int) -> jax.Array:
     """mu(s, z): integrate dx/dt = v(t, s, x) from x0 = z with `steps` Euler steps, then clip to
-    [-1, 1] (GFP.md 1.1). The loop is unrolled: XLA then schedules the M passes as straight-line
-    code (about 7% faster per GFP update at paper size on CPU, and XLA's cost analysis counts
-    every step; a rolled loop counts its body once). BENCHMARKS.md, "Training"."""
+    [-1, 1] (docs/paper-vs-code.md #7). The loop is unrolled: XLA then schedules the M passes as
+    straight-line code (about 7% faster per GFP update at paper size on CPU, and XLA's cost
+    analysis counts every step; a rolled loop counts its body once). BENCHMARKS.md, "Training"."""
     dt = 1.0 / steps
     feats = velocity.apply(params, obs, method="encode")  # once, not once per Euler step
 
@@ -221,7 +222,8 @@ def flow_matching_error(
     velocity: nn.Module, params, obs: jax.Array, actions: jax.Array, eps: jax.Array, t: jax.Array
 ) -> jax.Array:
     """Per-sample flow-matching error on the linear path a_t = (1 - t) eps + t a, whose velocity is
-    a - eps: mean_j (v(t, s, a_t)_j - (a - eps)_j)^2, shape (batch,) (GFP.md 1.4; FQL's BC flow)."""
+    a - eps: mean_j (v(t, s, a_t)_j - (a - eps)_j)^2, shape (batch,): paper Eq. 9 before its
+    weight g, and FQL's BC flow; a mean over action dims, not the sum (docs/paper-vs-code.md #4)."""
     a_t = (1.0 - t[:, None]) * eps + t[:, None] * actions
     v = velocity.apply(params, obs, a_t, t)
     return jnp.mean((v - (actions - eps)) ** 2, axis=-1)
