@@ -1,7 +1,9 @@
 """gfp: Guided Flow Policy for offline RL. Train, evaluate, sweep, report and export policies.
 
 Every agent hyperparameter is a flag of `gfp train` (built from the agents' Config dataclasses, with
-their documentation as help). A flag left unset keeps the value of the preset/per-task table.
+their documentation as help). A flag left unset keeps the value of the preset/per-task table. Every
+run setting is a flag too (built from the run settings' schema, gfp/settings.py), of `gfp train`
+and of `gfp sweep` / `gfp tune`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Annotated, Any, Union
 
 import tyro
 
+from gfp import settings as run_settings
 from gfp.agents.configs import CONFIGS
 from gfp.errors import ConfigError, GfpError, Interrupted
-from gfp.job import DEFAULT_BUFFER_SIZE
 from gfp.report.command import ReportCommand
-from gfp.sweep.command import Sweep, Tune, cmd_sweep, cmd_tune
+from gfp.sweep.command import Sweep, Tune, cmd_sweep, cmd_tune, sweep_command, tune_command
 
 
 def _agent_options_class() -> type:
@@ -63,35 +65,12 @@ class Train:
     file. Unset: the built-in default job."""
     agent: str = "gfp"
     """Agent: one of gfp, fql, rebrac, iql, bc, flow_bc (those installed)."""
-    steps: int | None = None
-    """Gradient steps. Unset: the paper's budget (1M, 500K on D4RL/pixel) or 40K with
-    --preset cpu."""
     seed: int = 0
     """Random seed."""
     seeds: str | None = None
     """Comma-separated seeds trained side by side (vmapped), one run directory each (OUT/seedS)."""
     out: Path | None = None
     """Run directory. Unset: runs/TASK/AGENT/seedS."""
-    dataset_dir: Path | None = None
-    """Where the dataset files live. Unset: OGBench's default directory (~/.ogbench/data), or the
-    gfp cache (~/.cache/gfp/data, GFP_DATA_DIR) for the built-in default job."""
-    preset: str | None = None
-    """'paper' (the paper's sizes + per-task table) or 'cpu' (smaller networks/batch, same
-    algorithm). Unset: paper, or cpu for the built-in default job."""
-    eval_every: int | None = None
-    """Evaluate every E steps (and at the end). Unset: 100K (paper) or steps/2 (cpu); 0 = only at
-    the end."""
-    eval_episodes: int = 50
-    """Episodes per evaluation (the paper's final protocol uses 100)."""
-    success_timing: str = "post"
-    """OGBench singletask success (and termination) decided 'post' (after the action: OGBench <
-    1.2, the paper's numbers) or 'pre' (before it: OGBench 1.2's default). Datasets are equal."""
-    log_every: int = 1000
-    """Average metrics over this many updates per log row (also the fused scan length)."""
-    checkpoint_every: int | None = None
-    """Write a checkpoint (full train state + log positions) every C steps, at the end and on
-    SIGINT/SIGTERM. Unset: every 10K steps (rounded down to a multiple of --log-every), or every
-    evaluation if that is more often; 0 = only at the end."""
     resume: Path | None = None
     """Continue the run in this directory (the --out of a killed or stopped run, the parent of the
     seedS folders for --seeds) from its checkpoints, with the settings in its config.json. Other
@@ -100,25 +79,16 @@ class Train:
     """Replace the run (finished or not) in the run directory."""
     video: bool = False
     """Record one episode per policy to RUN_DIR/<policy>.mp4 at the end."""
-    online_steps: int = 0
-    """Offline-to-online fine-tuning: after --steps offline updates, this many environment steps,
-    each followed by one update (the one-step actor acts, stochastic as at evaluation; its
-    transitions join a replay buffer that starts as the dataset). 0: offline only."""
-    balanced_sampling: bool = False
-    """Online: half of each minibatch from the dataset, half from a buffer of online transitions
-    (otherwise one buffer that starts as the dataset)."""
-    buffer_size: int = DEFAULT_BUFFER_SIZE
-    """Online: replay buffer capacity (at least the dataset size + 1 without
-    --balanced-sampling); once full, the oldest rows are overwritten."""
-    eta_online: float | None = None
-    """Online, GFP: the guidance temperature from the first online step. Unset: the offline
-    eta."""
-    online_envs: int = 1
-    """Online: environments stepped in parallel (worker processes), with as many updates after
-    each collection step, keeping one update per environment step; 1 is the reference protocol."""
-    options: Annotated[AgentOptions, tyro.conf.arg(name="")] = dataclasses.field(  # type: ignore[valid-type]
-        default_factory=AgentOptions
-    )
+    # `settings` (one flag per run setting: --steps, --eval-every, ...) and `options` (one per
+    # agent hyperparameter) are added by `train_command`.
+
+
+def train_command() -> type:
+    """`gfp train`'s arguments: Train's, a flag per run setting (gfp/settings.py), and one per
+    agent hyperparameter (AgentOptions)."""
+    options = Annotated[AgentOptions, tyro.conf.arg(name="")]  # type: ignore[valid-type]
+    field = dataclasses.field(default_factory=AgentOptions)
+    return run_settings.with_flags(Train, then=[("options", options, field)])
 
 
 @dataclasses.dataclass
@@ -224,17 +194,19 @@ def cmd_report(args: ReportCommand) -> None:
         raise SystemExit(code)
 
 
-Command = Union[  # noqa: UP007
-    Annotated[Train, tyro.conf.subcommand("train")],
-    Annotated[Eval, tyro.conf.subcommand("eval")],
-    Annotated[Data, tyro.conf.subcommand("data")],
-    Annotated[Presets, tyro.conf.subcommand("presets")],
-    Annotated[Bench, tyro.conf.subcommand("bench")],
-    Annotated[Sweep, tyro.conf.subcommand("sweep")],
-    Annotated[Tune, tyro.conf.subcommand("tune")],
-    Annotated[ReportCommand, tyro.conf.subcommand("report")],
-    Annotated[Export, tyro.conf.subcommand("export")],
-]
+def commands() -> Any:
+    """The subcommands, with the run settings' flags of the schema now (gfp/settings.py)."""
+    return Union[  # noqa: UP007
+        Annotated[train_command(), tyro.conf.subcommand("train")],
+        Annotated[Eval, tyro.conf.subcommand("eval")],
+        Annotated[Data, tyro.conf.subcommand("data")],
+        Annotated[Presets, tyro.conf.subcommand("presets")],
+        Annotated[Bench, tyro.conf.subcommand("bench")],
+        Annotated[sweep_command(), tyro.conf.subcommand("sweep")],
+        Annotated[tune_command(), tyro.conf.subcommand("tune")],
+        Annotated[ReportCommand, tyro.conf.subcommand("report")],
+        Annotated[Export, tyro.conf.subcommand("export")],
+    ]
 
 
 def _seeds(args: Train) -> list[int]:
@@ -260,24 +232,12 @@ def train_job(args: Train):
     job = make_train_job(
         args.task,
         args.agent,
-        preset=args.preset,
         overrides=_overrides(args),
-        steps=args.steps,
         seeds=_seeds(args),
         out=args.out,
-        dataset_dir=args.dataset_dir,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every,
-        success_timing=args.success_timing,
         overwrite=args.overwrite,
         video=args.video,
-        online_steps=args.online_steps,
-        balanced_sampling=args.balanced_sampling,
-        buffer_size=args.buffer_size,
-        eta_online=args.eta_online,
-        online_envs=args.online_envs,
+        **run_settings.flag_values(args.settings),
     )
     return job, args.task is None
 
@@ -285,9 +245,9 @@ def train_job(args: Train):
 def resume_job(args: Train):
     """The TrainJob of the run in args.resume, from its config.json (validated as a new job);
     every other flag that is set (differs from its default) must agree with the recorded setting,
-    except --dataset-dir (the data may have moved; a checksum makes sure it is the same data) and
-    --video."""
-    from gfp.job import RECORDED_SETTINGS, job_from_record
+    except --video and the settings that are not run-defining (--dataset-dir: the data may have
+    moved; a checksum makes sure it is the same data), which the resumed run takes."""
+    from gfp.job import job_from_record
     from gfp.results import read_run_config
 
     root = Path(args.resume)
@@ -305,29 +265,34 @@ def resume_job(args: Train):
             f"{root} is seed {cfg.get('seed')} of the multi-seed run {root.parent}; resume the "
             f"whole run: --resume {root.parent}"
         )
+    if args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
     seeds = job.seeds
-    recorded = {k: getattr(job, k) for k in RECORDED_SETTINGS}
     defaults = Train()
     conflicts = []
-    for f in dataclasses.fields(Train):
-        value = getattr(args, f.name)
-        if f.name in ("resume", "options", "video", "dataset_dir"):
+    # a flag given as its default is indistinguishable from one not given
+    for name in ("task", "agent", "seed", "seeds", "out"):
+        value = getattr(args, name)
+        if value == getattr(defaults, name):
             continue
-        if value == getattr(defaults, f.name):
-            continue  # not given (or given as the default: indistinguishable)
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "overwrite":
-            raise ConfigError("--resume and --overwrite exclude each other")
-        if f.name == "seed" and [value] != seeds:
+        flag = "--" + name
+        if name == "seed" and [value] != seeds:
             conflicts.append(f"{flag} {value} (run: --seeds {','.join(map(str, seeds))})")
-        elif f.name == "seeds" and value.replace(" ", "") != ",".join(map(str, seeds)):
+        elif name == "seeds" and value.replace(" ", "") != ",".join(map(str, seeds)):
             conflicts.append(f"{flag} {value} (run: {','.join(map(str, seeds))})")
-        elif f.name == "out" and Path(value).resolve() != root.resolve():
+        elif name == "out" and Path(value).resolve() != root.resolve():
             conflicts.append(f"{flag} {value} (resuming: {root})")
-        elif f.name in ("task", "agent") and value != getattr(job, f.name):
-            conflicts.append(f"{flag} {value} (run: {getattr(job, f.name)})")
-        elif f.name in recorded and value != recorded[f.name]:
-            conflicts.append(f"{flag} {value} (run: {recorded[f.name]})")
+        elif name in ("task", "agent") and value != getattr(job, name):
+            conflicts.append(f"{flag} {value} (run: {getattr(job, name)})")
+    taken = {}  # settings that are not run-defining: the resumed run takes the flag's value
+    for s in run_settings.schema():
+        value = getattr(args.settings, s.name)
+        if value == s.flag_default:
+            continue
+        if not s.run_defining:
+            taken[s.name] = value
+        elif value != getattr(job, s.name):
+            conflicts.append(f"{s.flag} {value} (run: {getattr(job, s.name)})")
     overrides = _overrides(args)
     if overrides:
         from gfp.presets import resolve
@@ -343,10 +308,11 @@ def resume_job(args: Train):
             f"--resume continues {root} with its recorded settings, and these flags differ from "
             f"them: {', '.join(conflicts)}; drop them, or start a new run with another --out"
         )
-    if args.dataset_dir is not None:
-        if job.dataset_dir is not None and Path(args.dataset_dir) != job.dataset_dir:
-            print(f"gfp: reading the data from {args.dataset_dir} (the run used {job.dataset_dir})")
-        job.dataset_dir = Path(args.dataset_dir)
+    moved = taken.get("dataset_dir")
+    if moved is not None and job.dataset_dir is not None and Path(moved) != job.dataset_dir:
+        print(f"gfp: reading the data from {moved} (the run used {job.dataset_dir})")
+    for name, value in taken.items():
+        setattr(job, name, value)  # checked again by the job
     return job
 
 
@@ -400,7 +366,7 @@ def cmd_eval(args: Eval) -> None:
 
 def cmd_data(args: Data) -> None:
     if isinstance(args.command, Generate):
-        from gfp.data.generate import generate
+        from gfp.datagen.generate import generate
 
         c = args.command
         paths = generate(
@@ -484,7 +450,7 @@ def _parse(argv: list[str] | None) -> Any:
     try:
         with contextlib.redirect_stderr(buf):
             args = tyro.cli(
-                Command,
+                commands(),
                 args=argv,
                 prog="gfp",
                 description=__doc__.splitlines()[0],
@@ -507,12 +473,14 @@ def main(argv: list[str] | None = None) -> None:
     handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets,
                 Bench: cmd_bench, Sweep: cmd_sweep, Tune: cmd_tune, ReportCommand: cmd_report,
                 Export: cmd_export}  # fmt: skip
+    # train, sweep and tune parse into subclasses with the settings' flags (`commands`)
+    handler = next(h for cls, h in handlers.items() if isinstance(args, cls))
     try:
         if getattr(args, "video", False):  # before anything imports mujoco (OGBench does)
             from gfp.render import configure_gl
 
             configure_gl()
-        handlers[type(args)](args)
+        handler(args)
     except GfpError as e:
         message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
         prefix = "gfp: " if isinstance(e, Interrupted) else "gfp: error: "

@@ -1,10 +1,11 @@
 """A training job: everything one `gfp train` needs, validated in one place.
 
-Whatever builds a job goes through `TrainJob` (its `__post_init__` checks every setting) and the
-agent's Config (which checks every hyperparameter, gfp/agents/configs.py): the CLI, the Python API
-(`make_train_job`), `--resume` from a run's config.json (`job_from_record`), and the sweep. A bad
-value is a ConfigError naming the setting, the value and what is allowed, raised before anything is
-compiled or written. This module imports no JAX.
+Whatever builds a job goes through `TrainJob` (it checks every setting: the run settings through
+their schema, gfp/settings.py, the rest here) and the agent's Config (which checks every
+hyperparameter, gfp/agents/configs.py): the CLI, the Python API (`make_train_job`), `--resume`
+from a run's config.json (`job_from_record`), and the sweep. A bad value is a ConfigError naming
+the setting, the value and what is allowed, raised before anything is compiled or written. This
+module imports no JAX.
 
 A job is recorded in each run's config.json (`job_record`); `config_hash` fingerprints the
 settings that decide the run's results, and checkpoints carry it, so a resumed run can tell that
@@ -19,23 +20,19 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from gfp.agents.configs import BaseConfig, check_field, config_class, config_from_dict
+from gfp import settings as run_settings
+from gfp.agents.configs import BaseConfig, check_field, config_class, config_from_dict, is_int
 from gfp.errors import ConfigError
+from gfp.settings import DEFAULT_BUFFER_SIZE, RunSettings  # noqa: F401 (DEFAULT_BUFFER_SIZE: benchmarks)
 
 DEFAULT_TASK = "cube-single-noisy-singletask-task1-v0"
 # The built-in default job generates this many episodes of the default task on first use.
 DEFAULT_EPISODES = 100
 CPU_STEPS = 40_000
-# `gfp train` checkpoints this often unless told otherwise (see gfp.cli.Train.checkpoint_every).
+# `gfp train` checkpoints this often unless told otherwise (RunSettings.checkpoint_every).
 DEFAULT_CHECKPOINT_EVERY = 10_000
-# OGBench singletask success decided after the action ('post': OGBench < 1.2, the paper's runs) or
-# before it ('pre': OGBench >= 1.2's default). The datasets are identical; evaluation differs.
-SUCCESS_TIMINGS = ("post", "pre")
-PAPER_SUCCESS_TIMING = "post"
-# Offline-to-online fine-tuning (gfp/online.py): the reference code's replay buffer capacity.
-DEFAULT_BUFFER_SIZE = 1_000_000
 
 
 def default_data_dir() -> Path:
@@ -45,7 +42,7 @@ def default_data_dir() -> Path:
 
 def paper_steps(task: str) -> int:
     """Gradient steps of the paper's protocol for `task` (the task registry's record: 500K on D4RL
-    and pixel tasks, else 1M; GFP.md 4)."""
+    and pixel tasks, else 1M; paper Tab. 4 and App. A)."""
     from gfp.tasks import parse_task
 
     return parse_task(task).paper_steps
@@ -56,56 +53,73 @@ def _need(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False)
 class TrainJob:
-    """Everything `gfp train` needs. Building one validates it (ConfigError otherwise)."""
+    """Everything `gfp train` needs. Building one validates it (ConfigError otherwise).
+
+    The run settings (gfp/settings.py) are `job.settings`, and read as attributes of the job too
+    (`job.steps`, `job.online_steps`, ...); `TrainJob(task=..., steps=...)` takes them as keywords.
+    Setting one (`job.dataset_dir = ...`) replaces `job.settings`, checked again.
+    """
 
     task: str
     agent: str
     config: BaseConfig
-    steps: int
     seeds: list[int]
     out: Path
-    dataset_dir: Path | None = None
-    preset: str = "paper"
-    eval_every: int = 0  # 0: evaluate only at the end
-    eval_episodes: int = 50
-    log_every: int = 1000
-    checkpoint_every: int = 0  # 0: only at the end (and on SIGINT/SIGTERM)
-    success_timing: Literal["post", "pre"] = PAPER_SUCCESS_TIMING
-    sources: dict[str, str] = dataclasses.field(default_factory=dict)
-    overwrite: bool = False
-    video: bool = False
-    progress: bool = True
-    resume: bool = False  # continue the run in `out` from its checkpoints
-    recorded: dict[str, Any] | None = None  # a resumed run's config.json
-    # Offline-to-online fine-tuning (gfp/online.py): after `steps` offline updates, this many
-    # environment steps, each followed by one update (the global step counts on to
-    # steps + online_steps); `online_envs` environments step in parallel, one update per env step.
-    online_steps: int = 0
-    balanced_sampling: bool = False  # half of each batch from the dataset, half from online rows
-    buffer_size: int = DEFAULT_BUFFER_SIZE  # replay capacity (at least the dataset size + 1)
-    online_envs: int = 1
-    eta_online: float | None = None  # GFP's guidance temperature online (None: the offline eta)
+    settings: RunSettings
+    sources: dict[str, str]
+    overwrite: bool
+    video: bool
+    progress: bool
+    resume: bool  # continue the run in `out` from its checkpoints
+    recorded: dict[str, Any] | None  # a resumed run's config.json
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        task: str,
+        agent: str,
+        config: BaseConfig,
+        seeds: Sequence[int],
+        out: Path | str,
+        settings: RunSettings | None = None,
+        sources: Mapping[str, str] | None = None,
+        overwrite: bool = False,
+        video: bool = False,
+        progress: bool = True,
+        resume: bool = False,
+        recorded: dict[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
         # The types are checked before the conversions, which would fail with a traceback.
         _need(
-            self.dataset_dir is None or isinstance(self.dataset_dir, str | os.PathLike),
-            f"dataset_dir = {self.dataset_dir!r} must be a path",
+            isinstance(seeds, Sequence) and not isinstance(seeds, str),
+            f"seeds = {seeds!r} must be a list of integers >= 0",
         )
-        _need(
-            isinstance(self.seeds, Sequence) and not isinstance(self.seeds, str),
-            f"seeds = {self.seeds!r} must be a list of integers >= 0",
-        )
-        self.out = Path(self.out)
-        self.dataset_dir = Path(self.dataset_dir) if self.dataset_dir is not None else None
-        self.seeds = list(self.seeds)
+        self.task, self.agent, self.config = task, agent, config
+        self.seeds, self.out = list(seeds), Path(out)
+        self.sources = dict(sources or {})
+        self.overwrite, self.video, self.progress = overwrite, video, progress
+        self.resume, self.recorded = resume, recorded
+        if settings is None:
+            self.settings = run_settings.SCHEMA(**values)
+        else:
+            self.settings = dataclasses.replace(settings, **values)
         self.validate()
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for what the job itself lacks: a run setting
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in run_settings.names(type(settings)):
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in run_settings.names(type(settings)):
+            name, value = "settings", dataclasses.replace(settings, **{name: value})
+        object.__setattr__(self, name, value)
 
     def validate(self) -> None:
         _need(isinstance(self.task, str) and bool(self.task.strip()), "task must be a name")
@@ -115,51 +129,12 @@ class TrainJob:
             f"config must be a {cls.__name__} for agent {self.agent!r}, "
             f"got {type(self.config).__name__}",
         )
-        _need(_is_int(self.steps) and self.steps >= 1, f"steps = {self.steps!r} must be >= 1")
-        _need(
-            _is_int(self.log_every) and self.log_every >= 1,
-            f"log_every = {self.log_every!r} must be >= 1",
-        )
-        self.validate_online()
-        for name in ("eval_every", "checkpoint_every"):
-            v = getattr(self, name)
-            _need(
-                _is_int(v) and 0 <= v <= self.total_steps,
-                f"{name} = {v!r} must be between 0 (never; only at the end) and the run's steps "
-                f"({self.total_steps})",
-            )
-        _need(
-            _is_int(self.eval_episodes) and self.eval_episodes >= 1,
-            f"eval_episodes = {self.eval_episodes!r} must be >= 1",
-        )
         _need(bool(self.seeds), "seeds must name at least one seed")
         _need(
-            all(_is_int(s) and s >= 0 for s in self.seeds),
+            all(is_int(s) and s >= 0 for s in self.seeds),
             f"seeds = {self.seeds!r} must be integers >= 0",
         )
         _need(len(set(self.seeds)) == len(self.seeds), f"seeds = {self.seeds} has duplicates")
-        _need(
-            self.success_timing in SUCCESS_TIMINGS,
-            f"success_timing = {self.success_timing!r} must be one of {', '.join(SUCCESS_TIMINGS)}",
-        )
-        _need(not (self.resume and self.overwrite), "resume and overwrite exclude each other")
-
-    def validate_online(self) -> None:
-        """The online fine-tuning settings (gfp/online.py)."""
-        m, e = self.online_steps, self.online_envs
-        _need(_is_int(m) and m >= 0, f"online_steps = {m!r} must be >= 0 (0: offline only)")
-        _need(_is_int(e) and e >= 1, f"online_envs = {e!r} must be >= 1")
-        _need(
-            m % e == 0,
-            f"online_steps = {m} must be a multiple of online_envs = {e} (each collection step "
-            "steps every environment once)",
-        )
-        _need(
-            isinstance(self.balanced_sampling, bool),
-            f"balanced_sampling = {self.balanced_sampling!r} must be true or false",
-        )
-        b = self.buffer_size
-        _need(_is_int(b) and b >= e, f"buffer_size = {b!r} must be >= online_envs ({e})")
         if self.eta_online is not None:
             _need(
                 self.agent == "gfp",
@@ -169,22 +144,12 @@ class TrainJob:
                 check_field(type(self.config), "eta", self.eta_online)  # eta's own range
             except ConfigError as e:
                 raise ConfigError(str(e).replace("eta", "eta_online", 1)) from None
-        if m == 0:
-            given = [
-                name
-                for name, v, default in (
-                    ("eta_online", self.eta_online, None),
-                    ("balanced_sampling", self.balanced_sampling, False),
-                    ("online_envs", self.online_envs, 1),
-                )
-                if v != default
-            ]
-            _need(not given, f"{', '.join(given)} set without online_steps (an offline run)")
+        _need(not (self.resume and self.overwrite), "resume and overwrite exclude each other")
 
     @property
     def total_steps(self) -> int:
         """Updates of the whole run: the offline steps, then one per online environment step."""
-        return self.steps + self.online_steps
+        return self.settings.total_steps
 
     def run_dirs(self) -> list[Path]:
         """One run directory per seed: `out` itself for one seed, else out/seedS."""
@@ -197,44 +162,41 @@ def make_train_job(
     task: str | None = None,
     agent: str = "gfp",
     *,
-    preset: str | None = None,
     overrides: Mapping[str, Any] | None = None,
-    steps: int | None = None,
     seeds: list[int] | tuple[int, ...] = (0,),
     out: Path | str | None = None,
-    dataset_dir: Path | str | None = None,
-    eval_every: int | None = None,
-    eval_episodes: int = 50,
-    log_every: int = 1000,
-    checkpoint_every: int | None = None,
-    success_timing: str = PAPER_SUCCESS_TIMING,
-    **flags: Any,
+    overwrite: bool = False,
+    video: bool = False,
+    progress: bool = True,
+    **settings: Any,
 ) -> TrainJob:
     """A validated job from user-level settings, filling in what is unset the way `gfp train`
-    does: task None is the built-in default job (cpu preset, cached generated dataset); steps the
-    preset's budget; eval_every half the run (cpu) or every 100K; checkpoints every 10K steps
-    (rounded to the log interval) or every evaluation if that is more often. `flags`: overwrite,
-    video, progress, and the online fine-tuning settings (online_steps, balanced_sampling,
-    buffer_size, online_envs, eta_online; see TrainJob)."""
+    does. `settings`: the run settings (gfp/settings.py; None or absent: unset). Task None is the
+    built-in default job (cpu preset, cached generated dataset); steps the preset's budget;
+    eval_every half the run (cpu) or every 100K; checkpoints every 10K steps (rounded to the log
+    interval) or every evaluation if that is more often."""
     from gfp.presets import resolve
 
+    values = run_settings.given(settings)
     default_job = task is None
     task = DEFAULT_TASK if default_job else task
-    preset = preset or ("cpu" if default_job else "paper")
+    preset = values["preset"] = values["preset"] or ("cpu" if default_job else "paper")
     config, sources = resolve(agent, task, preset, overrides)
-    if steps is None:
-        steps = CPU_STEPS if preset == "cpu" else paper_steps(task)
-    _need(_is_int(steps) and steps >= 1, f"steps = {steps!r} must be >= 1")
+    if values["steps"] is None:
+        values["steps"] = CPU_STEPS if preset == "cpu" else paper_steps(task)
+    # steps and log_every first: the unset intervals are computed from them
+    run_settings.check_setting("steps", values["steps"])
+    run_settings.check_setting("log_every", values["log_every"])
+    steps, log_every, eval_every = values["steps"], values["log_every"], values["eval_every"]
     if eval_every is None:
-        eval_every = steps // 2 if preset == "cpu" else min(100_000, steps)
-    _need(_is_int(log_every) and log_every >= 1, f"log_every = {log_every!r} must be >= 1")
-    if checkpoint_every is None:
+        eval_every = values["eval_every"] = steps // 2 if preset == "cpu" else min(100_000, steps)
+    if values["checkpoint_every"] is None:
         every = max(log_every, DEFAULT_CHECKPOINT_EVERY // log_every * log_every)
         if isinstance(eval_every, int) and 0 < eval_every < every:
             every = eval_every
-        checkpoint_every = min(every, steps)
-    if dataset_dir is None and default_job:
-        dataset_dir = default_data_dir()
+        values["checkpoint_every"] = min(every, steps)
+    if values["dataset_dir"] is None and default_job:
+        values["dataset_dir"] = default_data_dir()
     seeds = list(seeds)
     if out is None:
         leaf = f"seed{seeds[0]}" if len(seeds) == 1 else "seeds"
@@ -244,42 +206,24 @@ def make_train_job(
         agent=agent,
         config=config,
         sources=sources,
-        steps=steps,
         seeds=seeds,
         out=Path(out),
-        dataset_dir=Path(dataset_dir) if dataset_dir is not None else None,
-        preset=preset,
-        eval_every=eval_every,
-        eval_episodes=eval_episodes,
-        log_every=log_every,
-        checkpoint_every=checkpoint_every,
-        success_timing=success_timing,  # type: ignore[arg-type]
-        **flags,
+        overwrite=overwrite,
+        video=video,
+        progress=progress,
+        **values,
     )
 
 
 # ---- the record in config.json ------------------------------------------------------------------
-# The job settings config.json records, beside task/agent/seed(s)/agent_config.
-RECORDED_SETTINGS = (
-    "steps",
-    "preset",
-    "eval_every",
-    "eval_episodes",
-    "log_every",
-    "checkpoint_every",
-    "success_timing",
-    "online_steps",
-    "balanced_sampling",
-    "buffer_size",
-    "online_envs",
-    "eta_online",
-)
-# Recorded (and hashed) only for a run with an online phase, so that an offline run's config.json
-# and config_hash are those of a gfp without online fine-tuning.
-ONLINE_SETTINGS = ("online_steps", "balanced_sampling", "buffer_size", "online_envs", "eta_online")
-# Settings that decide what a run computes (its parameters and its logged numbers): an edit of any
-# of them in config.json changes the run, so --resume refuses it.
-RUN_DEFINING = ("task", "agent", "seeds", "agent_config", *RECORDED_SETTINGS)
+# config.json: task, agent, seeds, the recorded run settings (gfp/settings.py), agent_config and
+# its sources, config_hash. Run-defining (hashed; --resume refuses an edit): these and the
+# run-defining settings, the online ones only where recorded (a run with an online phase).
+_RUN_DEFINING = ("task", "agent", "seeds", "agent_config")
+
+
+def run_defining_keys() -> list[str]:
+    return [*_RUN_DEFINING, *run_settings.run_defining()]
 
 
 def job_record(job: TrainJob) -> dict[str, Any]:
@@ -288,12 +232,7 @@ def job_record(job: TrainJob) -> dict[str, Any]:
         "task": job.task,
         "agent": job.agent,
         "seeds": list(job.seeds),
-        **{
-            k: getattr(job, k)
-            for k in RECORDED_SETTINGS
-            if job.online_steps > 0 or k not in ONLINE_SETTINGS
-        },
-        "dataset_dir": str(job.dataset_dir) if job.dataset_dir else None,
+        **run_settings.record(job.settings),
         "agent_config": json.loads(json.dumps(dataclasses.asdict(job.config))),
         "agent_config_sources": job.sources,
     }
@@ -304,7 +243,8 @@ def job_record(job: TrainJob) -> dict[str, Any]:
 def run_defining(record: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config.json that decides the run (what `config_hash` fingerprints); the
     online settings only where recorded (a run with an online phase)."""
-    return {k: record.get(k) for k in RUN_DEFINING if k not in ONLINE_SETTINGS or k in record}
+    online = run_settings.online_only()
+    return {k: record.get(k) for k in run_defining_keys() if k not in online or k in record}
 
 
 def config_hash(record: Mapping[str, Any]) -> str:
@@ -317,7 +257,7 @@ def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[st
     """Names of the run-defining settings that differ ('agent_config.alpha' for a field)."""
     a, b = run_defining(before), run_defining(after)
     out = []
-    for k in [k for k in RUN_DEFINING if k in a or k in b]:
+    for k in [k for k in run_defining_keys() if k in a or k in b]:
         x, y = a.get(k), b.get(k)
         if k == "agent_config" and isinstance(x, dict) and isinstance(y, dict):
             keys = sorted(set(x) | set(y))
@@ -331,12 +271,12 @@ def job_from_record(
     record: Mapping[str, Any], where: Path | str, out: Path, **flags: Any
 ) -> TrainJob:
     """The job a run's config.json describes, validated like a new one: a missing or mistyped key,
-    an unknown or invalid option is a ConfigError naming `where` and the key."""
+    an unknown or invalid option is a ConfigError naming `where` and the key. `flags`: the job's
+    own fields (video, progress)."""
     where = str(where)
-    for key in ("task", "agent", "seed", "agent_config", *RECORDED_SETTINGS):
-        if key == "success_timing" or key in ONLINE_SETTINGS:
-            continue  # success_timing: runs recorded before it existed used OGBench's default
+    for key in ("task", "agent", "seed", "agent_config"):
         _need(key in record, f"{where}: missing key {key!r}")
+    values = run_settings.from_record(record, where)
     _need(isinstance(record["agent_config"], dict), f"{where}: agent_config must be an object")
     agent = record["agent"]
     _need(isinstance(agent, str), f"{where}: agent must be a name")
@@ -345,33 +285,18 @@ def job_from_record(
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     config = config_from_dict(agent, record["agent_config"], f"{where}: agent_config")
-    seeds = record.get("seeds") or [record["seed"]]
-    dataset_dir = record.get("dataset_dir")
+    sources = record.get("agent_config_sources")
     try:
         return TrainJob(
             task=record["task"],
             agent=agent,
             config=config,
-            sources=sources
-            if isinstance(sources := record.get("agent_config_sources"), dict)
-            else {},
-            steps=record["steps"],
-            seeds=seeds,
+            sources=sources if isinstance(sources, dict) else {},
+            seeds=record.get("seeds") or [record["seed"]],
             out=out,
-            dataset_dir=dataset_dir or None,
-            preset=record["preset"],
-            eval_every=record["eval_every"],
-            eval_episodes=record["eval_episodes"],
-            log_every=record["log_every"],
-            checkpoint_every=record["checkpoint_every"],
-            success_timing=record.get("success_timing", "pre"),
-            online_steps=record.get("online_steps", 0),
-            balanced_sampling=record.get("balanced_sampling", False),
-            buffer_size=record.get("buffer_size", DEFAULT_BUFFER_SIZE),
-            online_envs=record.get("online_envs", 1),
-            eta_online=record.get("eta_online"),
             resume=True,
             recorded=dict(record),
+            **values,
             **flags,
         )
     except ConfigError as e:

@@ -24,8 +24,8 @@ User presets: a table in the same format at `$GFP_PRESETS` or `~/.config/gfp/pre
 user's own, such as `tuned`, and may name any environment. `--preset tuned` applies them on top of
 `paper` as a built-in preset would; `--preset FILE.csv` applies every row of that file.
 
-What the table holds (only values the paper or the authors' code state; GFP.md section 3)
------------------------------------------------------------------------------------------
+What the table holds (only values the paper or the authors' code state; paper Tabs. 3-5, 13, 14)
+-------------------------------------------------------------------------------------------------
 * GFP, 20 OGBench state envs and 5 pixel envs: gamma and batch (Tab. 5), alpha and eta (Tab. 13),
   q_agg / target_agg / guidance_agg (code `gfp_params.csv`), flow_steps 30 on
   humanoidmaze-large-navigate (Tab. 4). D4RL: alpha, eta (Tab. 14a), q_agg min on antmaze and mean
@@ -33,8 +33,8 @@ What the table holds (only values the paper or the authors' code state; GFP.md s
 * Baselines on OGBench: Tab. 5's gamma for FQL, ReBRAC and IQL on all 20 envs (it applies to every
   method; FQL keeps 0.99 on antmaze-large-stitch). Tab. 13's FQL alpha (with its batch 1024 and
   M = 30 exceptions), ReBRAC (alpha_actor, alpha_critic) and IQL alpha where Tab. 13 gives one;
-  a "-" there means the number was copied from Park et al. 2025, whose settings GFP.md does not
-  give, so no row. ReBRAC takes GFP's critic aggregation on every env (Tab. 3: mean, min on
+  a "-" there means the number was copied from Park et al. 2025, whose settings the paper does
+  not give, so no row. ReBRAC takes GFP's critic aggregation on every env (Tab. 3: mean, min on
   antmaze) and batch 1024 on antmaze-giant (Tab. 3). FQL on Minari: alpha (Tab. 14b).
 * `awr`: Tab. 13's GFP-AWR (alpha, eta) on its 13 envs, guidance_fn=advantage everywhere, and
   target_agg=mean (y_VaBC) on its cube, humanoidmaze and puzzle envs, where the paper says it
@@ -81,26 +81,24 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import math
 import os
 import re
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
-from gfp.agents.configs import CONFIGS, BaseConfig
-from gfp.errors import ConfigError
-from gfp.tasks import (  # noqa: F401  (re-exported: the task lists used to be defined here)
-    D4RL_ENVS,
-    MINARI_ENVS,
-    OGBENCH_ENVS,
-    OGBENCH_PIXEL_ENVS,
-    PAPER_ENVS,
-    PAPER_TASKS,
-    task_env,
+from gfp.agents.configs import (
+    CONFIGS,
+    BaseConfig,
+    Kind,
+    coerce,
+    config_class,
+    field_kinds,
+    format_value,
+    parse_value,
 )
+from gfp.errors import ConfigError
+from gfp.tasks import PAPER_ENVS, PAPER_TASKS, task_env
 
 PRESETS: tuple[str, ...] = ("paper", "cpu", "awr")
 TABLE_PATH = Path(__file__).with_name("presets.csv")
@@ -118,39 +116,16 @@ def user_presets_path() -> Path:
     return Path(path).expanduser()
 
 
-# The paper's tasks (GFP.md section 4) live in the task registry, gfp/tasks.py; its environment
-# selectors double as the table's vocabulary: a `tasks` cell outside them is a typo.
+# The paper's 144 tasks (its evaluation protocol) live in the task registry, gfp/tasks.py; its
+# environment selectors double as the table's vocabulary: a `tasks` cell outside them is a typo.
 _ALL_ENVS: frozenset[str] = frozenset(e for envs in PAPER_ENVS.values() for e in envs)
 
 
-# ---------------------------------------------------------------------------------------------
-# Field schema: read from the agents' Config dataclasses (gfp/agents/configs.py, no JAX), the only
-# place it is written. A kind is float / int / bool / str, "dims" (tuple of ints), or a tuple of
-# allowed words; it says how a table cell or a flag string is parsed.
-# ---------------------------------------------------------------------------------------------
-Kind = type | str | tuple[str, ...] | None
-
-
+# The fields and how their values parse are the agents' Config dataclasses'
+# (gfp/agents/configs.py, no JAX), the only place they are written.
 def _configs() -> Mapping[str, type]:
     """Agent name -> Config class (a test may replace this function)."""
     return CONFIGS
-
-
-def _kind_of_hint(hint: Any) -> Kind:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return tuple(str(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        return "dims"
-    if origin in (Union, types.UnionType):
-        return None  # Optional and friends: pass flag values through untouched
-    return hint if hint in (float, int, bool, str) else None
-
-
-def field_kinds(config_cls: type) -> dict[str, Kind]:
-    """Field name -> kind, from the dataclass's own annotations."""
-    hints = typing.get_type_hints(config_cls)
-    return {f.name: _kind_of_hint(hints.get(f.name)) for f in dataclasses.fields(config_cls)}
 
 
 def shared_fields() -> dict[str, Kind]:
@@ -182,90 +157,8 @@ class PresetRow:
         return (self.tasks != ANY, self.agent != ANY)
 
 
-# ---------------------------------------------------------------------------------------------
-# Values: parse text, coerce flag values, format for display.
-# ---------------------------------------------------------------------------------------------
-_TRUE = {"true", "yes", "1"}
-_FALSE = {"false", "no", "0"}
-
-
-def _describe(kind: Kind) -> str:
-    if isinstance(kind, tuple):
-        return "one of " + ", ".join(kind)
-    if kind == "dims":
-        return "hidden sizes like 256x256, each >= 1"
-    return getattr(kind, "__name__", "any value")
-
-
-def parse_value(text: str, kind: Kind) -> Any:
-    """Parse one value cell (or a flag string) as `kind`; ValueError with the expectation if not."""
-    s = text.strip()
-    if kind is bool:
-        if s.lower() in _TRUE:
-            return True
-        if s.lower() in _FALSE:
-            return False
-    elif kind is int:
-        if re.fullmatch(r"[+-]?\d+", s):
-            return int(s)
-    elif kind is float:
-        try:
-            x = float(s)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(x):
-                return x
-    elif kind == "dims":
-        parts = [p for p in re.split(r"[x,]", s.strip("()[] ")) if p.strip()]
-        if parts and all(re.fullmatch(r"\d+", p.strip()) and int(p) > 0 for p in parts):
-            return tuple(int(p) for p in parts)
-    elif isinstance(kind, tuple):
-        if s in kind:
-            return s
-    else:  # str or an unknown type: keep the text
-        return s
-    raise ValueError(f"{text!r} is not {_describe(kind)}")
-
-
-def _coerce(value: Any, kind: Kind) -> Any:
-    """A flag value given as a Python object (or a string, parsed) to the field's type."""
-    if isinstance(value, str):
-        return parse_value(value, kind)
-    ok = (
-        (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
-        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
-        or (kind is bool and isinstance(value, bool))
-        or (
-            kind == "dims"
-            and isinstance(value, list | tuple)
-            and len(value) > 0
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-        )
-        or kind is None
-    )
-    if not ok:
-        raise ValueError(f"{value!r} is not {_describe(kind)}")
-    if kind is float:
-        return float(value)
-    if kind == "dims":
-        return tuple(value)
-    return value
-
-
 def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
-
-
-def format_value(value: Any) -> str:
-    """Display form, the same syntax the table uses (so it can be pasted back as a flag)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
-        return "x".join(str(v) for v in value)
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,20 +280,13 @@ class _Resolved:
     task_rows: int  # how many paper rows matched the task specifically (not via '*')
 
 
-def _config_class(agent: str) -> type:
-    configs = _configs()
-    if agent not in configs:
-        raise ConfigError(f"unknown agent {agent!r} (choices: {', '.join(configs)})")
-    return configs[agent]
-
-
 def _resolve(
     agent: str,
     task: str | None,
     preset: str = "paper",
     overrides: Mapping[str, Any] | None = None,
 ) -> _Resolved:
-    config_cls = _config_class(agent)
+    config_cls = config_class(agent, _configs())
     table = [*load_table(), *_preset_rows(preset)]
     if preset != "paper" and not any(r.preset == preset and r.agent in (ANY, agent) for r in table):
         users = sorted({r.agent for r in table if r.preset == preset})
@@ -435,7 +321,7 @@ def _resolve(
                     f"{config_cls.__qualname__} for agent {agent!r} (fields: {', '.join(kinds)})"
                 )
             try:
-                value = _coerce(row.value, kinds[row.key])
+                value = coerce(row.value, kinds[row.key])
             except ValueError as e:
                 raise ConfigError(f"{TABLE_PATH.name} line {row.line}: {row.key}: {e}") from None
             note = row.note
@@ -449,7 +335,7 @@ def _resolve(
                 task_rows += row.tasks != ANY
     for key, raw in overrides.items():
         try:
-            value = _coerce(raw, kinds[key])
+            value = coerce(raw, kinds[key])
         except ValueError as e:
             raise ConfigError(f"option {key}: {e}") from None
         # Say what the flag replaced, so a flag hiding a per-task value is visible.

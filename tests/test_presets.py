@@ -15,6 +15,8 @@ from typing import Any, Literal
 import pytest
 
 from gfp import presets
+from gfp import tasks as registry
+from gfp.agents import configs
 from gfp.errors import ConfigError
 
 P512 = (512, 512, 512, 512)
@@ -166,18 +168,18 @@ def test_every_paper_env_has_its_gfp_rows() -> None:
     for r in rows:
         keys.setdefault(r.tasks, set()).add(r.key)
     og = {"gamma", "batch_size", "alpha", "eta", "q_agg", "target_agg", "guidance_agg"}
-    for env in presets.OGBENCH_ENVS + presets.OGBENCH_PIXEL_ENVS:
+    for env in registry.OGBENCH_ENVS + registry.OGBENCH_PIXEL_ENVS:
         extra = {"flow_steps"} if env == "humanoidmaze-large-navigate" else set()
         assert keys[env] == og | extra, env
-    for env in presets.D4RL_ENVS:
+    for env in registry.D4RL_ENVS:
         assert keys[env] == {"alpha", "eta", "q_agg"}, env
-    for env in presets.MINARI_ENVS:
+    for env in registry.MINARI_ENVS:
         assert keys[env] == {"alpha", "eta", "batch_size"}, env
-    assert set(keys) == {e for envs in presets.PAPER_ENVS.values() for e in envs}
+    assert set(keys) == {e for envs in registry.PAPER_ENVS.values() for e in envs}
 
 
 def test_paper_task_list() -> None:
-    tasks = presets.PAPER_TASKS
+    tasks = registry.PAPER_TASKS
     assert len(tasks) == len(set(tasks)) == 144  # 105 OGBench + 18 D4RL + 21 Minari
     assert "visual-scene-play-singletask-task1-v0" in tasks
     assert "visual-scene-play-singletask-task2-v0" not in tasks
@@ -185,7 +187,7 @@ def test_paper_task_list() -> None:
     assert "mujoco/walker2d/medium-v0" in tasks
     # Every paper task lands on an environment that has GFP rows.
     selectors = {r.tasks for r in presets.load_table() if r.agent == "gfp"}
-    assert {presets.task_env(t) for t in tasks} <= selectors
+    assert {registry.task_env(t) for t in tasks} <= selectors
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,7 +334,7 @@ def test_fql_antmaze_large_navigate_alpha_is_the_code_value() -> None:
     ],
 )
 def test_task_env(task: str, env: str) -> None:
-    assert presets.task_env(task) == env
+    assert registry.task_env(task) == env
 
 
 def test_state_and_pixel_rows_do_not_mix() -> None:
@@ -584,12 +586,12 @@ def test_real_configs_match_the_mirrors(real_agents: dict[str, type]) -> None:
     """Every option of the mirrors exists in the real Config with the same kind, and the real
     defaults are the paper's (Tab. 4; GFP's own defaults in full)."""
     for name, config in real_agents.items():
-        kinds = presets.field_kinds(config)
-        for key, kind in presets.field_kinds(FAKE[name].Config).items():
+        kinds = configs.field_kinds(config)
+        for key, kind in configs.field_kinds(FAKE[name].Config).items():
             assert key in kinds, f"{name} Config lacks {key}"
             assert _same_kind(kinds[key], kind), f"{name}.{key}: {kinds[key]} vs mirror {kind}"
         default = config()
-        for key in presets.field_kinds(_Base):  # the paper's shared defaults (Tab. 4)
+        for key in configs.field_kinds(_Base):  # the paper's shared defaults (Tab. 4)
             assert getattr(default, key) == getattr(_Base(), key), f"{name}.{key}"
         if name == "gfp":
             assert default == dataclasses.replace(default, **dataclasses.asdict(_GFP()))
@@ -597,7 +599,7 @@ def test_real_configs_match_the_mirrors(real_agents: dict[str, type]) -> None:
 
 def test_real_registry_resolves_every_paper_task(real_agents: dict[str, type]) -> None:
     for name in real_agents:
-        for task in presets.PAPER_TASKS:
+        for task in registry.PAPER_TASKS:
             for preset in ("paper", "cpu"):
                 presets.resolve(name, task, preset)
     if "gfp" in real_agents:

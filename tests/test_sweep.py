@@ -206,7 +206,7 @@ def test_status_counts_runs_and_estimates_the_time_left(tmp_path):
 
 # ---- datasets -----------------------------------------------------------------------------------
 def test_datasets_are_made_once_before_the_runs(tmp_path, tiny_ogbench_dir, monkeypatch):
-    import gfp.data.generate as generate
+    import gfp.datagen.generate as generate
     from gfp.sweep.datasets import prepare_datasets
 
     calls = []

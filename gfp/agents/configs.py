@@ -10,6 +10,10 @@ wrong type, out of its range, or not one of a Literal's choices raises ConfigErr
 the value and what is allowed. So a configuration from the CLI, the Python API, a resumed run's
 config.json or a sweep's grid goes through the same checks.
 
+The values section below is the one parse / coerce / check path of every option, agent
+hyperparameters and run settings (gfp/settings.py, declared with the same `option`) alike: the
+presets table, flags, sweep grids and TOML specs, and config.json records all go through it.
+
 Adding an agent: its Config here (subclass BaseConfig), its file in gfp/agents/, one line in
 `AGENT_CLASSES` below.
 """
@@ -19,7 +23,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+import re
+import types
 import typing
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from gfp.errors import ConfigError
@@ -33,11 +42,13 @@ def option(
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
+    **meta: Any,
 ) -> Any:
     """A config field with its documentation (shown by `gfp train --help` and `gfp presets`) and,
-    for numbers, its allowed range."""
+    for numbers, its allowed range. `meta`: more of the field's metadata (gfp/settings.py's run
+    settings say there how they are recorded). `default` dataclasses.MISSING: a required field."""
     bounds = {k: v for k, v in (("gt", gt), ("ge", ge), ("lt", lt), ("le", le)) if v is not None}
-    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds})
+    return dataclasses.field(default=default, metadata={"help": help, "bounds": bounds, **meta})
 
 
 _RELATIONS = {
@@ -53,8 +64,39 @@ def describe_bounds(bounds: dict[str, float]) -> str:
     return " and ".join(f"{_RELATIONS[k][0]} {v:g}" for k, v in bounds.items())
 
 
-def _is_int(x: Any) -> bool:
+def is_int(x: Any) -> bool:
+    """An integer, and not a bool (which Python counts as one)."""
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+# ---- values: one parse / coerce / check path for every option --------------------------------
+# Agent hyperparameters and run settings (gfp/settings.py) alike: a field's annotation gives its
+# kind, which says how a text (a presets.csv cell, a --grid value, a flag) is parsed and which
+# values are valid. A kind is float / int / bool / str / Path, "dims" (a tuple of sizes), a tuple of
+# allowed words (a Literal), or None (anything; not checked).
+Kind = type | str | tuple[str, ...] | None
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+def kind_of(hint: Any) -> Kind:
+    """The kind of an annotation; `X | None` has X's kind (None itself is checked by
+    `check_value`)."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return tuple(str(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return "dims"
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return kind_of(args[0]) if len(args) == 1 else None
+    return hint if hint in (float, int, bool, str, Path) else None
+
+
+def allows_none(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in (
+        typing.get_args(hint)
+    )
 
 
 @functools.cache
@@ -63,35 +105,148 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def check_field(cls: type, name: str, value: Any) -> None:
-    """Raise ConfigError if `value` is not a valid `name` of config class `cls`."""
-    hint = field_types(cls)[name]
-    field = {f.name: f for f in dataclasses.fields(cls)}[name]
-    origin = typing.get_origin(hint)
-    problem = None
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            problem = f"must be one of {', '.join(map(str, choices))}"
-    elif origin is tuple:
-        if not (isinstance(value, tuple) and value and all(_is_int(v) and v >= 1 for v in value)):
-            problem = "must be a non-empty list of sizes, each >= 1 (e.g. 256x256)"
-    elif hint is bool:
-        if not isinstance(value, bool):
-            problem = "must be true or false"
-    elif hint is int:
-        if not _is_int(value):
-            problem = "must be an integer"
-    elif hint is float and (
-        not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value)
-    ):
-        problem = "must be a finite number"
-    if problem is None and hint in (int, float):
-        bounds = field.metadata.get("bounds", {})
-        if not all(_RELATIONS[k][1](value, b) for k, b in bounds.items()):
-            problem = f"is out of range (must be {describe_bounds(bounds)})"
+def field_kinds(cls: type) -> dict[str, Kind]:
+    """Field name -> kind, from the dataclass's own annotations."""
+    hints = field_types(cls)
+    return {f.name: kind_of(hints.get(f.name)) for f in dataclasses.fields(cls)}
+
+
+def describe_kind(kind: Kind) -> str:
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(kind)
+    if kind == "dims":
+        return "hidden sizes like 256x256, each >= 1"
+    if kind is Path:
+        return "a path"
+    return getattr(kind, "__name__", "any value")
+
+
+def kind_problem(value: Any, kind: Kind) -> str | None:
+    """What is wrong with a (normalized) value of `kind`, or None: the one type check."""
+    if isinstance(kind, tuple):
+        return None if value in kind else f"must be one of {', '.join(kind)}"
+    if kind == "dims":
+        ok = isinstance(value, tuple) and value and all(is_int(v) and v >= 1 for v in value)
+        return None if ok else "must be a non-empty list of sizes, each >= 1 (e.g. 256x256)"
+    if kind is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind is int:
+        return None if is_int(value) else "must be an integer"
+    if kind is float:
+        ok = (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        return None if ok else "must be a finite number"
+    if kind is str:
+        return None if isinstance(value, str) else "must be a string"
+    if kind is Path:
+        return None if isinstance(value, str | os.PathLike) else "must be a path"
+    return None
+
+
+def normalize(value: Any, kind: Kind) -> Any:
+    """The lossless conversions to a field's type, else `value` unchanged (for the check to judge):
+    a list of sizes to a tuple, an integer to a float, a text to a Path ('' is no path, as
+    config.json records read it)."""
+    if kind == "dims" and isinstance(value, list):
+        return tuple(value)
+    if kind is float and is_int(value):
+        return float(value)
+    if kind is Path and isinstance(value, str | os.PathLike):
+        return Path(value) if str(value) else None
+    return value
+
+
+def parse_value(text: str, kind: Kind) -> Any:
+    """Parse a text (a presets.csv cell, a flag or --grid value) as `kind`; ValueError saying what
+    was expected otherwise. Floats `0.3`, `1e-4`; ints `256`; bools `true`/`false`; sizes `256x256`
+    (also `(256, 256)`, `256,256`); choices as the bare word."""
+    s = text.strip()
+    if kind is bool:
+        if s.lower() in _TRUE:
+            return True
+        if s.lower() in _FALSE:
+            return False
+    elif kind is int:
+        if re.fullmatch(r"[+-]?\d+", s):
+            return int(s)
+    elif kind is float:
+        try:
+            x = float(s)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(x):
+                return x
+    elif kind == "dims":
+        parts = [p for p in re.split(r"[x,]", s.strip("()[] ")) if p.strip()]
+        if parts and all(re.fullmatch(r"\d+", p.strip()) and int(p) > 0 for p in parts):
+            return tuple(int(p) for p in parts)
+    elif isinstance(kind, tuple):
+        if s in kind:
+            return s
+    elif kind is Path:
+        return normalize(s, Path)
+    else:  # str or an unchecked kind: keep the text
+        return s
+    raise ValueError(f"{text!r} is not {describe_kind(kind)}")
+
+
+def coerce(value: Any, kind: Kind) -> Any:
+    """A value given loosely (a text, parsed; or a Python object) as `kind`: normalized and type
+    checked, ValueError naming what was expected otherwise. Ranges are the Config's to check."""
+    if isinstance(value, str) and kind not in (str, None):
+        return parse_value(value, kind)
+    value = normalize(value, kind)
+    if kind_problem(value, kind) is not None:
+        raise ValueError(f"{value!r} is not {describe_kind(kind)}")
+    return value
+
+
+def format_value(value: Any) -> str:
+    """Display form, the syntax `parse_value` reads (so it can be pasted back as a flag)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def check_value(name: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> None:
+    """Raise ConfigError if `value` is not a valid `name` (annotation `hint`, field metadata `meta`
+    with its bounds): the one type, choice and range check of every option."""
+    if value is None and allows_none(hint):
+        return
+    kind = kind_of(hint)
+    problem = kind_problem(value, kind)
+    bounds = meta.get("bounds", {})
+    numeric = problem is None and kind in (int, float)
+    if numeric and not all(_RELATIONS[k][1](value, b) for k, b in bounds.items()):
+        # run settings say "must be >= 1", agent options "is out of range (must be >= 1)":
+        # both as the messages users have seen
+        problem = f"must be {describe_bounds(bounds)}"
+        if not meta.get("plain_range"):
+            problem = f"is out of range ({problem})"
+        if meta.get("note"):
+            problem += f" ({meta['note']})"
     if problem is not None:
         raise ConfigError(f"{name} = {value!r} {problem}")
+
+
+def check_field(cls: type, name: str, value: Any) -> None:
+    """Raise ConfigError if `value` is not a valid `name` of config class `cls`."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    check_value(name, value, field_types(cls)[name], field.metadata)
+
+
+def check_fields(obj: Any) -> None:
+    """Normalize and check every field of a frozen dataclass, in order (its `__post_init__`)."""
+    cls = type(obj)
+    kinds = field_kinds(cls)
+    for f in dataclasses.fields(obj):
+        value = normalize(getattr(obj, f.name), kinds[f.name])
+        object.__setattr__(obj, f.name, value)
+        check_field(cls, f.name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +307,7 @@ class BaseConfig:
     )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            check_field(type(self), f.name, getattr(self, f.name))
+        check_fields(self)
 
     @classmethod
     def field_help(cls) -> dict[str, str]:
@@ -183,7 +337,7 @@ class GFPConfig(BaseConfig):
     q_agg: Literal["mean", "min"] = option(
         "mean",
         "Aggregation of the 2 critics everywhere (target, actor loss, lambda, guidance); "
-        "'min' on antmaze (GFP.md ambiguity 9).",
+        "'min' on antmaze (docs/paper-vs-code.md #9).",
     )
     target_agg: Literal["actor", "mean", "vabc", "min", "max"] = option(
         "actor",
@@ -194,7 +348,8 @@ class GFPConfig(BaseConfig):
     target_use_next: bool = option(
         False,
         "y_VaBC only: compute the VaBC next action at s' (True, the equation as written) or at s "
-        "(False, the authors' code and the published numbers; GFP.md 1.2 'implementation note').",
+        "(False, the authors' code and the published numbers; the paper's Implementation Note on "
+        "Eq. 7; docs/paper-vs-code.md #2).",
     )
     guidance_agg: Literal["actor", "min"] = option(
         "actor",
@@ -209,7 +364,7 @@ class GFPConfig(BaseConfig):
     guidance_critic: Literal["target", "online"] = option(
         "target",
         "Critic inside g: 'target' Q_phibar (the authors' code, default) or 'online' Q_phi (the "
-        "paper's text). Either way g carries no gradient (GFP.md ambiguity 1).",
+        "paper's text). Either way g carries no gradient (docs/paper-vs-code.md #1).",
     )
     time_embedding: Literal["sinusoidal", "scalar"] = option("sinusoidal", _TIME_EMB)
     normalize_q_loss: bool = option(
@@ -260,7 +415,7 @@ class ReBRACConfig(BaseConfig):
     q_agg: Literal["min", "mean"] = option(
         "min",
         "Aggregation of the 2 critics in the target and the actor loss: 'min' (ReBRAC and FQL's "
-        "implementation) or 'mean' (FQL's/GFP's, which the GFP authors used, GFP.md 5.2).",
+        "implementation) or 'mean' (FQL's/GFP's, which the GFP authors used, paper Tab. 3).",
     )
     tanh_squash: bool = option(True, "Squash the actor's output with tanh (else clip it to act).")
 
@@ -321,16 +476,19 @@ AGENT_CLASSES: dict[str, str] = {
 AGENT_NAMES: tuple[str, ...] = tuple(CONFIGS)
 
 
-def config_class(agent: str) -> type[BaseConfig]:
-    """The Config class of `agent`; ConfigError listing the agents otherwise."""
-    if agent not in CONFIGS:
-        raise ConfigError(f"unknown agent {agent!r}; choose one of: {', '.join(CONFIGS)}")
-    return CONFIGS[agent]
+def config_class(agent: str, configs: Mapping[str, type] | None = None) -> type[BaseConfig]:
+    """The Config class of `agent` in `configs` (default: CONFIGS); ConfigError listing the
+    agents otherwise."""
+    configs = CONFIGS if configs is None else configs
+    if agent not in configs:
+        raise ConfigError(f"unknown agent {agent!r} (choices: {', '.join(configs)})")
+    return configs[agent]
 
 
 def config_from_dict(agent: str, values: dict[str, Any], where: str = "config") -> BaseConfig:
-    """A Config from plain values (e.g. a config.json's agent_config): lists become tuples; an
-    unknown or missing key, or a bad value, is a ConfigError naming the key and `where`."""
+    """A Config from plain values (e.g. a config.json's agent_config; the Config normalizes them,
+    lists of sizes to tuples); an unknown or missing key, or a bad value, is a ConfigError naming
+    the key and `where`."""
     cls = config_class(agent)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
@@ -341,8 +499,7 @@ def config_from_dict(agent: str, values: dict[str, Any], where: str = "config") 
     missing = [n for n in names if n not in values]
     if missing:
         raise ConfigError(f"{where}: missing {agent} option(s) {', '.join(missing)}")
-    kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
-        return cls(**kept)
+        return cls(**values)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None

@@ -12,33 +12,15 @@ from typing import Annotated, Any
 
 import tyro
 
+from gfp import settings as run_settings
 from gfp.errors import ConfigError, Interrupted
 
 
 @dataclasses.dataclass
 class RunOptions:
-    """Training settings and Ray resources shared by `gfp sweep` and `gfp tune`."""
+    """Dataset generation and Ray resources shared by `gfp sweep` and `gfp tune` (their run
+    settings, the flags of gfp train's, are added from gfp/settings.py: `sweep_command`)."""
 
-    preset: str | None = None
-    """'paper' (the paper's sizes and per-task table), 'cpu', 'awr', a user preset such as
-    'tuned' (gfp tune), or a FILE.csv. Unset: paper."""
-    steps: int | None = None
-    """Gradient steps per run. Unset: the preset's budget (paper: 1M or 500K; cpu: 40K)."""
-    eval_every: int | None = None
-    """Evaluate every E steps and at the end. Unset: 100K (paper) or steps/2 (cpu); 0: the end."""
-    eval_episodes: int | None = None
-    """Episodes per evaluation. Unset: 50."""
-    log_every: int | None = None
-    """Steps per metrics row (also the fused scan length). Unset: 1000."""
-    checkpoint_every: int | None = None
-    """Checkpoint every C steps. Unset: as gfp train (10K, or every evaluation if more often)."""
-    success_timing: str | None = None
-    """OGBench success decided 'post' (the paper's) or 'pre' the action. Unset: post."""
-    online_steps: int | None = None
-    """Online fine-tuning after the offline steps: environment steps, one update each (as
-    gfp train --online-steps). Unset: 0, offline only."""
-    dataset_dir: Path | None = None
-    """Where the datasets live. Unset: each source's default directory."""
     generate_episodes: int | None = None
     """Episodes of an OGBench dataset the sweep generates because it is missing. Unset: the
     official size."""
@@ -69,15 +51,9 @@ def _options(r: RunOptions) -> Any:
     )
 
 
-_SETTINGS = ("preset", "steps", "eval_every", "eval_episodes", "log_every", "checkpoint_every",
-             "success_timing", "dataset_dir", "online_steps")  # fmt: skip
-
-
-def _settings(r: RunOptions) -> dict[str, Any]:
-    out = {k: getattr(r, k) for k in _SETTINGS if getattr(r, k) is not None}
-    if "dataset_dir" in out:
-        out["dataset_dir"] = str(out["dataset_dir"])
-    return out
+def _settings(args: Any) -> dict[str, Any]:
+    """The run settings given as flags (not given: None, the spec's value holds)."""
+    return {k: v for k, v in run_settings.flag_values(args.settings).items() if v is not None}
 
 
 def _grid(items: tuple[str, ...]) -> dict[str, list[str]]:
@@ -155,6 +131,16 @@ class Tune:
     )
 
 
+def sweep_command() -> type:
+    """`gfp sweep`'s arguments: Sweep's, and a flag per run setting (not given: None)."""
+    return run_settings.with_flags(Sweep, unset=True)
+
+
+def tune_command() -> type:
+    """`gfp tune`'s arguments: Tune's, and a flag per run setting (not given: None)."""
+    return run_settings.with_flags(Tune, unset=True)
+
+
 def _floats(text: str, flag: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -182,7 +168,7 @@ def cmd_sweep(args: Sweep) -> None:
     fields: dict[str, Any] = {
         k: v for k in ("tasks", "agents", "seeds") if (v := getattr(args, k)) is not None
     }
-    fields |= _settings(args.run)
+    fields |= _settings(args)
     if args.grid:
         fields["grid"] = _grid(args.grid)
     if args.args:
@@ -225,7 +211,7 @@ def cmd_tune(args: Tune) -> None:
     import_ray()
     _, tasks = env_tasks(args.env, args.tasks.split(",") if args.tasks else None)
     fields: dict[str, Any] = {"tasks": tasks, "agents": [args.agent], "seeds": args.seeds}
-    fields |= _settings(args.run) | {"grid": _grid(args.grid)}
+    fields |= _settings(args) | {"grid": _grid(args.grid)}
     block = block_from_fields(fields, "gfp tune")
     out = args.out or Path("tune") / args.env / args.agent
     run_tune(

@@ -34,8 +34,8 @@ def dataset_key(job: TrainJob) -> tuple[str, str]:
 
 def _generatable_missing(task_name: str, dataset_dir: Path | None) -> tuple[str, Path] | None:
     """(stem, directory) when the task's OGBench files are missing and gfp can generate them."""
-    from gfp.data.generate import GENERATABLE, dataset_file_stem, default_dataset_dir
-    from gfp.tasks import parse_task
+    from gfp.datagen.generate import GENERATABLE, default_dataset_dir
+    from gfp.tasks import dataset_file_stem, parse_task
 
     if parse_task(task_name).source != "ogbench":
         return None
@@ -57,8 +57,8 @@ def prepare_datasets(
 ) -> int:
     """Check (and where needed generate) every dataset `jobs` read; returns how many were checked
     now. `episodes`: size of a generated dataset (None: OGBench's official size)."""
-    from gfp.data.generate import OFFICIAL_SIZES, generate
     from gfp.data.load import load_dataset
+    from gfp.datagen.generate import OFFICIAL_SIZES, generate
 
     record_path = sweep_dir / CHECKED
     checked = read_json(record_path) or {}

@@ -156,19 +156,11 @@ def block_jobs(block: Block, sweep_dir: Path) -> Iterable[tuple[TrainJob, Path, 
                     job = make_train_job(
                         task,
                         agent,
-                        preset=block.preset,
                         overrides=point,
-                        steps=block.steps,
                         seeds=block.seeds,
                         out=sweep_dir,
-                        dataset_dir=block.dataset_dir,
-                        eval_every=block.eval_every,
-                        eval_episodes=block.eval_episodes,
-                        log_every=block.log_every,
-                        checkpoint_every=block.checkpoint_every,
-                        success_timing=block.success_timing,
-                        online_steps=block.online_steps,
                         progress=False,
+                        **block.settings,
                     )
                 except ConfigError as e:
                     where = f"{block.where}: " if block.where else ""

@@ -17,6 +17,10 @@ one. Without a `[[block]]` the top level is the one block:
     agents = ["fql"]
     grid = { alpha = [3, 10, 30] }
 
+Besides tasks, agents, seeds and grid, a field is any run setting of `gfp train` (gfp/settings.py:
+steps, preset, eval_every, log_every, success_timing, online_steps, balanced_sampling, online_envs,
+buffer_size, eta_online, dataset_dir, ...), of its type; unset, it is gfp train's default.
+
 A grid key is an agent hyperparameter (a field of gfp/agents/configs.py); `gfp.alpha` scopes it to
 one agent of the block. An unscoped key every agent of the block must have, a scoped key must name
 one of the block's agents: anything else is an error before anything runs. A value list is the
@@ -35,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gfp import settings as run_settings
 from gfp.agents.configs import config_class
 from gfp.errors import ConfigError
 
@@ -43,22 +48,22 @@ _KEY = re.compile(r"(?:(?P<agent>[A-Za-z_]\w*)\.)?(?P<field>[A-Za-z_]\w*)")
 
 @dataclasses.dataclass
 class Block:
-    """One sweep: every task x agent x grid point, each with all `seeds` (vmapped in one run)."""
+    """One sweep: every task x agent x grid point, each with all `seeds` (vmapped in one run).
+    `settings`: the run settings the block gives (gfp/settings.py; read as `block.steps` too),
+    each other one is gfp train's default."""
 
     tasks: list[str]
     agents: list[str]
     seeds: list[int]
     grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
-    preset: str | None = None
-    steps: int | None = None
-    eval_every: int | None = None
-    eval_episodes: int = 50
-    log_every: int = 1000
-    checkpoint_every: int | None = None
-    dataset_dir: Path | None = None
-    success_timing: str = "post"
-    online_steps: int = 0  # online fine-tuning after the offline steps (gfp train --online-steps)
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     where: str = ""  # where the block was given (a spec file's block), for error messages
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for what the block itself lacks: a run setting
+        if name in run_settings.names():
+            return self.__dict__.get("settings", {}).get(name, _unset(name))
+        raise AttributeError(f"'Block' object has no attribute {name!r}")
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -106,6 +111,10 @@ class Block:
                     raise ConfigError(f"grid key {field!r} is given twice for agent {agent!r}")
                 out[agent][field] = list(values)
         return out
+
+
+def _unset(name: str) -> Any:
+    return next(s.flag_default for s in run_settings.schema() if s.name == name)
 
 
 def _example(block: Block, field: str) -> str:
@@ -175,34 +184,26 @@ def split_list(value: str | Sequence[str], where: str) -> list[str]:
 
 
 # ---- TOML ---------------------------------------------------------------------------------------
-_TYPES: dict[str, tuple[type, ...]] = {
+# A block's own fields; every other field is a run setting (gfp/settings.py), of its type.
+_OWN: dict[str, tuple[type, ...]] = {
     "tasks": (str, list),
     "agents": (str, list),
     "seeds": (str, list, int),
     "grid": (dict,),
-    "preset": (str,),
-    "steps": (int,),
-    "eval_every": (int,),
-    "eval_episodes": (int,),
-    "log_every": (int,),
-    "checkpoint_every": (int,),
-    "dataset_dir": (str,),
-    "success_timing": (str,),
-    "online_steps": (int,),
 }
 
 
 def _check_fields(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    fields = [*_OWN, *run_settings.names()]
     out = {}
     for key, value in table.items():
-        if key not in _TYPES:
-            raise ConfigError(f"{where}: unknown field {key!r} (fields: {', '.join(_TYPES)})")
-        ok = isinstance(value, _TYPES[key]) and not (isinstance(value, bool) and int in _TYPES[key])
-        if not ok:
-            kinds = " or ".join(t.__name__ for t in _TYPES[key])
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown field {key!r} (fields: {', '.join(fields)})")
+        if key in _OWN and (not isinstance(value, _OWN[key]) or isinstance(value, bool)):
+            kinds = " or ".join(t.__name__ for t in _OWN[key])
             raise ConfigError(f"{where}: {key} must be a {kinds}, got {value!r}")
         out[key] = value
-    return out
+    return out | run_settings.spec_values({k: v for k, v in out.items() if k not in _OWN}, where)
 
 
 def _grid_values(key: str, value: Any, where: str) -> list[Any]:
@@ -213,7 +214,7 @@ def _grid_values(key: str, value: Any, where: str) -> list[Any]:
 
 def block_from_fields(fields: Mapping[str, Any], where: str) -> Block:
     """A Block from spec fields (TOML names); ConfigError naming `where` and the field."""
-    f = dict(fields)
+    f = _check_fields({k: v for k, v in fields.items() if v is not None}, where)
     grid = {k: _grid_values(k, v, where) for k, v in (f.pop("grid", None) or {}).items()}
     try:
         return Block(
@@ -221,9 +222,8 @@ def block_from_fields(fields: Mapping[str, Any], where: str) -> Block:
             agents=split_list(f.pop("agents", []), f"{where}: agents"),
             seeds=parse_seeds(f.pop("seeds", []), f"{where}: seeds"),
             grid=grid,
-            dataset_dir=Path(f.pop("dataset_dir")).expanduser() if "dataset_dir" in f else None,
+            settings=f,
             where=where,
-            **f,
         )
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None

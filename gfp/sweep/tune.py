@@ -1,4 +1,4 @@
-"""`gfp tune ENV`: the paper's tuning protocol (GFP.md 3.1) as one command.
+"""`gfp tune ENV`: the paper's tuning protocol (App. A, with Tab. 4) as one command.
 
 1. alpha over a log grid with eta fixed at 1e-3 (agents without eta: alpha alone);
 2. eta over its grid at the best alpha;
@@ -33,7 +33,7 @@ from gfp.sweep.spec import Block, SweepSpec
 
 DEFAULT_ALPHAS = (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01)  # the span of the paper's GFP alphas
 DEFAULT_ETAS = (1.0, 0.1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # the span of the paper's GFP etas
-FIXED_ETA = 1e-3  # eta during the alpha sweep (GFP.md 3.1)
+FIXED_ETA = 1e-3  # eta during the alpha sweep (paper App. A)
 TUNING_SEEDS = (100, 101, 102, 103)
 EVALUATION_SEEDS = range(8)
 POLICY = "actor"  # every agent's main policy
@@ -118,8 +118,9 @@ def write_winner(
 ) -> None:
     """Put the winner's rows into the user presets table at `path` (atomically), replacing that
     preset's earlier rows for (agent, env, key); other rows are kept as they are."""
+    from gfp.agents.configs import format_value
     from gfp.io import atomic_write_bytes
-    from gfp.presets import COLUMNS, format_value, load_user_table
+    from gfp.presets import COLUMNS, load_user_table
 
     kept: list[list[str]] = []
     if path.is_file():
