@@ -31,14 +31,17 @@ import secrets
 import shutil
 import struct
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from gfp.errors import ConfigError, DataError, WriteError
-from gfp.io import (  # noqa: F401
+from gfp.io import (
     _jsonable,
     atomic_write_bytes,
     atomic_write_json,
@@ -447,3 +450,34 @@ class RunDir:
         if self._lock is not None:
             self._lock.close()  # releases the run-directory lock
             self._lock = None
+
+
+# ---- a checkpoint's state back in the agent's form --------------------------------------------
+# The state is any pytree (an agent's TrainState): this module reads checkpoints without knowing
+# the agents, so the checkpoint code stays below them.
+State = TypeVar("State")
+
+
+def restore_state(template: State, state_dict: Any, where: Path) -> State:
+    """A checkpoint's state dict (from `RunDir.load_checkpoint`) as a pytree shaped like
+    `template` (the agent's TrainState of one seed), as host arrays; DataError if it is not this
+    agent's state."""
+    try:
+        state = flax.serialization.from_state_dict(template, state_dict)
+    except (KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{where}: the checkpoint does not fit this agent ({e})") from e
+    leaves = jax.tree.leaves(state)
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(template)[0], leaves, strict=True):
+        b = np.asarray(b)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise DataError(
+                f"{where}: checkpoint array {jax.tree_util.keystr(path)} is {b.dtype}"
+                f"{list(b.shape)}, the agent needs {a.dtype}{list(a.shape)}"
+            )
+    return jax.tree.map(np.asarray, state)
+
+
+def stack_states(states: Sequence[State]) -> State:
+    """The seeds' restored states stacked along a leading seed axis, on the device (the layout the
+    vmapped training loop takes)."""
+    return jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *states)
