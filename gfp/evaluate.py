@@ -52,7 +52,7 @@ def make_env(spec: str, render: bool = False) -> gymnasium.Env:
     """An evaluation environment from an `env_spec`: an OGBench task's registered env (the task
     registry says which), anything else by its Gymnasium id. `success_timing` (OGBench only):
     'post' decides success and termination after the action, as OGBench < 1.2 did for the paper's
-    numbers; 'pre' before it, OGBench 1.2's default (GFP.md, notes on OGBench versions)."""
+    numbers; 'pre' before it, OGBench 1.2's default."""
     # gfp.tasks imports only the standard library, so a worker loading this file stays light.
     from gfp.tasks import parse_task
 

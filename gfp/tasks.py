@@ -31,7 +31,7 @@ One entry here plus one loader function: add the source's name to `SOURCES` and 
 `parse_task` returning its `Task`, then write `load(task, dataset_dir, validation) -> Loaded` and
 register it in `gfp.data.load.LOADERS` (see gfp/data/minari_loader.py for a small example).
 
-The paper's tasks (GFP.md section 4) are data here too: `OGBENCH_ENVS` (20 state environments x 5
+The paper's tasks (Sec. 4, Tabs. 8-12) are data here too: `OGBENCH_ENVS` (20 state environments x 5
 tasks), `OGBENCH_PIXEL_ENVS` (5, task1 only), `D4RL_ENVS` (18), `MINARI_ENVS` (21),
 `PAPER_TASKS` (144), the named `SUITES` and `expand_tasks` for task lists such as
 `ogbench-noisy,pen-human,cube-double-play`.
@@ -55,7 +55,7 @@ Scoring = Literal["success", "normalized_return", "return"]
 
 SOURCES: tuple[str, ...] = ("ogbench", "d4rl", "minari", "npz", "hdf5")
 FILE_SUFFIXES: tuple[str, ...] = (".npz", ".hdf5", ".h5")
-# The paper's gradient-step budget per benchmark family (GFP.md 4, the same as FQL's): 1M on
+# The paper's gradient-step budget per benchmark family (Tab. 4, the same as FQL's): 1M on
 # OGBench state tasks and Minari, 500K on D4RL and OGBench pixel tasks. Other data: 1M.
 PAPER_STEPS: dict[str, int] = {
     "ogbench": 1_000_000,
@@ -96,7 +96,7 @@ _OGBENCH_DATASET_SET = frozenset(OGBENCH_DATASETS)
 _OGBENCH_FAMILIES = ("pointmaze", "antmaze", "humanoidmaze", "antsoccer", "cube", "scene", "puzzle")
 
 # ---------------------------------------------------------------------------------------------
-# The paper's tasks (GFP.md section 4): 105 OGBench + 18 D4RL + 21 Minari = 144. The selectors
+# The paper's tasks (Sec. 4, Tabs. 8-12): 105 OGBench + 18 D4RL + 21 Minari = 144. The selectors
 # double as the presets table's vocabulary (`env_key`).
 # ---------------------------------------------------------------------------------------------
 OGBENCH_LOCOMOTION_ENVS: tuple[str, ...] = (
@@ -118,7 +118,7 @@ OGBENCH_PIXEL_ENVS: tuple[str, ...] = (
     "visual-puzzle-3x3-play",
     "visual-puzzle-4x4-play",
 )
-# The 30 "noisy and explore" tasks and the 50 tasks of the FQL paper (GFP.md 4).
+# The 30 "noisy and explore" tasks and the 50 tasks of the FQL paper (the paper's Sec. 4, Tab. 10).
 OGBENCH_NOISY_ENVS: tuple[str, ...] = (
     "antmaze-large-explore",
     *(f"{e}-noisy" for e in ("cube-single", "cube-double", "cube-triple", "puzzle-4x4", "scene")),

@@ -124,7 +124,7 @@ def test_fql_normalisation_is_exactly_lambda(batch, noise):
 
 def test_fql_is_gfp_without_guidance(batch, noise):
     """GFP with eta = 0, mean aggregation, normalised Q and the scalar time input is FQL with
-    normalize_q_loss (GFP.md 1.7: 'removing value-aware guidance yields FQL')."""
+    normalize_q_loss (the paper: 'removing value-aware guidance yields FQL')."""
     fql = tiny("fql", flow_steps=3, normalize_q_loss=True, alpha=2.0)
     gfp = tiny("gfp", flow_steps=3, eta=0.0, q_agg="mean", time_embedding="scalar", alpha=2.0)
     params, target = params_and_targets(fql)

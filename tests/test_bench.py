@@ -73,7 +73,8 @@ def test_analytic_flops_against_xla_cost_analysis():
 
 
 def test_paper_size_flop_ratio():
-    """GFP adds two target-critic passes (4 member forwards) to FQL's update (GFP.md 6)."""
+    """GFP adds two target-critic passes (4 member forwards) to FQL's update: Q(s, a) and
+    Q(s, a_theta) inside g (gfp.agents.gfp)."""
     gfp = bench.analytic_flops(bench.make_bench_agent("gfp", (512,) * 4, bench.FULL))
     fql = bench.analytic_flops(bench.make_bench_agent("fql", (512,) * 4, bench.FULL))
     assert 1.10 < sum(gfp.values()) / sum(fql.values()) < 1.20

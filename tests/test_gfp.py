@@ -48,7 +48,8 @@ def setup():
 
 
 def reference_losses(c, params, target, batch, noise):
-    """GFP.md section 2, written out in numpy."""
+    """One GFP update as the authors' code computes it (the paper's Algorithm 1, one joint step:
+    docs/paper-vs-code.md #8), written out in numpy."""
     s, a, r, m, s2 = (
         batch[k] for k in ("observations", "actions", "rewards", "masks", "next_observations")
     )
@@ -298,7 +299,7 @@ def test_config_is_frozen_and_documented():
         cfg.alpha = 2.0  # type: ignore[misc]
     helps = GFPConfig.field_help()
     assert all(helps[f.name] for f in dataclasses.fields(GFPConfig))
-    # paper defaults (GFP.md 3.1)
+    # paper defaults (Tab. 4, App. A)
     assert (cfg.lr, cfg.batch_size, cfg.gamma, cfg.tau, cfg.flow_steps) == (
         3e-4,
         256,

@@ -227,8 +227,8 @@ def test_rliable_iqm_mean_median_gap_and_improvement_by_hand():
 
 # ---- published numbers --------------------------------------------------------------------------
 def test_published_105_task_averages_recompute_to_the_paper():
-    """GFP.md 5.1 'Checks': the 21 category rows of Tab. 2 average to 53.2 / 46.7 / 43.9 /
-    20.4, as printed in its 'Average OGBench (105)' row."""
+    """The 21 category rows of Tab. 2 average to 53.2 / 46.7 / 43.9 / 20.4, as printed in its
+    'Average OGBench (105)' row."""
     groups = [g for g, (b, _) in pub.paper_groups().items() if b.startswith("ogbench")]
     assert len(groups) == 21
     for method, want in [("GFP-actor", 53.2), ("FQL", 46.7), ("ReBRAC", 43.9), ("IQL", 20.4)]:
@@ -244,7 +244,7 @@ def test_published_105_task_averages_recompute_to_the_paper():
         assert abs(np.mean(per_task) - want) <= 0.1, method
 
 
-# Tab. 2 entries the paper's own per-task tables do not reproduce (GFP.md section 5).
+# Tab. 2 entries the paper's own per-task tables do not reproduce (Tabs. 8-12).
 KNOWN_INCONSISTENT = {
     ("cube-triple-play", "IQL"),  # Tab. 2 0.1, Tabs. 8-9 average 0.36
     ("scene-play", "ReBRAC"),  # Tab. 2 41.6 (re-run, = Tab. 3), Tab. 8 FQL paper's 40.6

@@ -1,5 +1,5 @@
-"""The task registry (gfp/tasks.py) against the paper's task lists, typed here from GFP.md section 4
-(not read from the registry), so a wrong entry or a wrong parsing rule fails."""
+"""The task registry (gfp/tasks.py) against the paper's task lists, typed here from the paper
+(Sec. 4, Tabs. 8-12; not read from the registry), so a wrong entry or a wrong parsing rule fails."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from gfp.errors import ConfigError, DataError
 from gfp.tasks import Task, dataset_file_stem, expand_tasks, parse_task
 
 # ------------------------------------------------------------------------------------------------
-# GFP.md 4, by hand: environment -> the registered OGBench env it runs in (the dataset type dropped)
+# The paper's tasks, by hand: environment -> the registered OGBench env it runs in (dataset type
+# dropped)
 # ------------------------------------------------------------------------------------------------
 LOCOMOTION = {
     "antmaze-large-navigate": "antmaze-large",
@@ -82,7 +83,7 @@ MINARI = {
 
 
 def expected(task: str) -> Task:
-    """The record GFP.md 4 implies for one of the paper's tasks."""
+    """The record the paper implies for one of its tasks."""
     if task in D4RL:
         key, ref = D4RL[task]
         return Task(task, "d4rl", task, task, None, "state", key, "d4rl", 500_000,

@@ -25,7 +25,7 @@ import optax
 from flax import struct
 
 from gfp.agents import encoders  # noqa: F401 (registers the image encoders in ENCODERS)
-from gfp.agents.configs import BaseConfig, option  # noqa: F401 (re-exported for agent files)
+from gfp.agents.configs import BaseConfig
 from gfp.agents.networks import Critic, make_encoder
 
 Params = dict[str, Any]

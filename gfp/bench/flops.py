@@ -29,7 +29,8 @@ def _bwd_params(layers: list[tuple[int, int]], batch: int) -> int:
 
 
 def analytic_flops(agent) -> dict[str, int]:
-    """Matmul FLOPs of one update of a GFP or FQL agent, pass by pass (GFP.md section 2).
+    """Matmul FLOPs of one update of a GFP or FQL agent, pass by pass (the passes of the paper's
+    Algorithm 1 as gfp.agents.gfp and gfp.agents.fql run them).
 
     Forward passes count 2*m*n*k per layer; the backward of a trained network counts dW for every
     layer and dx for every layer after the first; the critic inside the actor loss is frozen, so

@@ -1,4 +1,4 @@
-"""The paper's published numbers (GFP.md section 5), shipped as `gfp/published/paper_results.csv`.
+"""The paper's published numbers (its Tabs. 2, 8-12), shipped as `gfp/published/paper_results.csv`.
 
 One row per (table, row, method), columns `table, kind, key, method, mean, std, printed,
 provenance, note`:
@@ -13,13 +13,15 @@ provenance, note`:
 * `mean`/`std`: the printed numbers (`std` empty where the paper gives none); `printed`: the text
   as printed, so integer-formatted entries stay recognisable;
 * `provenance`: `authors` (run by the GFP authors) or `prior: <source>` (copied from earlier work;
-  the paper sets these in italics). GFP.md section 4's rule: on OGBench, integer-formatted baseline
-  entries are copied from the FQL paper (Park et al. 2025) and one-decimal ones are the authors'
-  runs; every baseline of Tab. 10 and Tab. 11 is copied; Minari's FQL was run by the authors;
-* `note`: the paper's known slips (GFP.md section 5), e.g. Tab. 2's IQL "17" on D4RL antmaze.
+  the paper sets these in italics, which text extraction loses). The rule used instead, checked
+  against the authors' released FQL results: on OGBench, integer-formatted baseline entries are
+  copied from the FQL paper (Park et al. 2025) and one-decimal ones are the authors' runs; every
+  baseline of Tab. 10 and Tab. 11 is copied; Minari's FQL was run by the authors;
+* `note`: the paper's known slips (docs/paper-vs-code.md #15), e.g. Tab. 2's IQL "17" on D4RL
+  antmaze.
 
-The digest's known inconsistencies between Tab. 2 and the per-task tables are kept as printed
-(tests list them); comparisons of a partial group use the per-task values instead.
+The known inconsistencies between Tab. 2 and the per-task tables are kept as printed (tests list
+them); comparisons of a partial group use the per-task values instead.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def group_label(group: str) -> str:
 
 @functools.cache
 def paper_groups() -> dict[str, tuple[str, tuple[str, ...]]]:
-    """group -> (benchmark, its paper tasks), in the paper's row order (GFP.md section 4)."""
+    """group -> (benchmark, its paper tasks), in the paper's row order (Tab. 2)."""
     from gfp.results import task_env_benchmark
     from gfp.tasks import PAPER_TASKS
 

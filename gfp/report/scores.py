@@ -1,7 +1,7 @@
 """From result rows to the numbers a report shows: one final score per (task, column, seed), and
 the learning curves.
 
-Scores follow the paper's protocol (GFP.md section 4, "Scores"):
+Scores follow the paper's protocol (Sec. 4; docs/paper-vs-code.md #13):
 * OGBench (state and pixel): success rate x 100, each seed's value being the mean of its LAST
   THREE evaluations (the paper's 800K/900K/1M checkpoints; fewer if the run has fewer);
 * D4RL and Minari: the normalized return (already x 100 in eval.csv) at the LAST evaluation;

@@ -1,4 +1,4 @@
-"""The tables of a report, in the paper's protocol (GFP.md section 4, "Aggregation"), as one
+"""The tables of a report, in the paper's protocol (Sec. 4, Tabs. 2 and 8-12), as one
 format-neutral model (`Table`) that `render` turns into Markdown, LaTeX and HTML with the same
 numbers.
 
@@ -6,10 +6,10 @@ numbers.
 * Per environment (the paper's Tab. 2 categories, 5 tasks each on OGBench): the mean over the
   tasks of the per-task means, ± the std over seeds of the per-seed mean over the tasks (each
   seed's average over the 5 tasks, then the std of those averages), as the paper computes it
-  (GFP.md: "the ± being the std over seeds of the 5-task average"). Only seeds present on every
-  task of the row enter that std.
+  (Tab. 2; the per-seed values in the authors' released result files confirm it). Only seeds
+  present on every task of the row enter that std.
 * Per benchmark: the plain mean over its tasks of the per-task means (no ±, as in the paper).
-* Every std is numpy's population std (ddof=0). GFP.md does not say which estimator the paper
+* Every std is numpy's population std (ddof=0). The paper does not say which estimator it
   used; ddof=0 is numpy's default, which the authors' numpy-based scripts get unless they ask.
 * Bold: in every row, each of our values that is >= 95% of the row's best (the paper's rule),
   compared on the values as printed (one decimal) so that the marking can be checked by eye. For a
