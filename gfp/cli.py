@@ -337,7 +337,7 @@ def cmd_eval(args: Eval) -> None:
     RUN_DIR/eval_final.json, so a read-only run directory still shows them."""
     from gfp import run
     from gfp.errors import WriteError
-    from gfp.rundir import atomic_write_json
+    from gfp.io import atomic_write_json
 
     agent, params, cfg = run.load_run(args.run_dir)
     env_name = (cfg.get("dataset") or {}).get("env_name")

@@ -23,9 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from gfp import settings as run_settings
-from gfp.agents.configs import BaseConfig, check_field, config_class, config_from_dict, is_int
+from gfp.agents.configs import (
+    BaseConfig,
+    check_field,
+    config_class,
+    config_from_dict,
+    is_int,
+    require,
+)
 from gfp.errors import ConfigError
-from gfp.settings import DEFAULT_BUFFER_SIZE, RunSettings  # noqa: F401 (DEFAULT_BUFFER_SIZE: benchmarks)
+
+# DEFAULT_BUFFER_SIZE lives with the settings; benchmarks/bench_online.py reads it from here.
+from gfp.settings import DEFAULT_BUFFER_SIZE, RunSettings  # noqa: F401
 
 DEFAULT_TASK = "cube-single-noisy-singletask-task1-v0"
 # The built-in default job generates this many episodes of the default task on first use.
@@ -46,11 +55,6 @@ def paper_steps(task: str) -> int:
     from gfp.tasks import parse_task
 
     return parse_task(task).paper_steps
-
-
-def _need(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
 @dataclasses.dataclass(init=False)
@@ -93,7 +97,7 @@ class TrainJob:
         **values: Any,
     ) -> None:
         # The types are checked before the conversions, which would fail with a traceback.
-        _need(
+        require(
             isinstance(seeds, Sequence) and not isinstance(seeds, str),
             f"seeds = {seeds!r} must be a list of integers >= 0",
         )
@@ -122,21 +126,21 @@ class TrainJob:
         object.__setattr__(self, name, value)
 
     def validate(self) -> None:
-        _need(isinstance(self.task, str) and bool(self.task.strip()), "task must be a name")
+        require(isinstance(self.task, str) and bool(self.task.strip()), "task must be a name")
         cls = config_class(self.agent)
-        _need(
+        require(
             isinstance(self.config, cls),
             f"config must be a {cls.__name__} for agent {self.agent!r}, "
             f"got {type(self.config).__name__}",
         )
-        _need(bool(self.seeds), "seeds must name at least one seed")
-        _need(
+        require(bool(self.seeds), "seeds must name at least one seed")
+        require(
             all(is_int(s) and s >= 0 for s in self.seeds),
             f"seeds = {self.seeds!r} must be integers >= 0",
         )
-        _need(len(set(self.seeds)) == len(self.seeds), f"seeds = {self.seeds} has duplicates")
+        require(len(set(self.seeds)) == len(self.seeds), f"seeds = {self.seeds} has duplicates")
         if self.eta_online is not None:
-            _need(
+            require(
                 self.agent == "gfp",
                 f"eta_online is GFP's online guidance temperature; agent {self.agent!r} has none",
             )
@@ -144,7 +148,7 @@ class TrainJob:
                 check_field(type(self.config), "eta", self.eta_online)  # eta's own range
             except ConfigError as e:
                 raise ConfigError(str(e).replace("eta", "eta_online", 1)) from None
-        _need(not (self.resume and self.overwrite), "resume and overwrite exclude each other")
+        require(not (self.resume and self.overwrite), "resume and overwrite exclude each other")
 
     @property
     def total_steps(self) -> int:
@@ -275,11 +279,11 @@ def job_from_record(
     own fields (video, progress)."""
     where = str(where)
     for key in ("task", "agent", "seed", "agent_config"):
-        _need(key in record, f"{where}: missing key {key!r}")
+        require(key in record, f"{where}: missing key {key!r}")
     values = run_settings.from_record(record, where)
-    _need(isinstance(record["agent_config"], dict), f"{where}: agent_config must be an object")
+    require(isinstance(record["agent_config"], dict), f"{where}: agent_config must be an object")
     agent = record["agent"]
-    _need(isinstance(agent, str), f"{where}: agent must be a name")
+    require(isinstance(agent, str), f"{where}: agent must be a name")
     try:
         config_class(agent)
     except ConfigError as e:

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gfp.agents.configs import parse_value
 from gfp.errors import DataError
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -55,8 +56,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
 METRICS: tuple[str, ...] = ("success", "return", "normalized_score")
 BENCHMARKS: tuple[str, ...] = ("ogbench", "ogbench-pixel", "d4rl", "minari", "other")
 _INT_COLUMNS = ("seed", "step", "total_steps")
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
 
 
 # ---- tasks ------------------------------------------------------------------------------------
@@ -294,10 +293,12 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
             row[c] = int(value)
         for c in METRICS:
             row[c] = _float(raw[c], f"{where}, column {c}")
-        flag = raw["finished"].strip().lower()
-        if flag not in _TRUE | _FALSE:
-            raise DataError(f"{where}, column finished: {raw['finished']!r} is not true/false")
-        row["finished"] = flag in _TRUE
+        try:
+            row["finished"] = parse_value(raw["finished"], bool)
+        except ValueError:
+            raise DataError(
+                f"{where}, column finished: {raw['finished']!r} is not true/false"
+            ) from None
         for c in grid:
             row[c] = _grid_value(raw[c])
         rows.append(row)

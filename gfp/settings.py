@@ -37,15 +37,15 @@ from gfp.agents.configs import (
     kind_problem,
     normalize,
     option,
+    require,
 )
 from gfp.errors import ConfigError
 
-REQUIRED: Any = (
-    dataclasses.MISSING
-)  # a job must give it (`default`), a record must hold it (`absent`)
+# REQUIRED as a `default`: a job must give the setting; as `absent`: a record must hold it.
+REQUIRED: Any = dataclasses.MISSING
 _DEFAULT: Any = object()  # `absent` not given: a record without the key reads the default
 
-# Offline-to-online fine-tuning (gfp/online.py): the reference code's replay buffer capacity.
+# Offline-to-online fine-tuning: the reference code's replay buffer capacity.
 DEFAULT_BUFFER_SIZE = 1_000_000
 
 
@@ -90,11 +90,6 @@ def setting(
             "absent": absent,
         },
     )
-
-
-def _need(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -206,18 +201,18 @@ class RunSettings:
         total = self.total_steps
         for name in ("eval_every", "checkpoint_every"):
             v = getattr(self, name)
-            _need(
+            require(
                 0 <= v <= total,
                 f"{name} = {v!r} must be between 0 (never; only at the end) and the run's steps "
                 f"({total})",
             )
         m, e, b = self.online_steps, self.online_envs, self.buffer_size
-        _need(
+        require(
             m % e == 0,
             f"online_steps = {m} must be a multiple of online_envs = {e} (each collection step "
             "steps every environment once)",
         )
-        _need(b >= e, f"buffer_size = {b!r} must be >= online_envs ({e})")
+        require(b >= e, f"buffer_size = {b!r} must be >= online_envs ({e})")
         if m == 0:
             # buffer_size has always been accepted (and unused) by an offline run
             given = [
@@ -227,7 +222,7 @@ class RunSettings:
                 and s.name not in ("online_steps", "buffer_size")
                 and getattr(self, s.name) != s.default
             ]
-            _need(not given, f"{', '.join(given)} set without online_steps (an offline run)")
+            require(not given, f"{', '.join(given)} set without online_steps (an offline run)")
 
 
 # The schema every front end reads (a test may put a subclass with one more setting here).
@@ -325,7 +320,7 @@ def from_record(rec: Mapping[str, Any], where: str) -> dict[str, Any]:
         if s.name in rec:
             out[s.name] = rec[s.name]
         else:
-            _need(s.absent is not REQUIRED, f"{where}: missing key {s.name!r}")
+            require(s.absent is not REQUIRED, f"{where}: missing key {s.name!r}")
             out[s.name] = s.absent
     return out
 
@@ -392,9 +387,3 @@ def spec_values(table: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: {key} must be {describe_kind(kind)}, got {value!r}")
         out[key] = value
     return out
-
-
-def defaults_of(items: Iterable[str]) -> dict[str, Any]:
-    """gfp train's flag defaults of the named settings."""
-    known = {s.name: s for s in schema()}
-    return {n: known[n].flag_default for n in items}

@@ -142,13 +142,13 @@ def test_eval_reports_a_missing_key_in_one_line(finished_run, tmp_path, capsys):
 def test_eval_prints_results_before_a_failed_save(finished_run, tmp_path, capsys, monkeypatch):
     """A read-only run directory: the results are shown, then one line says they were not saved.
     (Tests run as root, which ignores permission bits, so the failed write is simulated.)"""
-    import gfp.rundir
+    import gfp.io
     from gfp.errors import WriteError
 
     def read_only(path, obj):
         raise WriteError(f"could not write {path}: [Errno 30] Read-only file system")
 
-    monkeypatch.setattr(gfp.rundir, "atomic_write_json", read_only)
+    monkeypatch.setattr(gfp.io, "atomic_write_json", read_only)
     with pytest.raises(SystemExit) as e:
         main(["eval", str(finished_run), "--episodes", "1"])
     captured = capsys.readouterr()

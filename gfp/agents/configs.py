@@ -64,6 +64,12 @@ def describe_bounds(bounds: dict[str, float]) -> str:
     return " and ".join(f"{_RELATIONS[k][0]} {v:g}" for k, v in bounds.items())
 
 
+def require(ok: bool, message: str) -> None:
+    """ConfigError(message) unless `ok`: a check of a job or a setting written as one line."""
+    if not ok:
+        raise ConfigError(message)
+
+
 def is_int(x: Any) -> bool:
     """An integer, and not a bool (which Python counts as one)."""
     return isinstance(x, int) and not isinstance(x, bool)

@@ -161,8 +161,7 @@ def cmd_sweep(args: Sweep) -> None:
     if args.out is None:
         raise ConfigError("gfp sweep needs --out SWEEP_DIR (the folder the runs are written to)")
     from gfp.sweep import import_ray, run_sweep
-    from gfp.sweep.spec import SweepSpec as Spec
-    from gfp.sweep.spec import block_from_fields, load_spec
+    from gfp.sweep.spec import SweepSpec, block_from_fields, load_spec
 
     import_ray()  # say which extra to install before any work
     fields: dict[str, Any] = {
@@ -174,7 +173,7 @@ def cmd_sweep(args: Sweep) -> None:
     if args.args:
         spec = load_spec(args.args[0], **fields)
     else:
-        spec = Spec([block_from_fields(fields, "gfp sweep")])
+        spec = SweepSpec([block_from_fields(fields, "gfp sweep")])
     try:
         outcome = run_sweep(
             spec, args.out, _options(args.run), retry_failed=args.retry_failed, command=_command()
