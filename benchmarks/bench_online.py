@@ -29,11 +29,12 @@ import numpy as np
 from gfp.agents import make_agent
 from gfp.agents.base import ObsSpec
 from gfp.data.load import load_dataset
+from gfp.engine.chunk import init_states
+from gfp.engine.online import Collector
+from gfp.engine.samplers import make_sampler
 from gfp.evaluate import EnvPool, default_workers, env_spec
 from gfp.job import DEFAULT_BUFFER_SIZE, default_data_dir
-from gfp.online import Collector
 from gfp.presets import resolve
-from gfp.train import init_states, to_device
 
 TASK = "cube-single-noisy-singletask-task1-v0"
 
@@ -45,7 +46,7 @@ def measure(dataset, agent, n_envs: int, steps: int, warmup: int, capacity: int)
         col = Collector(
             agent,
             pool,
-            to_device(dataset.train, agent.batch_keys),
+            make_sampler(dataset.train, agent.batch_keys).data,
             seeds=[0],
             n_envs=n_envs,
             capacity=capacity,

@@ -238,15 +238,18 @@ def synthetic_pixels(frames: int, length: int = 1001, size: int = 64) -> dict[st
 
 
 def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
+    from types import SimpleNamespace
+
     import jax
 
-    from gfp.data import frames as F
+    from gfp.engine import frames as F
+    from gfp.engine.chunk import prefetch
 
     data = synthetic_pixels(frames)
     rss_data = rss_mib()
     keys = ("observations", "actions", "rewards", "masks", "next_observations")
     t = time.perf_counter()
-    host = F.place(data, keys, lambda key: data[key], placement="host")
+    host = F.frame_sampler(data, keys, placement="host")
     build = time.perf_counter() - t
     rss_placed = rss_mib()
     rng = np.random.default_rng(1)
@@ -258,37 +261,19 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
         count += 1
     gather_rate = count / (time.perf_counter() - t)
 
-    # The prefetch pipeline as HostChunk runs it: index plan, gather, transfer, in a thread.
-    import queue
-    import threading
-
-    steps = max(1, F.BLOCK_BYTES // (batch * (k + 1) * 64 * 64 * 3))
-    q: queue.Queue = queue.Queue(maxsize=F.PREFETCH)
+    # The prefetch pipeline as the engine's chunk runs it for a fed sampler: index plan, gather,
+    # transfer, in a thread (gfp.engine.chunk.prefetch over HostFrameSampler.feed).
+    config = SimpleNamespace(batch_size=batch, frame_stack=k)
     rngs = np.asarray(jax.random.split(jax.random.PRNGKey(0), 1))
-    stop = threading.Event()
-
-    def produce() -> None:
-        nonlocal rngs
-        while not stop.is_set():
-            rngs, idx = F._plan(rngs, n, batch, steps)
-            block = jax.device_put(host.gather(np.asarray(idx), k))
-            while not stop.is_set():
-                try:
-                    q.put(block, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
-    q.get()  # compiled and warm
+    blocks = prefetch(host.feed(rngs, 10**9, config))  # stopped by closing it below
+    next(blocks)  # compiled and warm
     count, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
-        jax.block_until_ready(q.get())
+        steps, fed = next(blocks)
+        jax.block_until_ready(fed)
         count += steps
     pipe_rate = count / (time.perf_counter() - t)
-    stop.set()
-    producer.join()
+    blocks.close()
     return {
         "frames": int(len(data["observations"])),
         "batch": batch,
@@ -372,7 +357,9 @@ def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: str, ba
     from gfp.agents import make_agent
     from gfp.agents.base import ObsSpec
     from gfp.agents.configs import GFPConfig
-    from gfp.train import init_states, to_device, train
+    from gfp.engine.chunk import init_states
+    from gfp.engine.driver import train
+    from gfp.engine.samplers import make_sampler
 
     data = synthetic_pixels(frames)
     cfg = GFPConfig(
@@ -385,7 +372,7 @@ def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: str, ba
         target_agg="mean",
     )
     agent = make_agent("gfp", cfg, obs_spec=ObsSpec.of(data["observations"]), action_dim=5)
-    placed = to_device(data, agent.batch_keys)
+    placed = make_sampler(data, agent.batch_keys)
     states = init_states(agent, list(range(seeds)))
     t = time.perf_counter()
     states = train(agent, placed, states, steps=steps, log_every=steps, progress=False)

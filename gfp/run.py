@@ -26,47 +26,25 @@ import numpy as np
 from gfp.agents import make_agent
 from gfp.agents.base import Agent, ObsSpec, TrainState
 from gfp.agents.configs import config_from_dict
-from gfp.data import frames
+from gfp.data.checks import check_env_matches, check_same_dataset, dataset_fingerprint
 from gfp.data.frame_layout import is_pixels
 from gfp.data.load import Dataset, load_dataset
+from gfp.engine.chunk import init_states, unstack
+from gfp.engine.driver import LogSums, OfflinePhase, Phase, drive, train
+from gfp.engine.frames import check_settings
+from gfp.engine.samplers import make_sampler
 from gfp.errors import ConfigError, DivergenceError, Interrupted, WriteError
 from gfp.evaluate import evaluate
-from gfp.guards import (
-    check_env_matches,
-    check_same_dataset,
-    dataset_fingerprint,
-    restore_state,
-    stack_states,
-    stop_on_signals,
-)
-from gfp.job import (  # noqa: F401 (the run-level names users and the CLI import from here)
-    CPU_STEPS,
-    DEFAULT_CHECKPOINT_EVERY,
-    DEFAULT_EPISODES,
-    DEFAULT_TASK,
-    TrainJob,
-    changed_keys,
-    default_data_dir,
-    job_record,
-    paper_steps,
-    run_defining,
-)
-from gfp.rundir import CHECKPOINT, CsvLog, RunDir, os_reason
-from gfp.train import LogSums, init_states, to_device, train, unstack
-
-
-def resolve_config(
-    agent: str, task: str | None, preset: str = "paper", overrides: Mapping[str, Any] | None = None
-):
-    """Agent config for `task` under `preset` with `overrides` on top; returns (config, sources)."""
-    from gfp import presets
-
-    return presets.resolve(agent, task, preset, overrides)
+from gfp.io import os_reason
+from gfp.job import DEFAULT_EPISODES, TrainJob, changed_keys, job_record, run_defining
+from gfp.rundir import CHECKPOINT, CsvLog, RunDir, restore_state, stack_states
+from gfp.signals import stop_on_signals
 
 
 def ensure_default_dataset(task: str, dataset_dir: Path, episodes: int = DEFAULT_EPISODES) -> None:
     """Generate the default task's dataset with OGBench's oracles if it is not there yet."""
-    from gfp.data.generate import dataset_file_stem, generate
+    from gfp.datagen.generate import generate
+    from gfp.tasks import dataset_file_stem
 
     stem = dataset_file_stem(task)
     if not (dataset_dir / f"{stem}.npz").exists():
@@ -84,10 +62,13 @@ def fit(
     **kwargs: Any,
 ) -> TrainState:
     """Python API: train `agent` on `dataset` for every seed (vmapped); returns the stacked
-    states. Keyword arguments go to `gfp.train.train` (callbacks, checkpoint_every, stop, ...)."""
+    states. Keyword arguments go to `gfp.engine.driver.drive` (callbacks, checkpoint_every, stop,
+    ...)."""
     if states is None:
         states = init_states(agent, seeds)
-    return train(agent, to_device(dataset.train, agent.batch_keys), states, steps=steps, **kwargs)
+    return train(
+        agent, make_sampler(dataset.train, agent.batch_keys), states, steps=steps, **kwargs
+    )
 
 
 def evaluate_policies(
@@ -143,23 +124,6 @@ def summarize(evals: list[dict[str, str]], policies: Sequence[str]) -> dict[str,
 EXPLORE_LOG = "explore.csv"  # one row per online exploration episode
 
 
-class PhasedLog(CsvLog):
-    """metrics.csv / eval.csv with a `phase` column after `step`: 'offline' up to the job's offline
-    steps, 'online' after them. The column is text, so it goes to the CSV only (RunDir sends the
-    row's numbers to TensorBoard)."""
-
-    offline_steps = 0
-
-    def __init__(self, path: Path, offline_steps: int | None = None):
-        if offline_steps is not None:  # (CsvLog.truncate re-runs __init__ with the path alone)
-            self.offline_steps = offline_steps
-        super().__init__(path)
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        phase = "online" if int(row["step"]) > self.offline_steps else "offline"
-        super().write({"step": row["step"], "phase": phase, **row})
-
-
 class Training:
     """One job's run, stage by stage (`run_training` calls them in order)."""
 
@@ -175,8 +139,9 @@ class Training:
             obs_spec=ObsSpec.of(self.dataset.train["observations"]),
             action_dim=self.dataset.act_dim,
         )
-        # Checked here as well as by train(): before any run directory or config.json is written.
-        frames.check_settings(job.config, is_pixels(self.dataset.train["observations"]))
+        # Checked here as well as by the offline phase: before any run directory or config.json
+        # is written.
+        check_settings(job.config, is_pixels(self.dataset.train["observations"]))
         if job.online_steps and self.dataset.env_name is None:
             raise ConfigError(
                 f"online fine-tuning needs an environment, and the dataset {self.dataset.name!r} "
@@ -187,10 +152,11 @@ class Training:
                 f"online fine-tuning takes state observations; {self.dataset.name!r} has images "
                 "(pixel tasks are offline only for now)"
             )
-        self.dirs = [RunDir(p, overwrite=job.overwrite, resume=job.resume) for p in job.run_dirs()]
+        self.dirs = [
+            RunDir(p, overwrite=job.overwrite, resume=job.resume, offline_steps=job.steps)
+            for p in job.run_dirs()
+        ]
         for run in self.dirs:
-            run.metrics = PhasedLog(run.metrics.path, job.steps)
-            run.evals = PhasedLog(run.evals.path, job.steps)
             if not job.resume:  # a new run (RunDir refused or cleared an earlier one)
                 (run.path / EXPLORE_LOG).unlink(missing_ok=True)
         self.explore = [CsvLog(run.path / EXPLORE_LOG) for run in self.dirs]
@@ -327,30 +293,48 @@ class Training:
                 ) from e
             self.saved_at[i] = step
 
-    def train(self, states: TrainState) -> TrainState:
-        """All offline updates, to job.steps; Interrupted after a checkpoint on SIGINT/SIGTERM."""
+    def drive(
+        self,
+        phase: Phase,
+        states: TrainState,
+        at: Sequence[int],
+        end: int,
+        log_sums: Sequence[LogSums],
+        on_checkpoint: Any,
+    ) -> TrainState:
+        """Advance one phase of the run to `end` with the logging, evaluation and checkpoint
+        callbacks; Interrupted after a checkpoint on SIGINT/SIGTERM, DivergenceError naming the
+        seed and the checkpoint kept."""
         job = self.job
         with stop_on_signals() as flag:
             try:
-                states = fit(
-                    self.agent,
-                    self.dataset,
-                    steps=job.steps,
-                    states=states,
+                states = drive(
+                    phase,
+                    states,
+                    at=at,
+                    end=end,
                     log_every=job.log_every,
                     eval_every=job.eval_every,
                     checkpoint_every=job.checkpoint_every,
                     on_log=self.on_log,
                     on_eval=self.on_eval,
-                    on_checkpoint=self.on_checkpoint,
+                    on_checkpoint=on_checkpoint,
                     stop=lambda: flag["signum"] is not None,
-                    log_sums=self.log_sums,
+                    log_sums=log_sums,
                     progress=job.progress,
                 )
             except DivergenceError as e:
                 raise self._diverged(e) from None
         self._check_stopped(flag, states)
         return states
+
+    def train(self, states: TrainState) -> TrainState:
+        """All offline updates, to job.steps."""
+        if min(self.at) >= self.job.steps:
+            return states  # every seed is past the offline phase (resumed online)
+        sampler = make_sampler(self.dataset.train, self.agent.batch_keys)
+        phase = OfflinePhase(self.agent, sampler)
+        return self.drive(phase, states, self.at, self.job.steps, self.log_sums, self.on_checkpoint)
 
     def _diverged(self, e: DivergenceError) -> DivergenceError:
         """`e` naming the seed and the checkpoint that is kept."""
@@ -396,10 +380,9 @@ class Training:
 
     def online(self, states: TrainState) -> TrainState:
         """job.online_steps environment steps after the offline ones, each followed by one update
-        (gfp/online.py), with the callbacks of `train`; Interrupted after a checkpoint on
-        SIGINT/SIGTERM."""
+        (gfp.engine.online: the collector is the phase), with the callbacks of `train`."""
+        from gfp.engine.online import Collector
         from gfp.evaluate import EnvPool, default_workers, env_spec
-        from gfp.online import Collector, run_online
 
         job = self.job
         at = [max(a, job.steps) for a in self.at]
@@ -420,7 +403,7 @@ class Training:
             collector = Collector(
                 agent,
                 pool,
-                to_device(self.dataset.train, agent.batch_keys),
+                make_sampler(self.dataset.train, agent.batch_keys).data,
                 seeds=job.seeds,
                 n_envs=job.online_envs,
                 capacity=capacity,
@@ -428,35 +411,14 @@ class Training:
                 reward_shift=self.dataset.reward_shift,
                 saved=self.online_saved,
                 policy=agent.policies[0],
+                on_episode=self.on_episode,
             )
             for line in collector.restarted:
                 print(f"gfp: {line}")
-            with stop_on_signals() as flag:
-                try:
-                    states = run_online(
-                        collector,
-                        states,
-                        at=at,
-                        end=job.total_steps,
-                        log_every=job.log_every,
-                        eval_every=job.eval_every,
-                        checkpoint_every=job.checkpoint_every,
-                        on_log=self.on_log,
-                        on_eval=self.on_eval,
-                        on_checkpoint=lambda step, st, s: self.on_checkpoint(
-                            step, st, s, collector
-                        ),
-                        on_episode=self.on_episode,
-                        stop=lambda: flag["signum"] is not None,
-                        log_sums=sums,
-                        progress=job.progress,
-                    )
-                except DivergenceError as e:
-                    raise self._diverged(e) from None
+            on_checkpoint = lambda step, st, s: self.on_checkpoint(step, st, s, collector)  # noqa: E731
+            return self.drive(collector, states, at, job.total_steps, sums, on_checkpoint)
         finally:
             pool.close()
-        self._check_stopped(flag, states)
-        return states
 
     # ---- stage 4: final parameters, videos, summaries ------------------------------------------
     def online_summary(self, i: int) -> dict[str, Any]:

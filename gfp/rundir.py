@@ -252,7 +252,9 @@ class RunDir:
 
     `create=True` makes the directory for a new run; a directory that already holds a run (a
     config.json) is refused unless `overwrite` (which deletes the run's files) or `resume`.
-    `create=False` opens an existing directory (read access, evaluation).
+    `create=False` opens an existing directory (read access, evaluation). `offline_steps`: the
+    run's offline steps; its metrics.csv and eval.csv rows then carry a `phase` column after
+    `step`, 'offline' up to them and 'online' after them (text: CSV only, not TensorBoard).
     """
 
     def __init__(
@@ -262,8 +264,10 @@ class RunDir:
         overwrite: bool = False,
         create: bool = True,
         resume: bool = False,
+        offline_steps: int | None = None,
     ):
         self.path = Path(path)
+        self.offline_steps = offline_steps
         self._lock = None
         self._tb = None
         if create:
@@ -333,13 +337,19 @@ class RunDir:
     def finished(self) -> bool:
         return (self.path / "summary.json").exists()
 
+    def _keyed(self, step: int, row: Mapping[str, float]) -> dict[str, Any]:
+        """A log row's CSV form: step (and phase) first."""
+        if self.offline_steps is None:
+            return {"step": step, **row}
+        return {"step": step, "phase": "online" if step > self.offline_steps else "offline", **row}
+
     def log_metrics(self, step: int, row: Mapping[str, float]) -> None:
-        self.metrics.write({"step": step, **row})
+        self.metrics.write(self._keyed(step, row))
         for k, v in row.items():
             self.tensorboard.add_scalar(k, v, step)
 
     def log_eval(self, step: int, row: Mapping[str, float]) -> None:
-        self.evals.write({"step": step, **row})
+        self.evals.write(self._keyed(step, row))
         for k, v in row.items():
             self.tensorboard.add_scalar(f"eval/{k}", v, step)
         self.tensorboard.flush()

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from gfp.agents import AGENTS, make_agent
-from gfp.train import next_actions, to_device, train, unstack
+from gfp.engine.chunk import unstack
+from gfp.engine.driver import train
+from gfp.engine.samplers import make_sampler, next_actions
 from tests import reference as ref
 
 OBS, ACT, B = 3, 2, 6
@@ -308,14 +310,14 @@ def test_next_actions_stay_within_episodes():
     # without episode ends: one stream shifted by one (FQL's implementation), last row repeated
     np.testing.assert_array_equal(next_actions({"actions": actions}), actions[[1, 2, 3, 4, 4]])
     transitions = {**synthetic_transitions(5), "actions": actions, "terminals": terminals}
-    data = to_device(transitions)
+    data = make_sampler(transitions).data
     np.testing.assert_array_equal(data["next_actions"], actions[[1, 1, 3, 4, 4]])
-    assert "next_actions" not in to_device(transitions, AGENTS["gfp"].batch_keys)
+    assert "next_actions" not in make_sampler(transitions, AGENTS["gfp"].batch_keys).data
 
 
 def test_train_reports_missing_batch_keys():
     agent = tiny("rebrac", batch_size=4)
-    data = to_device(synthetic_transitions(8), AGENTS["gfp"].batch_keys)
+    data = make_sampler(synthetic_transitions(8), AGENTS["gfp"].batch_keys)
     with pytest.raises(ValueError, match="next_actions"):
         train(agent, data, None, steps=1, progress=False)  # type: ignore[arg-type]  # fails first
 
@@ -362,7 +364,7 @@ def test_training_smoke(name):
     rows = []
     after = train(
         agent,
-        to_device(synthetic_transitions(200), agent.batch_keys),
+        make_sampler(synthetic_transitions(200), agent.batch_keys),
         states,
         steps=50,
         log_every=50,

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from gfp.agents import AGENTS, make_agent
-from gfp.train import init_states, train, unstack
+from gfp.engine.chunk import init_states, unstack
+from gfp.engine.driver import train
+from gfp.engine.samplers import ArraySampler
 from tests import reference as ref
 
 GFPConfig = AGENTS["gfp"].Config
@@ -247,7 +249,7 @@ def high_mode_fraction(agent, params, policy, n=512):
 
 @pytest.fixture(scope="module")
 def bandit_runs():
-    data = jax.tree.map(jnp.asarray, bandit_dataset())
+    data = ArraySampler(jax.tree.map(jnp.asarray, bandit_dataset()))
     out = {}
     for name, eta in (("gfp", 0.05), ("unweighted", 0.0)):
         cfg = GFPConfig(
@@ -279,7 +281,7 @@ def test_bandit_unweighted_flow_bc_follows_the_data(bandit_runs):
 
 
 def test_same_seed_same_result():
-    data = jax.tree.map(jnp.asarray, bandit_dataset(n=512))
+    data = ArraySampler(jax.tree.map(jnp.asarray, bandit_dataset(n=512)))
     cfg = GFPConfig(actor_hidden_dims=(16,), value_hidden_dims=(16,), batch_size=32)
     agent = make_agent("gfp", cfg, obs_dim=2, action_dim=1)
     runs = [

@@ -84,17 +84,21 @@ def run_pixels(placement: str, steps: int, seeds: list[int], work: Path) -> dict
     from gfp.agents import make_agent
     from gfp.agents.base import ObsSpec
     from gfp.agents.configs import GFPConfig
-    from gfp.data import frames
-    from gfp.train import init_states, train, unstack
+    from gfp.engine import frames
+    from gfp.engine.chunk import init_states, unstack
+    from gfp.engine.driver import train
 
     tr = pixel_transitions()
     cfg = GFPConfig(**TINY, frame_stack=2, p_aug=0.5, aug_pad=2, flow_steps=2)
     agent = make_agent("gfp", cfg, obs_spec=ObsSpec((8, 8, 3), "uint8"), action_dim=2)
-    data = frames.place(tr, agent.batch_keys, lambda k: tr[k], placement=placement)
-    assert isinstance(data, frames.HostFrames) == (placement == "host")
+    data = frames.frame_sampler(tr, agent.batch_keys, placement=placement)
+    assert isinstance(data, frames.HostFrameSampler) == (placement == "host")
     rows: list[dict] = []
-    states = train(agent, data, init_states(agent, seeds), steps=steps, log_every=20,
-                   progress=False, on_log=lambda step, r: rows.append({"step": step, **r[0]}))  # fmt: skip
+    on_log = lambda step, r: rows.append({"step": step, **r[0]})  # noqa: E731
+    states = train(
+        agent, data, init_states(agent, seeds), steps=steps, log_every=20, progress=False,
+        on_log=on_log,
+    )  # fmt: skip
     path = work / "metrics.csv"
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
@@ -118,7 +122,11 @@ CASES = {
     # (c) offline then online (one env; and balanced sampling with two envs, ReBRAC's next actions)
     "online": dict(agent="gfp", steps=40, seeds=[0], online_steps=220),
     "online_balanced": dict(
-        agent="rebrac", steps=40, seeds=[0, 1], online_steps=40, online_envs=2,
+        agent="rebrac",
+        steps=40,
+        seeds=[0, 1],
+        online_steps=40,
+        online_envs=2,
         balanced_sampling=True,
     ),  # fmt: skip
     # (d) a 3-seed vmapped run
@@ -167,7 +175,9 @@ def param_sums(path: Path) -> dict[str, float]:
 
     tree = flax.serialization.msgpack_restore(path.read_bytes())
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(k): float(np.abs(np.asarray(v, np.float64)).sum()) for k, v in flat}
+    return {
+        jax.tree_util.keystr(k): float(np.abs(np.asarray(v, np.float64)).sum()) for k, v in flat
+    }
 
 
 def strip_time(path: Path) -> str:
@@ -218,12 +228,13 @@ def record(cases: list[str]) -> None:
     """Re-record the golden digests (only when a change is meant to change the numbers)."""
     import tempfile
 
-    from gfp.data.generate import generate
+    from gfp.datagen.generate import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        generate("cube-single-noisy-v0", 3, data, workers=1, seed=0, episode_length=101,
-                 progress=False)  # fmt: skip  (the tiny_ogbench_dir fixture's dataset)
+        generate(
+            "cube-single-noisy-v0", 3, data, workers=1, seed=0, episode_length=101, progress=False
+        )  # fmt: skip  (the tiny_ogbench_dir fixture's dataset)
         old = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {"cases": {}}
         results = dict(old["cases"])
         for name in cases or list(CASES):

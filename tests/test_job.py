@@ -158,7 +158,9 @@ def test_uint8_observations_reach_the_update_as_uint8():
     the device holds no float32 copy of the observations."""
     from gfp.agents import make_agent
     from gfp.agents.base import ObsSpec
-    from gfp.train import init_states, to_device, train
+    from gfp.engine.chunk import init_states
+    from gfp.engine.driver import train
+    from gfp.engine.samplers import make_sampler
 
     rng = np.random.default_rng(0)
     n, shape = 64, (6, 6, 3)
@@ -172,8 +174,11 @@ def test_uint8_observations_reach_the_update_as_uint8():
     }
     config = GFPConfig(actor_hidden_dims=(8,), value_hidden_dims=(8,), batch_size=4, flow_steps=2)
     agent = make_agent("gfp", config, obs_spec=ObsSpec(shape, "uint8"), action_dim=2)
-    data = to_device(transitions, agent.batch_keys)
-    images = [v for v in data.values() if v.ndim == 4]  # the frames, stored once (gfp.data.frames)
+    sampler = make_sampler(transitions, agent.batch_keys)
+    data = sampler.data
+    images = [
+        v for v in data.values() if v.ndim == 4
+    ]  # the frames, stored once (gfp.engine.frames)
     assert images and all(v.dtype == np.uint8 for v in images)
     assert not any(v.dtype == np.float32 and v.ndim >= 2 and v.shape[1:] == shape for v in
                    data.values())  # fmt: skip
@@ -187,7 +192,7 @@ def test_uint8_observations_reach_the_update_as_uint8():
         return update(state, batch)
 
     agent.update = spy  # traced once inside the fused chunk
-    states = train(agent, data, init_states(agent, [0]), steps=4, log_every=2, progress=False)
+    states = train(agent, sampler, init_states(agent, [0]), steps=4, log_every=2, progress=False)
     assert seen and all(d == (np.uint8, np.uint8) for d in seen)
     assert int(jax.device_get(states.step)[0]) == 4
 

@@ -15,17 +15,18 @@ import pytest
 from gfp.agents import make_agent
 from gfp.agents.configs import CONFIGS
 from gfp.cli import main
-from gfp.online import (
-    Collector,
+from gfp.engine.chunk import init_states
+from gfp.engine.driver import drive
+from gfp.engine.online import Collector
+from gfp.engine.replay import (
     add_rows,
     create_buffers,
     held_rows,
     restore_rows,
-    run_online,
     sample_training_batch,
 )
+from gfp.engine.samplers import make_sampler
 from gfp.rundir import RunDir
-from gfp.train import init_states, to_device
 from tests.conftest import TINY_TASK
 from tests.test_resume import finish, gfp_train, jax_cache  # noqa: F401 (jax_cache: a fixture)
 
@@ -75,7 +76,7 @@ def dataset(rows: int = D) -> dict[str, np.ndarray]:
 
 def collector(agent_name="bc", *, n_envs=1, seeds=(0,), balanced=False, capacity=1000, **kw):
     agent = make_agent(agent_name, CONFIGS[agent_name](**TINY), obs_dim=OBS, action_dim=ACT)
-    data = to_device(dataset(), agent.batch_keys)
+    data = make_sampler(dataset(), agent.batch_keys).data
     col = Collector(agent, ScriptedPool(), data, seeds=seeds, n_envs=n_envs, capacity=capacity,
                     balanced=balanced, **kw)  # fmt: skip
     return col, init_states(agent, list(seeds))
@@ -143,7 +144,9 @@ def test_balanced_sampling_draws_half_and_half():
     assert int(col.buffers.size[0]) == 3
     buffer = jax.tree.map(lambda x: x[0], col.buffers)
     for seed in range(5):
-        batch = sample_training_batch(buffer, col.offline, jax.random.PRNGKey(seed), 33, True)
+        batch = sample_training_batch(
+            buffer, col.sampler.offline, jax.random.PRNGKey(seed), 33, True
+        )
         r = np.asarray(batch["rewards"])
         assert (r[:16] == -7).all() and (r[16:] > 0).all() and len(r) == 33
 
@@ -173,8 +176,8 @@ def test_full_buffer_wraps_and_a_checkpoint_restores_it_exactly():
     col, states = collector(n_envs=1)
     states, _ = collect(col, states, 2)
     rows = held_rows(col.buffers, 0, 2)
-    back = restore_rows(create_buffers(to_device(dataset(), col.agent.batch_keys), 1000, 1), 0,
-                        rows, 2)  # fmt: skip
+    initial = make_sampler(dataset(), col.agent.batch_keys).data
+    back = restore_rows(create_buffers(initial, 1000, 1), 0, rows, 2)
     for a, b in zip(jax.tree.leaves(col.buffers), jax.tree.leaves(back), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -195,14 +198,14 @@ def test_resumed_collector_restarts_the_episode_and_keeps_its_rows():
     assert again.slots[0][0].episode == 2 and again.added == [6]
 
 
-def test_run_online_sits_out_a_seed_that_is_ahead():
+def test_the_online_phase_sits_out_a_seed_that_is_ahead():
     col, states = collector(seeds=(0, 1))
     logged = []
 
     def on_log(step, rows):
         logged.append((step, rows[1] is not None))
 
-    states = run_online(col, states, at=[0, 3], end=5, log_every=1, progress=False, on_log=on_log)
+    states = drive(col, states, at=[0, 3], end=5, log_every=1, progress=False, on_log=on_log)
     assert col.added == [5, 2]  # seed 1 stepped only from step 3 on
     assert logged == [(1, False), (2, False), (3, False), (4, True), (5, True)]
     assert [int(s) for s in np.asarray(states.step)] == [5, 2]

@@ -26,9 +26,11 @@ from gfp.agents import make_agent
 from gfp.agents.base import ObsSpec
 from gfp.agents.configs import GFPConfig
 from gfp.agents.networks import ENCODERS
-from gfp.data import frames as F
+from gfp.engine import frames as F
+from gfp.engine.chunk import Chunk, init_states
+from gfp.engine.driver import train
+from gfp.engine.samplers import make_sampler
 from gfp.errors import ConfigError
-from gfp.train import init_states, make_train_chunk, to_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +149,7 @@ def test_frames_are_stored_once_and_stacking_repeats_an_episodes_first_frame():
     device = F.gather_clip(jnp.asarray(store["frames"]), jnp.asarray(store["tail_frames"]),
                            jnp.asarray(ci))  # fmt: skip
     np.testing.assert_array_equal(device, clips)
-    host = F.HostFrames({**store, "actions": tr["actions"]})  # the threaded host gather
+    host = F.HostFrameSampler({**store, "actions": tr["actions"]})  # the threaded host gather
     batch = host.gather(np.stack([idx, idx[::-1]]), 3)
     np.testing.assert_array_equal(batch[F.CLIP][0], clips)
     np.testing.assert_array_equal(batch[F.CLIP][1], clips[::-1])
@@ -259,12 +261,13 @@ def test_uint8_frames_reach_the_update_without_a_float32_copy_of_the_dataset():
     tr = pixel_transitions((200, 150, 250), size=8)
     cfg = GFPConfig(**TINY, frame_stack=3, p_aug=0.5)
     agent = make_agent("gfp", cfg, obs_spec=ObsSpec((8, 8, 3), "uint8"), action_dim=2)
-    data = to_device(tr, agent.batch_keys)
+    sampler = make_sampler(tr, agent.batch_keys)
+    data = sampler.data
     assert data["frames"].dtype == jnp.uint8 and data["frames"].shape == (600, 8, 8, 3)
     assert "observations" not in data and "next_observations" not in data  # stored once
     assert data["tail_frames"].shape == (3, 8, 8, 3)
-    chunk = make_train_chunk(agent, agent.config.batch_size)
-    jaxpr = jax.make_jaxpr(lambda s, d: chunk(s, d, 2))(init_states(agent, [0]), data)
+    chunk = Chunk(agent, sampler)
+    jaxpr = jax.make_jaxpr(lambda s, d: chunk.fused(s, d, 2))(init_states(agent, [0]), data)
 
     def arrays(jx):
         for eqn in jx.eqns:
@@ -284,10 +287,12 @@ def test_uint8_frames_reach_the_update_without_a_float32_copy_of_the_dataset():
 def test_host_and_device_frame_data_train_bit_identically():
     tr = pixel_transitions((30, 25), size=4)
     agent = tiny_agent(encoder="none")
-    on_device = to_device(tr, agent.batch_keys)
-    on_host = F.place(tr, agent.batch_keys, lambda k: tr[k], placement="host")
-    assert isinstance(on_host, F.HostFrames)
-    assert np.shares_memory(on_host["frames"], tr["observations"])  # no copy in host memory
+    on_device = make_sampler(tr, agent.batch_keys)
+    on_host = F.frame_sampler(tr, agent.batch_keys, placement="host")
+    assert isinstance(on_host, F.HostFrameSampler)
+    assert np.shares_memory(
+        on_host.data_host["frames"], tr["observations"]
+    )  # no copy in host memory
     # One block per chunk: the same minibatches, shifts and program as on the device.
     a = train(agent, on_device, init_states(agent, [3, 4]), steps=6, log_every=6, progress=False)
     b = train(agent, on_host, init_states(agent, [3, 4]), steps=6, log_every=6, progress=False)
@@ -300,12 +305,12 @@ def test_host_and_device_frame_data_train_bit_identically():
 def test_host_blocks_split_a_chunk_into_the_same_updates(monkeypatch):
     tr = pixel_transitions((30, 25), size=4)
     agent = tiny_agent(encoder="none")
-    on_host = F.place(tr, agent.batch_keys, lambda k: tr[k], placement="host")
+    on_host = F.frame_sampler(tr, agent.batch_keys, placement="host")
     whole = train(agent, on_host, init_states(agent, [0]), steps=5, log_every=5, progress=False)
     monkeypatch.setattr(F, "BLOCK_BYTES", 1)  # one update per block: 5 prefetched blocks
     calls = []
-    gather = F.HostFrames.gather
-    monkeypatch.setattr(F.HostFrames, "gather", lambda *a: calls.append(1) or gather(*a))
+    gather = F.HostFrameSampler.gather
+    monkeypatch.setattr(F.HostFrameSampler, "gather", lambda *a: calls.append(1) or gather(*a))
     rows = []
     split = train(agent, on_host, init_states(agent, [0]), steps=5, log_every=5, progress=False,
                   on_log=lambda step, r: rows.append(r[0]))  # fmt: skip
@@ -327,7 +332,7 @@ def test_frame_settings_on_state_data_are_a_config_error():
     tr |= {"actions": np.zeros((10, 2), np.float32), "rewards": np.zeros(10, np.float32),
            "masks": np.ones(10, np.float32)}  # fmt: skip
     with pytest.raises(ConfigError, match="frame_stack = 3 applies to pixel observations"):
-        train(agent, to_device(tr, agent.batch_keys), init_states(agent, [0]), steps=1,
+        train(agent, make_sampler(tr, agent.batch_keys), init_states(agent, [0]), steps=1,
               progress=False)  # fmt: skip
 
 
@@ -389,8 +394,8 @@ def lockstep_frames_equal(env: str, steps: int, oracle: bool) -> tuple[list[bool
     """Step OGBench's visual env and the state env + FrameRenderer with the same actions (the
     state oracle's, with its target changes mirrored, or random); per step whether the frames
     are equal, and how many button-state changes happened. Call it in a fresh interpreter."""
-    from gfp.data.collectors import ManipCollector, Spec
-    from gfp.data.visual import FrameRenderer, _make
+    from gfp.datagen.collectors import ManipCollector, Spec
+    from gfp.datagen.visual import FrameRenderer, _make
 
     visual = _make(f"visual-{env}-v0")  # configures OpenGL before mujoco is imported
     family = env.split("-")[0]
@@ -446,7 +451,7 @@ def test_frames_equal_ogbench_visual_env_with_buttons_pressed():
 def visual_dir(tmp_path_factory):
     """visual-cube-single-play-v0: one 20-row train episode and one val episode, in OGBench's
     layout, rendered by two (fresh, spawned) worker processes."""
-    from gfp.data.generate import generate
+    from gfp.datagen.generate import generate
 
     out = tmp_path_factory.mktemp("visual")
     generate("visual-cube-single-play-v0", 1, out, workers=2, episode_length=20, progress=False)

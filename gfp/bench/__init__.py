@@ -13,7 +13,7 @@ recognised. What is measured, target by target (issue 5; BENCHMARKS.md has the l
    `analytic_flops`, cross-checked with the update's jaxpr and XLA's cost analysis) over the
    rate of the same matmuls timed alone (every dot_general of the update's jaxpr, same shapes
    and dimension numbers, each in a jitted loop).
-3. `fused_over_perstep_*`: the fused path (`gfp.train.make_train_chunk`: K updates per lax.scan
+3. `fused_over_perstep_*`: the fused path (`gfp.engine.chunk.Chunk`: K updates per lax.scan
    call, batches sampled on the device) against the common per-step path (one jitted update per
    Python call, batch sampled with numpy on the host and passed in); per-step time / fused time.
 4. `vmap4_over_1`: 4 seeds vmapped in one fused call (what `gfp train --seeds 0,1,2,3` runs)

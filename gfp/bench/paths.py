@@ -54,7 +54,8 @@ def _compile(jitted: Any, *args: Any) -> tuple[Any, float]:
 
 
 class Fused:
-    """The fused path: `make_train_chunk` compiled for `seeds` seeds and K updates per call."""
+    """The fused path: the engine's chunk (`gfp.engine.chunk.Chunk`) compiled for `seeds` seeds
+    and K updates per call."""
 
     def __init__(self, agent, device_data: dict, seeds: int, k: int):
         self.k, self.seeds = k, seeds
@@ -65,10 +66,11 @@ class Fused:
 
     def _program(self, agent, seeds: int, k: int) -> tuple[Any, Any, tuple]:
         """(initial states, the jitted chunk, its static arguments after (states, data))."""
-        from gfp.train import init_states, make_train_chunk
+        from gfp.engine.chunk import Chunk, init_states
+        from gfp.engine.samplers import ArraySampler
 
-        chunk = make_train_chunk(agent, agent.config.batch_size)
-        return init_states(agent, list(range(seeds))), chunk, (k,)
+        chunk = Chunk(agent, ArraySampler(self.data))
+        return init_states(agent, list(range(seeds))), chunk.fused, (k,)
 
     def __call__(self) -> None:
         import jax
@@ -113,7 +115,7 @@ class PerStep:
 
 class ScanOnly(Fused):
     """A reference, not a training path of gfp: K updates in one lax.scan with batches sampled on
-    the device, like `make_train_chunk`, but for ONE seed without vmap and without the metrics
+    the device, like the engine's chunk, but for ONE seed without vmap and without the metrics
     and health outputs. It shows what the seed axis costs at one seed."""
 
     def __init__(self, agent, device_data: dict, k: int):
@@ -123,12 +125,12 @@ class ScanOnly(Fused):
         import jax
         import jax.numpy as jnp
 
-        from gfp.train import sample_batch
+        from gfp.engine.samplers import sample_rows
 
         def chunk(state, data):
             def body(state, _):
                 rng, batch_rng = jax.random.split(state.rng)
-                batch = sample_batch(data, batch_rng, agent.config.batch_size)
+                batch = sample_rows(data, batch_rng, agent.config.batch_size)
                 return agent.update(state.replace(rng=rng), batch)
 
             state, metrics = jax.lax.scan(body, state, None, length=k)

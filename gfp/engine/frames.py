@@ -2,7 +2,8 @@
 shifted inside the jitted update, and kept in host memory when they do not fit on the device.
 
 Storage: gfp.data.frame_layout (every frame once, `frame_store`; OGBench's visual data loaded
-straight into that form).
+straight into that form). The samplers (gfp.engine.samplers' protocol): `FrameSampler` draws
+minibatches from frames on the device, `HostFrameSampler` feeds them from host memory.
 
 Stacking (`clip_indices`, `stack_clip`). With K = frame_stack, sample t gathers the K + 1 frames
 [t-K+1, ..., t, next(t)], where an index before the episode's first row is replaced by that row
@@ -21,19 +22,18 @@ the update, the rows of the next steps can be drawn before the steps run (`plan_
 host sampler gathers them ahead of time, and host and device placement give the same minibatches
 and the same results.
 
-Placement (`to_device` in gfp.train calls `place`). The frames go to the device when they fit
-(`device_budget`), else they stay in host memory (`HostFrames`): a background thread draws the
-row indices of the next blocks of updates, gathers their frames with NumPy, and puts them on the
-device while the current block trains (`HostChunk`), as the reference code keeps pixel datasets
-on the CPU. `GFP_FRAMES_ON=host|device` forces one or the other.
+Placement (`frame_sampler`, which gfp.engine.samplers.make_sampler calls). The frames go to the
+device when they fit (`device_budget`), else they stay in host memory (`HostFrameSampler`): the
+chunk's prefetch thread (gfp.engine.chunk) draws the row indices of the next blocks of updates,
+gathers their frames with NumPy and puts them on the device while the current block trains, as
+the reference code keeps pixel datasets on the CPU. `GFP_FRAMES_ON=host|device` forces one or the
+other.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -41,15 +41,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from gfp.data.frame_layout import FRAME_KEYS, OBS_KEYS, frame_store
+from gfp.engine.samplers import Sampler, training_array
 from gfp.errors import ConfigError
 
 CLIP = "clip"  # a minibatch's gathered frames, (B, K + 1, H, W, C)
 PLACEMENT_ENV = "GFP_FRAMES_ON"
-
-
-def has_frames(data: Any) -> bool:
-    """Training data holding a frame store (on the device or in host memory)."""
-    return isinstance(data, HostFrames) or (isinstance(data, Mapping) and "frames" in data)
+# Bytes of gathered frames per prefetched block (all seeds): big enough that one jitted call runs
+# several updates, small enough that two blocks in flight stay far below the device's memory.
+BLOCK_BYTES = 64 * 2**20
 
 
 # ---- stacking and augmentation (NumPy or traced JAX arrays alike) -----------------------------
@@ -103,7 +102,7 @@ def augment(clip: jax.Array, rng: jax.Array, p: float, pad: int) -> jax.Array:
     return jnp.where(jax.random.uniform(k_coin) < p, shifted, clip)
 
 
-# ---- one pixel update --------------------------------------------------------------------------
+# ---- one pixel minibatch ---------------------------------------------------------------------
 def split_key(rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """(next state key, update key, batch key, augmentation key) of one pixel update."""
     keys = jax.random.split(rng, 4)
@@ -115,17 +114,14 @@ def draw_rows(batch_key: jax.Array, n: int, batch_size: int) -> jax.Array:
     return jax.random.randint(batch_key, (batch_size,), 0, n)
 
 
-def update_on_clip(agent: Any, state: Any, batch: Mapping[str, jax.Array]) -> tuple[Any, Any]:
-    """One update on a minibatch whose frames are gathered (`clip`): augmentation with the state's
-    aug key, stacking, `agent.update`; the state's key moves to its `next` key."""
-    nxt, upd, _, k_aug = split_key(state.rng)
-    c = agent.config
-    clip = augment(batch[CLIP], k_aug, c.p_aug, c.aug_pad)
-    obs, next_obs = stack_clip(clip, c.frame_stack)
+def finish_batch(config: Any, batch: Mapping[str, jax.Array], k_aug: jax.Array) -> dict:
+    """A minibatch whose frames are gathered (`clip`) as the agent reads it: augmented with the
+    aug key, stacked into observations and next observations."""
+    clip = augment(batch[CLIP], k_aug, config.p_aug, config.aug_pad)
+    obs, next_obs = stack_clip(clip, config.frame_stack)
     rest = {k: v for k, v in batch.items() if k != CLIP}
     rest["observations"], rest["next_observations"] = obs, next_obs
-    state, metrics = agent.update(state.replace(rng=upd), rest)
-    return state.replace(rng=nxt), metrics
+    return rest
 
 
 def device_batch(data: Mapping[str, jax.Array], idx: jax.Array, k: int) -> dict[str, jax.Array]:
@@ -136,18 +132,10 @@ def device_batch(data: Mapping[str, jax.Array], idx: jax.Array, k: int) -> dict[
     return batch
 
 
-def sampled_update(agent: Any, state: Any, data: Mapping[str, jax.Array], batch_size: int):
-    """One pixel update from device-resident frame data: draw the rows with the state's batch key,
-    gather, then `update_on_clip`."""
-    _, _, k_batch, _ = split_key(state.rng)
-    idx = draw_rows(k_batch, data["frame_start"].shape[0], batch_size)
-    return update_on_clip(agent, state, device_batch(data, idx, agent.config.frame_stack))
-
-
 def plan_indices(rngs: jax.Array, n: int, batch_size: int, steps: int) -> tuple[jax.Array, Any]:
     """The rows of the next `steps` pixel updates of each seed, from the seeds' keys `rngs`
     (seeds, key): (keys after them, rows (seeds, steps, batch_size)). The same draws as
-    `sampled_update`, made before the updates run."""
+    `FrameSampler.minibatch`, made before the updates run."""
 
     def one(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
         def step(rng, _):
@@ -162,38 +150,68 @@ def plan_indices(rngs: jax.Array, n: int, batch_size: int, steps: int) -> tuple[
 _plan = jax.jit(plan_indices, static_argnums=(1, 2, 3))
 
 
-# ---- placement -----------------------------------------------------------------------------------
-class HostFrames:
-    """Frame data kept in host memory (NumPy); minibatches are gathered here and prefetched."""
+# ---- the samplers --------------------------------------------------------------------------------
+class FrameSampler(Sampler):
+    """Frame data on the device. Each update splits the state's key into (next, update, batch,
+    aug) keys: the batch key picks the rows, whose K + 1 frames are gathered by index."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray]):
-        self.arrays = dict(arrays)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.arrays
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        return self.arrays[key]
-
-    def keys(self):
-        return self.arrays.keys()
+    def __init__(self, arrays: Mapping[str, Any]):
+        self.data = dict(arrays)
 
     @property
     def size(self) -> int:
-        return int(self.arrays["frame_start"].shape[0])
+        return int(self.data["frame_start"].shape[0])
 
     @property
     def nbytes(self) -> int:
-        return sum(int(a.nbytes) for a in self.arrays.values())
+        return sum(int(a.nbytes) for a in self.data.values())
 
-    def select(self, keys: Sequence[str]) -> HostFrames:
-        return HostFrames({k: v for k, v in self.arrays.items() if k in keys or k in FRAME_KEYS})
+    def keys(self) -> set[str]:
+        return {*self.data, *OBS_KEYS}  # observations come from the frames
+
+    def select(self, keys: Sequence[str]) -> FrameSampler:
+        return type(self)({k: v for k, v in self.data.items() if k in keys or k in FRAME_KEYS})
+
+    def minibatch(self, config, data, rng, fed=None):
+        nxt, upd, k_batch, k_aug = split_key(rng)
+        if fed is None:
+            idx = draw_rows(k_batch, data["frame_start"].shape[0], config.batch_size)
+            fed = device_batch(data, idx, config.frame_stack)
+        return finish_batch(config, fed, k_aug), upd, nxt
+
+
+class HostFrameSampler(FrameSampler):
+    """Frame data kept in host memory (NumPy): a fed sampler. The rows of the next updates are
+    planned from the seeds' keys (the same draws as on the device), their frames gathered here by
+    `GATHER_THREADS` threads and put on the device a block of updates at a time, so host and
+    device placement give the same minibatches and the same results."""
+
+    fed = True
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        super().__init__(arrays)
+        self.data_host, self.data = self.data, {}  # nothing of it goes to the jitted chunk
+
+    @property
+    def size(self) -> int:
+        return int(self.data_host["frame_start"].shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self.data_host.values())
+
+    def keys(self) -> set[str]:
+        return {*self.data_host, *OBS_KEYS}
+
+    def select(self, keys: Sequence[str]) -> HostFrameSampler:
+        keep = {k: v for k, v in self.data_host.items() if k in keys or k in FRAME_KEYS}
+        return HostFrameSampler(keep)
 
     def gather(self, idx: np.ndarray, k: int) -> dict[str, np.ndarray]:
         """Minibatches of rows `idx` (any leading shape, e.g. (seeds, steps, B)), with their
         frames as `clip` (..., K + 1, H, W, C): the values `gather_clip` gives, copied once into
         the output by `GATHER_THREADS` threads (NumPy's take releases the GIL)."""
-        a, flat = self.arrays, idx.reshape(-1)
+        a, flat = self.data_host, idx.reshape(-1)
         frames, n = a["frames"], len(a["frames"])
         ci = clip_indices(flat, a["frame_start"], a["frame_next"], k, xp=np)
         tail = ci >= n
@@ -215,7 +233,23 @@ class HostFrames:
         out[CLIP] = clip
         return {key: v.reshape(*idx.shape, *v.shape[1:]) for key, v in out.items()}
 
+    def block_steps(self, seeds: int, config: Any) -> int:
+        """Updates per prefetched block: about BLOCK_BYTES of gathered frames (all seeds)."""
+        frame = self.data_host["frames"][0]
+        per_step = seeds * config.batch_size * (config.frame_stack + 1) * frame.nbytes
+        return max(1, BLOCK_BYTES // max(per_step, 1))
 
+    def feed(self, rngs, length, config):
+        per_block = min(length, self.block_steps(len(rngs), config))
+        sizes = [per_block] * (length // per_block) + (
+            [length % per_block] if length % per_block else []
+        )
+        for steps in sizes:
+            rngs, idx = _plan(rngs, self.size, config.batch_size, steps)
+            yield steps, jax.device_put(self.gather(np.asarray(idx), config.frame_stack))
+
+
+# ---- placement -----------------------------------------------------------------------------------
 GATHER_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 _POOL: list[Any] = []
 
@@ -268,21 +302,20 @@ def choose_placement(nbytes: int, placement: str | None = None) -> str:
     return "device" if nbytes <= budget else "host"
 
 
-def place(
-    transitions: Mapping[str, np.ndarray],
-    keys: Sequence[str],
-    array: Callable[[str], np.ndarray],
-    placement: str | None = None,
-) -> dict[str, jax.Array] | HostFrames:
-    """Frame data for the training `keys` of pixel `transitions`: on the device (a dict of
-    arrays) or in host memory (`HostFrames`). `array(key)` returns a key's (float32-ready) array."""
+def frame_sampler(
+    transitions: Mapping[str, np.ndarray], keys: Sequence[str], placement: str | None = None
+) -> FrameSampler:
+    """The sampler of pixel `transitions` for the training `keys`: frames on the device
+    (`FrameSampler`) or in host memory (`HostFrameSampler`), as `choose_placement` decides."""
     store = frame_store(transitions)
-    rest = {k: np.asarray(array(k), np.float32) for k in keys if k not in OBS_KEYS}
+    rest = {
+        k: np.asarray(training_array(transitions, k), np.float32) for k in keys if k not in OBS_KEYS
+    }
     arrays = {**store, **rest}
     nbytes = sum(int(a.nbytes) for a in arrays.values())
     if choose_placement(nbytes, placement) == "host":
-        return HostFrames(arrays)
-    return {k: jnp.asarray(v) for k, v in arrays.items()}
+        return HostFrameSampler(arrays)
+    return FrameSampler({k: jnp.asarray(v) for k, v in arrays.items()})
 
 
 def check_settings(config: Any, images: bool) -> None:
@@ -296,120 +329,3 @@ def check_settings(config: Any, images: bool) -> None:
                 f"{name} = {value} applies to pixel observations (uint8 images); this data's "
                 f"observations are not images (use {name} = {off})"
             )
-
-
-def select(data: Any, keys: Sequence[str]) -> Any:
-    """Frame data restricted to what an agent reading `keys` needs (observations come from the
-    frames)."""
-    if isinstance(data, HostFrames):
-        return data.select(keys)
-    return {k: v for k, v in data.items() if k in keys or k in FRAME_KEYS}
-
-
-def missing_keys(data: Any, keys: Sequence[str]) -> list[str]:
-    return [k for k in keys if k not in OBS_KEYS and k not in data]
-
-
-# ---- the host path: prefetched blocks of updates -------------------------------------------------
-# Bytes of gathered frames per prefetched block (all seeds): big enough that one jitted call runs
-# several updates, small enough that two blocks in flight stay far below the device's memory.
-BLOCK_BYTES = 64 * 2**20
-PREFETCH = 2  # blocks gathered ahead of the one training
-
-
-class HostChunk:
-    """`chunk(states, data, length)` for `HostFrames`, with the outputs of gfp.train's jitted
-    chunk: `length` updates per seed, run as blocks of a few updates whose minibatches a
-    background thread gathers and puts on the device while the previous block trains."""
-
-    def __init__(self, agent: Any, batch_size: int, health: Callable[..., Any]):
-        self.agent, self.batch_size, self.k = agent, batch_size, agent.config.frame_stack
-
-        def one_seed(state: Any, batches: Mapping[str, jax.Array]) -> tuple[Any, Any, Any]:
-            update = lambda s, b: update_on_clip(agent, s, b)  # noqa: E731
-            state, metrics = jax.lax.scan(update, state, dict(batches))
-            length = next(iter(batches.values())).shape[0]
-            sums = jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
-            return state, sums, health(state, metrics, length)
-
-        vmapped = jax.vmap(one_seed)
-
-        def block(states: Any, batches: Mapping[str, jax.Array]) -> tuple[Any, Any, Any]:
-            if states.step.shape[0] > 1:
-                return vmapped(states, batches)
-            # One seed: unbatched, as gfp.train's chunk (the same program as the device path).
-            first = lambda x: x[0]  # noqa: E731
-            out = one_seed(jax.tree.map(first, states), jax.tree.map(first, batches))
-            return jax.tree.map(lambda x: x[None], out)
-
-        self.block = jax.jit(block, donate_argnums=0)
-
-    def block_steps(self, data: HostFrames, seeds: int) -> int:
-        frame = data["frames"][0]
-        per_step = seeds * self.batch_size * (self.k + 1) * frame.nbytes
-        return max(1, BLOCK_BYTES // max(per_step, 1))
-
-    def __call__(self, states: Any, data: HostFrames, length: int) -> tuple[Any, Any, Any]:
-        seeds = int(states.step.shape[0])
-        per_block = min(length, self.block_steps(data, seeds))
-        sizes = [per_block] * (length // per_block) + (
-            [length % per_block] if length % per_block else []
-        )
-        # A host copy: the states' own buffers are donated to the first block.
-        rngs = np.asarray(jax.device_get(states.rng))
-        q: queue.Queue = queue.Queue(maxsize=PREFETCH)
-        stop = threading.Event()
-
-        def produce() -> None:
-            nonlocal rngs
-            try:
-                for steps in sizes:
-                    rngs, idx = _plan(rngs, data.size, self.batch_size, steps)
-                    host = data.gather(np.asarray(idx), self.k)
-                    # (seeds, steps, ...) -> scanned axis second; the block vmaps over seeds.
-                    batch = jax.device_put(host)
-                    while not stop.is_set():
-                        try:
-                            q.put(("ok", batch), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-            except BaseException as e:  # noqa: BLE001 - handed to the training thread
-                q.put(("error", e))
-
-        worker = threading.Thread(target=produce, name="gfp-frames-prefetch", daemon=True)
-        worker.start()
-        outs, offset = [], 0
-        try:
-            for steps in sizes:
-                status, batch = q.get()
-                if status == "error":
-                    raise batch
-                states, sums, health = self.block(states, batch)
-                outs.append((offset, steps, sums, health))
-                offset += steps
-        finally:
-            stop.set()
-            worker.join()
-        return states, *_combine(outs, length)
-
-
-def _combine(outs: list[tuple[int, int, Any, Any]], length: int) -> tuple[Any, Any]:
-    """Per-seed mean metrics and the health of a chunk from its blocks' sums and health."""
-    metrics = jax.tree.map(lambda *s: sum(s) / length, *[o[2] for o in outs])
-    first = jnp.full_like(outs[0][3]["first_bad"], -1)
-    bad_terms = jax.tree.map(jnp.zeros_like, outs[0][3]["bad_terms"])
-    for offset, _, _, h in outs:
-        new = (first < 0) & (h["first_bad"] >= 0)
-        first = jnp.where(new, offset + h["first_bad"], first)
-        bad_terms = jax.tree.map(
-            lambda old, b, new=new: jnp.where(new, b, old), bad_terms, h["bad_terms"]
-        )
-    health = {
-        "first_bad": first,
-        "bad_terms": bad_terms,
-        "params_finite": outs[-1][3]["params_finite"],
-    }
-    return metrics, health

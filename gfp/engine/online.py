@@ -13,14 +13,16 @@ is half dataset, half buffer. With E > 1, E environments step in parallel (worke
 evaluation pool, gfp.evaluate.EnvPool) and E updates follow each collection step: still one update
 per environment step, and the global step (offline steps + environment steps) counts updates.
 
-Speed: the buffer is a fixed-capacity pytree on the device (`ReplayBuffer`: arrays of `capacity`
-rows, the filled size, the insertion pointer, the rows added). ONE jitted call per collection step,
-with the train states and buffers donated (updated in place, never copied), inserts the E rows,
-runs the E updates (lax.scan) and samples the next actions; the host only steps the environments.
+The online phase is a sampler plus a collection step: the replay buffer and its sampler are in
+gfp.engine.replay; `Collector` is the phase that gfp.engine.driver.drive advances, one collection
+step (E environment steps, E updates) per boundary, so logging, evaluation, checkpoints, signals
+and divergence work as offline. ONE jitted call per collection step, with the train states and
+buffers donated (updated in place, never copied), inserts the E rows, runs the E updates (the
+offline chunk's scan, gfp.engine.chunk.scan_updates, over the replay sampler) and samples the next
+actions; the host only steps the environments.
 
-Checkpoints hold the rows added online that the buffer still holds, in insertion order, and the
-counters: the buffer is its starting content (the dataset, or nothing) with those rows written back
-at their positions. `gfp.run` stores them inside the checkpoint file (one atomic write). A resumed
+Checkpoints hold the buffer's online rows and the counters (`Collector.payload`); `gfp.run` stores
+them inside the checkpoint file (one atomic write). A resumed
 run restarts each environment's current episode with a fresh reset; the partial episode's rows stay
 in the buffer (they were real transitions; the cut keeps mask 1, like a time limit). So the buffer
 of a run killed and resumed holds exactly one row per environment step of the run, none twice.
@@ -28,169 +30,47 @@ of a run killed and resumed holds exactly one row per environment step of the ru
 For ReBRAC (which reads `next_actions`) a row's next action is the action taken at its
 next_observation, written into the row when that action is taken; at an episode's end, and for the
 newest row of each environment until then, the row's own action stands in (as in
-gfp.train.next_actions).
+gfp.engine.samplers.next_actions).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
-from tqdm.auto import tqdm
 
 from gfp.agents.base import Agent, Batch, TrainState, where_tree
-from gfp.errors import DataError
-from gfp.train import (
-    LogSums,
-    OnCheckpoint,
-    OnEval,
-    OnLog,
-    chunk_health,
-    divergence_error,
-    log_rows,
-    sample_batch,
+from gfp.engine.chunk import chunk_health, over_seeds, scan_updates
+from gfp.engine.replay import (
+    ReplaySampler,
+    add_rows,
+    create_buffers,
+    fill_next_actions,
+    held_rows,
+    restore_rows,
 )
-
-
-# ---- the replay buffer (device) ------------------------------------------------------------------
-@struct.dataclass
-class ReplayBuffer:
-    """Transitions on the device: `data[key]` has `capacity` rows (a leading seed axis when
-    stacked); rows [0, size) are filled and the next row goes to `pointer`."""
-
-    data: dict[str, jax.Array]
-    size: jax.Array  # int32: rows filled
-    pointer: jax.Array  # int32: where the next row goes
-    added: jax.Array  # int32: rows added since creation (the online rows)
-    base: int = struct.field(pytree_node=False)  # rows it was created with (dataset size, or 0)
-
-    @property
-    def capacity(self) -> int:
-        return int(self.data["actions"].shape[-2])
-
-
-def create_buffers(initial: Mapping[str, Any], capacity: int, n_seeds: int) -> ReplayBuffer:
-    """One buffer per seed (stacked), each starting as the rows of `initial` (the dataset, or
-    zero rows for an empty buffer) followed by empty space up to `capacity` rows."""
-    initial = {k: jnp.asarray(v) for k, v in initial.items()}
-    n = int(initial["actions"].shape[0])
-    if not 0 <= n <= capacity:
-        raise ValueError(f"{n} initial rows do not fit a buffer of {capacity}")
-
-    def fill(x: jax.Array) -> jax.Array:
-        pad = jnp.zeros((capacity - n, *x.shape[1:]), x.dtype)
-        return jnp.broadcast_to(jnp.concatenate([x, pad]), (n_seeds, capacity, *x.shape[1:]))
-
-    data = jax.jit(lambda d: jax.tree.map(fill, d))(initial)  # built once, on the device
-    count = jnp.full((n_seeds,), n, jnp.int32)
-    return ReplayBuffer(data, count, count % capacity, jnp.zeros((n_seeds,), jnp.int32), n)
-
-
-def add_rows(buffer: ReplayBuffer, rows: Batch, active: jax.Array | bool = True) -> ReplayBuffer:
-    """`buffer` (one seed's) with the E rows of `rows` appended at the pointer, in order,
-    overwriting the oldest rows once full. With `active` false nothing changes (written this way
-    so that it traces to the same in-place scatter)."""
-    cap = buffer.capacity
-    e = rows["actions"].shape[0]
-    pos = (buffer.pointer + jnp.arange(e)) % cap
-    n = jnp.where(active, e, 0).astype(jnp.int32)
-
-    def put(x: jax.Array, r: jax.Array) -> jax.Array:
-        return x.at[pos].set(jnp.where(active, r.astype(x.dtype), x[pos]))
-
-    data = {k: put(x, rows[k]) for k, x in buffer.data.items()}
-    return buffer.replace(
-        data=data,
-        size=jnp.minimum(buffer.size + n, cap),
-        pointer=(buffer.pointer + n) % cap,
-        added=buffer.added + n,
-    )
-
-
-def fill_next_actions(buffer: ReplayBuffer, at: jax.Array, actions: jax.Array) -> ReplayBuffer:
-    """Write `actions[j]` as the next action of row `at[j]` (skipped where `at[j]` < 0); a no-op
-    for buffers without next_actions (agents that do not read them)."""
-    if "next_actions" not in buffer.data:
-        return buffer
-    idx = jnp.where(at >= 0, at, buffer.capacity)  # out of range: dropped
-    na = buffer.data["next_actions"].at[idx].set(actions, mode="drop")
-    return buffer.replace(data={**buffer.data, "next_actions": na})
-
-
-def sample_training_batch(
-    buffer: ReplayBuffer, offline: Batch, rng: jax.Array, batch_size: int, balanced: bool
-) -> Batch:
-    """A minibatch from the buffer's filled rows; `balanced`: the first batch_size // 2 rows from
-    the offline data, the rest from the buffer (the reference code's balanced sampling)."""
-    if not balanced:
-        return sample_batch(buffer.data, rng, batch_size, size=buffer.size)
-    r_off, r_on = jax.random.split(rng)
-    half = batch_size // 2
-    a = sample_batch(offline, r_off, half)
-    b = sample_batch(buffer.data, r_on, batch_size - half, size=buffer.size)
-    return jax.tree.map(lambda x, y: jnp.concatenate([x, y.astype(x.dtype)]), a, b)
-
-
-def held_positions(base: int, capacity: int, added: int) -> np.ndarray:
-    """Buffer positions of the online rows a buffer still holds, oldest first."""
-    k = np.arange(max(0, added - capacity), added)
-    return (base + k) % capacity
-
-
-def held_rows(buffers: ReplayBuffer, i: int, added: int) -> dict[str, np.ndarray]:
-    """Seed i's online rows still in the buffer, oldest first, on the host (for a checkpoint)."""
-    pos = jnp.asarray(held_positions(buffers.base, buffers.capacity, added))
-    return {k: np.asarray(x[i, pos]) for k, x in buffers.data.items()}
-
-
-def restore_rows(
-    buffers: ReplayBuffer, i: int, rows: Mapping[str, np.ndarray], added: int
-) -> ReplayBuffer:
-    """`buffers` with seed i's buffer as it was after `added` online rows, of which `rows` are the
-    ones it still held (`held_rows`)."""
-    cap, base = buffers.capacity, buffers.base
-    pos = held_positions(base, cap, added)
-    if set(rows) != set(buffers.data) or any(len(r) != len(pos) for r in rows.values()):
-        raise DataError(
-            f"the checkpoint's replay rows ({sorted(rows)}, {len(next(iter(rows.values())))} "
-            f"rows) do not fit {added} online rows of {sorted(buffers.data)}"
-        )
-    data = {k: x.at[i, pos].set(jnp.asarray(rows[k], x.dtype)) for k, x in buffers.data.items()}
-    return buffers.replace(
-        data=data,
-        size=buffers.size.at[i].set(min(base + added, cap)),
-        pointer=buffers.pointer.at[i].set((base + added) % cap),
-        added=buffers.added.at[i].set(added),
-    )
+from gfp.errors import DataError
 
 
 # ---- the jitted collection step ------------------------------------------------------------------
-def make_collect_step(agent: Agent, balanced: bool, policy: str = "actor") -> Callable:
+def make_collect_step(agent: Agent, sampler: ReplaySampler, policy: str = "actor") -> Callable:
     """f(states, buffers, offline, rows, fill_at, active, obs) -> (states, buffers, metrics,
     health, actions), all seeds at once (leading seed axis; `offline` shared): per seed, write
-    next actions at `fill_at`, add the E `rows`, run E updates (metrics: their mean; health: as
-    gfp.train.chunk_health), then sample the actions at `obs` (E observations). A seed whose
-    `active` is false is left unchanged. States and buffers are donated."""
-    batch_size = agent.config.batch_size
+    next actions at `fill_at`, add the E `rows`, run E updates from `sampler` (metrics: their
+    mean; health: gfp.engine.chunk.chunk_health), then sample the actions at `obs` (E
+    observations). A seed whose `active` is false is left unchanged. States and buffers are
+    donated."""
 
     def add(buffer, rows, fill_at, active):
         return add_rows(fill_next_actions(buffer, fill_at, rows["actions"]), rows, active)
 
-    def train_and_act(state, buffer, offline, active, obs):
+    def train_and_act(state, data, active, obs):
         e = obs.shape[0]  # one update per environment step
-
-        def body(state: TrainState, _):
-            rng, batch_rng = jax.random.split(state.rng)
-            batch = sample_training_batch(buffer, offline, batch_rng, batch_size, balanced)
-            return agent.update(state.replace(rng=rng), batch)
-
-        new, metrics = jax.lax.scan(body, state, None, length=e)
+        new, metrics = scan_updates(agent, sampler, state, data, None, e)
         health = chunk_health(new, metrics, e)
         rng, act_rng = jax.random.split(new.rng)
         new = new.replace(rng=rng)
@@ -201,13 +81,8 @@ def make_collect_step(agent: Agent, balanced: bool, policy: str = "actor") -> Ca
         # The buffers are always updated under vmap: slicing one seed out of a donated buffer
         # and stacking it back makes XLA copy it (all `capacity` rows) on every step.
         buffers = jax.vmap(add)(buffers, rows, fill_at, active)
-        if states.step.shape[0] > 1:
-            out = jax.vmap(train_and_act, in_axes=(0, 0, None, 0, 0))(
-                states, buffers, offline, active, obs
-            )
-        else:  # one seed: no vmap over the update (a smaller program, as gfp.train does)
-            one = jax.tree.map(lambda x: x[0], (states, buffers, active, obs))
-            out = jax.tree.map(lambda x: x[None], train_and_act(*one[:2], offline, *one[2:]))
+        data = {"buffer": buffers, "offline": offline}
+        out = over_seeds(train_and_act, (states, data, active, obs), (0, sampler.data_axes, 0, 0))
         states, metrics, health, actions = out
         return states, buffers, metrics, health, actions
 
@@ -244,11 +119,13 @@ class EnvSlot:
 
 
 class Collector:
-    """The environments, buffers and counters of an online phase (every seed, `n_envs` envs each;
-    environment slot i * n_envs + j of `pool` is seed i's env j).
+    """The online phase: the environments, buffers and counters of every seed (`n_envs` envs
+    each; environment slot i * n_envs + j of `pool` is seed i's env j), advanced by
+    gfp.engine.driver.drive one collection step per boundary.
 
     `saved[i]`: seed i's checkpoint payload (`payload`), or None to start with an empty online
-    part. `reward_shift` is added to every online reward (the dataset's own shift)."""
+    part. `reward_shift` is added to every online reward (the dataset's own shift).
+    `on_episode(seed index, row)` is called for each finished exploration episode, as it ends."""
 
     def __init__(
         self,
@@ -263,14 +140,16 @@ class Collector:
         reward_shift: float = 0.0,
         saved: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, Any]] | None] = (),
         policy: str = "actor",
+        on_episode: Callable[[int, dict[str, Any]], None] | None = None,
     ):
         self.agent, self.pool, self.seeds, self.n_envs = agent, pool, list(seeds), n_envs
-        self.balanced, self.reward_shift = balanced, float(reward_shift)
+        self.reward_shift = float(reward_shift)
         keys = list(agent.batch_keys)
         initial = {k: initial[k] for k in keys}
-        self.offline = initial if balanced else {}
+        self.on_episode = on_episode
         start = {k: x[:0] for k, x in initial.items()} if balanced else initial
-        self.buffers = create_buffers(start, capacity, len(self.seeds))
+        buffers = create_buffers(start, capacity, len(self.seeds))
+        self.sampler = ReplaySampler(buffers, initial if balanced else {}, balanced)
         self.specs = {k: (x.shape[1:], x.dtype) for k, x in initial.items()}
         self.added = [0] * len(self.seeds)
         self.slots = [[EnvSlot() for _ in range(n_envs)] for _ in self.seeds]
@@ -278,9 +157,31 @@ class Collector:
         for i, item in enumerate(saved):
             if item is not None:
                 self._restore(i, *item)
-        self.collect = make_collect_step(agent, balanced, policy)
+        self.collect = make_collect_step(agent, self.sampler, policy)
         self.first = make_first_actions(agent, policy)
         self.actions: np.ndarray | None = None
+
+    @property
+    def buffers(self) -> Any:
+        return self.sampler.buffers
+
+    @buffers.setter
+    def buffers(self, value: Any) -> None:
+        self.sampler.buffers = value
+
+    # -- the phase gfp.engine.driver.drive advances --
+    def begin(self, states: TrainState, at: Sequence[int]) -> TrainState:
+        return self.reset(states)
+
+    def boundaries(self, start: int, end: int, every: Sequence[int], at: Sequence[int]):
+        return range(start + self.n_envs, end + 1, self.n_envs)  # one per collection step
+
+    def advance(self, states, before, step, active):
+        states, metrics, health, episodes = self.step(states, active, before)
+        for i, row in episodes:
+            if self.on_episode:
+                self.on_episode(i, row)
+        return states, metrics, health
 
     # -- checkpoints --
     def payload(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -381,7 +282,7 @@ class Collector:
         states, self.buffers, metrics, health, actions = self.collect(
             states,
             self.buffers,
-            self.offline,
+            self.sampler.offline,
             rows,
             fill_at,
             np.asarray(active),
@@ -391,72 +292,3 @@ class Collector:
         # A seed sitting out keeps its pending actions (those of its unchanged state).
         self.actions = np.where(np.asarray(active)[:, None, None], actions, self.actions)
         return states, metrics, health, episodes
-
-
-def _crossed(before: int, after: int, every: int) -> bool:
-    """Whether (before, after] contains a multiple of `every` (> 0)."""
-    return every > 0 and after // every > before // every
-
-
-def run_online(
-    collector: Collector,
-    states: TrainState,
-    *,
-    at: Sequence[int],
-    end: int,
-    log_every: int = 1000,
-    eval_every: int = 0,
-    checkpoint_every: int = 0,
-    on_log: OnLog | None = None,
-    on_eval: OnEval | None = None,
-    on_checkpoint: OnCheckpoint | None = None,
-    on_episode: Callable[[int, dict[str, float]], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-    log_sums: Sequence[LogSums] | None = None,
-    check_finite: bool = True,
-    progress: bool = True,
-) -> TrainState:
-    """Collect and train from min(`at`) to `end` (global steps; seed i starts at at[i] and sits
-    out until the others reach it). Callbacks as in gfp.train.train, after each collection step
-    whose E steps reach a multiple of the interval (and at the end): on_log, on_eval,
-    on_checkpoint (also when `stop()` turns true, after which it returns early); on_episode(seed
-    index, row) for each finished exploration episode, as it ends. A non-finite metric or
-    parameter raises DivergenceError before the step's callbacks."""
-    e = collector.n_envs
-    n_seeds, step = len(at), min(at)
-    sums = [LogSums.from_json(s.to_json()) for s in log_sums] if log_sums else []
-    sums += [LogSums() for _ in range(n_seeds - len(sums))]
-    states = collector.reset(states)
-    bar = tqdm(total=end, initial=step, unit="step", disable=not progress, dynamic_ncols=True)
-    t_step, t0 = step, time.perf_counter()
-    try:
-        while step < end:
-            before, step = step, step + e
-            active = [before >= a for a in at]
-            states, metrics, health, episodes = collector.step(states, active, before)
-            for i in (i for i in range(n_seeds) if active[i]):
-                err = divergence_error(before, step, health, i) if check_finite else None
-                if err is not None:
-                    raise err
-                sums[i].add({k: v[i] for k, v in metrics.items()}, e)
-            for i, row in episodes:
-                if on_episode:
-                    on_episode(i, row)
-            bar.update(e)
-            if on_log and (_crossed(before, step, log_every) or step == end):
-                on_log(step, log_rows(sums, active, step - t_step, time.perf_counter() - t0))
-                t_step, t0 = step, time.perf_counter()
-            if on_eval and (_crossed(before, step, eval_every) or step == end):
-                result = on_eval(step, states)
-                if result:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in result.items()})
-            stopping = stop is not None and stop()
-            if on_checkpoint and (
-                stopping or step == end or _crossed(before, step, checkpoint_every)
-            ):
-                on_checkpoint(step, states, sums)
-            if stopping:
-                break
-    finally:
-        bar.close()
-    return states

@@ -1,0 +1,157 @@
+"""Samplers: what a minibatch is drawn from.
+
+A sampler holds the training data (`data`, the pytree the jitted chunk receives) and draws one
+minibatch from it inside the traced update (`minibatch`). gfp.engine.chunk runs
+`scan(minibatch -> agent.update)` over any sampler, vmapped over seeds the same way for all:
+
+* `ArraySampler`: state transitions on the device, rows drawn uniformly with replacement;
+* gfp.engine.frames: pixel frames on the device (`FrameSampler`), or in host memory with
+  minibatches gathered and prefetched by a host thread (`HostFrameSampler`, a *fed* sampler: its
+  chunk receives one prefetched minibatch per update);
+* gfp.engine.replay: a replay buffer per seed that the online phase also adds rows to.
+
+A new sampler is one class with these members. `make_sampler` picks the one for a dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gfp.agents.base import BATCH_KEYS, Agent, Batch
+from gfp.data.frame_layout import OBS_KEYS, is_frame_form, is_pixels
+
+DERIVED_KEYS = ("next_actions",)  # computed here when the dataset lacks them (ReBRAC reads them)
+
+
+class Sampler:
+    """The protocol (and the shared behaviour) of every sampler.
+
+    `data`: the arrays the jitted chunk receives; `data_axes`: their vmap axes over seeds (None:
+    one copy shared by all seeds; a replay buffer has one per seed). `fed`: minibatches come from
+    the host, one per update (`feed`), instead of being drawn on the device."""
+
+    data: Any
+    data_axes: Any = None
+    fed: bool = False
+
+    @property
+    def size(self) -> int:
+        """Rows to draw from."""
+        raise NotImplementedError
+
+    def keys(self) -> set[str]:
+        """The batch keys this sampler's minibatches can carry."""
+        raise NotImplementedError
+
+    def select(self, keys: Sequence[str]) -> Sampler:
+        """The same sampler carrying only `keys` (what an agent reads)."""
+        raise NotImplementedError
+
+    def minibatch(
+        self, config: Any, data: Any, rng: jax.Array, fed: Any = None
+    ) -> tuple[Batch, jax.Array, jax.Array | None]:
+        """Traced: one minibatch from `data` with the state's key `rng` (or the prefetched
+        minibatch `fed`). Returns (batch, the key `agent.update` gets, the key the state holds
+        after the update, or None for the one the update leaves)."""
+        raise NotImplementedError
+
+    def feed(self, rngs: np.ndarray, length: int, config: Any) -> Iterator[tuple[int, Any]]:
+        """Fed samplers: the next `length` updates' minibatches for seed keys `rngs`, as blocks
+        (steps, minibatches on the device, leading axes (seeds, steps))."""
+        raise NotImplementedError
+
+    def for_agent(self, agent: Agent) -> Sampler:
+        """This sampler restricted to what `agent` reads; ValueError if the data lacks a key."""
+        missing = [k for k in agent.batch_keys if k not in self.keys()]
+        if missing:
+            raise ValueError(
+                f"agent {agent.name!r} reads {missing} which the training data lacks; build it "
+                "with gfp.engine.samplers.make_sampler(transitions), which derives next_actions"
+            )
+        return self.select(agent.batch_keys)
+
+
+def sample_rows(
+    data: Batch, rng: jax.Array, batch_size: int, size: jax.Array | int | None = None
+) -> Batch:
+    """Uniform minibatch with replacement (as the reference code's randint sampling). `size`: draw
+    from the first `size` rows only (a replay buffer's filled part; may be traced)."""
+    n = data["actions"].shape[0] if size is None else size
+    idx = jax.random.randint(rng, (batch_size,), 0, n)
+    return jax.tree.map(lambda x: x[idx], data)
+
+
+class ArraySampler(Sampler):
+    """State transitions on the device; each update splits the state's key into (update key,
+    batch key) and draws `batch_size` rows uniformly with replacement."""
+
+    def __init__(self, arrays: Mapping[str, jax.Array]):
+        self.data = dict(arrays)
+
+    @property
+    def size(self) -> int:
+        return int(self.data["actions"].shape[0])
+
+    def keys(self) -> set[str]:
+        return set(self.data)
+
+    def select(self, keys: Sequence[str]) -> ArraySampler:
+        return ArraySampler({k: self.data[k] for k in keys})
+
+    def minibatch(self, config, data, rng, fed=None):
+        rng, batch_rng = jax.random.split(rng)
+        return sample_rows(data, batch_rng, config.batch_size), rng, None
+
+
+def next_actions(transitions: Mapping[str, np.ndarray]) -> np.ndarray:
+    """a' for every row: the action of the next row of the same episode.
+
+    Rows are consecutive within an episode and `terminals` = 1 marks an episode's last row. There
+    the true next action is not in the data (for a real terminal mask = 0 makes it irrelevant; for
+    a time-limit end it is unknown) and the row's own action stands in, as on the array's last row.
+    Without `terminals` the rows are read as one stream, shifted by one (FQL's implementation does
+    this everywhere, so it pairs an episode's last row with the next episode's first action).
+    """
+    a = np.asarray(transitions["actions"])
+    shifted = np.concatenate([a[1:], a[-1:]])
+    if "terminals" not in transitions:
+        return shifted
+    ends = np.asarray(transitions["terminals"]).astype(bool)
+    return np.where(ends[:, None], a, shifted)
+
+
+def training_array(transitions: Mapping[str, np.ndarray], key: str) -> np.ndarray:
+    """The dataset's array `key`, with `next_actions` derived when the dataset lacks it."""
+    if key == "next_actions" and key not in transitions:
+        return next_actions(transitions)
+    return np.asarray(transitions[key])
+
+
+def make_sampler(
+    transitions: Mapping[str, np.ndarray],
+    keys: Sequence[str] = BATCH_KEYS + DERIVED_KEYS,
+    placement: str | None = None,
+) -> Sampler:
+    """The sampler of a dataset's training arrays `keys` (pass `agent.batch_keys` to carry only
+    what that agent reads). State data goes to the device once, as float32, except uint8
+    observations, which stay uint8 (the encoders cast them inside the jitted update).
+
+    Pixel transitions (uint8 image observations) become frame data instead (gfp.engine.frames):
+    the frames stored once, stacked by index when minibatches are drawn, on the device when they
+    fit there, else in host memory (`placement` or $GFP_FRAMES_ON forces one)."""
+    obs = transitions.get("observations")
+    if is_pixels(obs) and ("next_observations" in transitions or is_frame_form(transitions)):
+        from gfp.engine import frames
+
+        return frames.frame_sampler(transitions, keys, placement)
+
+    def dtype(key: str, x: np.ndarray) -> Any:
+        return np.uint8 if key in OBS_KEYS and x.dtype == np.uint8 else jnp.float32
+
+    arrays = {k: training_array(transitions, k) for k in keys}
+    return ArraySampler({k: jnp.asarray(x, dtype=dtype(k, x)) for k, x in arrays.items()})
