@@ -10,7 +10,7 @@ TINY_TASK = "cube-single-noisy-singletask-task1-v0"
 @pytest.fixture(scope="session")
 def tiny_ogbench_dir(tmp_path_factory):
     """3 train + 1 val episodes of cube-single-noisy, 101 rows each, in the official layout."""
-    from gfp.data.generate import generate
+    from gfp.datagen.generate import generate
 
     out = tmp_path_factory.mktemp("ogbench_data")
     generate("cube-single-noisy-v0", 3, out, workers=1, seed=0, episode_length=101, progress=False)
