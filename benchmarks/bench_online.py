@@ -33,8 +33,9 @@ from gfp.engine.chunk import init_states
 from gfp.engine.online import Collector
 from gfp.engine.samplers import make_sampler
 from gfp.evaluate import EnvPool, default_workers, env_spec
-from gfp.job import DEFAULT_BUFFER_SIZE, default_data_dir
+from gfp.job import default_data_dir
 from gfp.presets import resolve
+from gfp.settings import DEFAULT_BUFFER_SIZE
 
 TASK = "cube-single-noisy-singletask-task1-v0"
 

@@ -32,9 +32,7 @@ from gfp.agents.configs import (
     require,
 )
 from gfp.errors import ConfigError
-
-# DEFAULT_BUFFER_SIZE lives with the settings; benchmarks/bench_online.py reads it from here.
-from gfp.settings import DEFAULT_BUFFER_SIZE, RunSettings  # noqa: F401
+from gfp.settings import RunSettings
 
 DEFAULT_TASK = "cube-single-noisy-singletask-task1-v0"
 # The built-in default job generates this many episodes of the default task on first use.

@@ -370,7 +370,7 @@ def test_pixel_presets_are_the_papers_and_the_cpu_preset_is_smaller():
     task = "visual-puzzle-3x3-play-singletask-task1-v0"
     for agent in ("gfp", "fql", "iql", "rebrac"):
         c, _ = resolve(agent, task, "paper", None)
-        assert (c.encoder, c.frame_stack, c.p_aug) == ("impala_small", 3, 0.5)  # the paper's pixel setting (Tab. 4, App. A)
+        assert (c.encoder, c.frame_stack, c.p_aug) == ("impala_small", 3, 0.5)  # Tab. 4, App. A
     c, _ = resolve("gfp", task, "cpu", None)
     assert (c.encoder, c.frame_stack, c.p_aug, c.alpha) == ("impala_cpu", 3, 0.5, 3.0)
     c, _ = resolve("gfp", "puzzle-3x3-play-singletask-task1-v0", "paper", None)

@@ -1,10 +1,10 @@
-"""The preset table against the paper (GFP.md section 3), and the resolver's rules.
+"""The preset table against the paper (Tab. 4, App. A, Tabs. 13-14), and the resolver's rules.
 
-Expected values below are typed from GFP.md (3.2 OGBench, 3.3 D4RL, 3.4 Minari, 3.5 baselines),
-not read from the table, so a wrong cell fails here. Most tests run against a stand-in registry of
-frozen Config dataclasses with the agreed field names and the paper's defaults, so they do not
-depend on which agents are written yet (nor import JAX); the last block checks the real registry
-for whichever agents exist.
+Expected values below are typed from the paper (OGBench App. A, D4RL Tab. 14a, Minari Tab. 14b,
+baselines Tab. 13), not read from the table, so a wrong cell fails here. Most tests run against a
+stand-in registry of frozen Config dataclasses with the agreed field names and the paper's
+defaults, so they do not depend on which agents are written yet (nor import JAX); the last block
+checks the real registry for whichever agents exist.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class _Base:
     actor_hidden_dims: tuple[int, ...] = P512
     value_hidden_dims: tuple[int, ...] = P512
     layer_norm: bool = True
-    encoder: Literal["none", "impala_small", "impala_cpu"] = "none"  # pixel tasks (GFP.md 3.1)
+    encoder: Literal["none", "impala_small", "impala_cpu"] = "none"  # pixel tasks (Tab. 4, App. A)
     frame_stack: int = 1
     p_aug: float = 0.0
 
@@ -113,7 +113,7 @@ def ogb(env: str, i: int = 3) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# GFP, OGBench (GFP.md 3.2): gamma, B, alpha, eta, q_agg, target_agg, guidance_agg (+ M)
+# GFP, OGBench (App. A): gamma, B, alpha, eta, q_agg, target_agg, guidance_agg (+ M)
 # ----------------------------------------------------------------------------------------------
 GFP_OGBENCH = {
     # locomotion: antmaze uses min/min; humanoidmaze-large uses M = 30 and GFP-only B 1024
