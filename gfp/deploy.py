@@ -9,6 +9,16 @@ gfp training code.
 A policy that takes noise draws z ~ N(0, I) itself when none is given (seeded by `seed`), which
 is how `gfp eval` acts; pass z to control the randomness. Actions are in [-1, 1].
 
+Pixel policies trained with frame_stack K > 1 take K frames stacked along the channel (last) axis,
+oldest first; at an episode's start the stack holds the episode's first frame K times. That is the
+rule of training (gfp.engine.frames) and of `gfp eval` (gfp.evaluate.FrameStack), and the sidecar
+records it (`frame_stack`, `frames`). Feed single frames as they come and the policy stacks them:
+
+    policy.reset()                             # at every episode start
+    action = policy.act(frame)                 # frame: (H, W, C) uint8, as the environment gives it
+
+`FrameStack` is the same stacker on its own (for batched environments, or to see the inputs).
+
 This module imports only the standard library and numpy (onnxruntime when a model is loaded), so
 it can also be copied on its own onto a robot. Loading a `--format stablehlo` file is supported
 too, but that needs JAX (`jax.export.deserialize`); ONNX is the format for machines without it.
@@ -38,6 +48,58 @@ _REQUIRED = (
 )
 
 
+# The frame order every gfp policy with frame_stack K expects (recorded in the sidecar's `frames`).
+FRAME_ORDER = "oldest_first"  # channels [0:C] the oldest frame, [(K-1)C:KC] the newest
+EPISODE_START = "repeat_first"  # the first observation of an episode fills all K places
+STACK_AXIS = -1  # frames are concatenated along the last (channel) axis
+
+
+class FrameStack:
+    """The last `k` frames stacked along the last axis, oldest first, as gfp trains and evaluates:
+    the first frame after `reset()` fills all `k` places, each later one pushes the oldest out.
+
+        stack = FrameStack(3)
+        obs = stack.push(first_frame)          # [f0, f0, f0]
+        obs = stack.push(next_frame)           # [f0, f0, f1]
+        stack.reset()                          # the next push starts a new episode
+
+    A frame may carry leading batch axes (n environments reset together); only the last axis
+    grows (C -> k * C). With k = 1 a frame is returned as it is."""
+
+    def __init__(self, k: int):
+        if int(k) != k or k < 1:
+            raise ValueError(f"frame stack must be a positive integer, not {k!r}")
+        self.k = int(k)
+        self._frames: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        """Start a new episode: the next frame pushed fills the whole stack."""
+        self._frames = []
+
+    def push(self, frame: Any) -> np.ndarray:
+        """Add `frame` (the first of an episode after `reset`) and return the stacked input."""
+        frame = np.asarray(frame)
+        if self._frames and frame.shape != self._frames[-1].shape:
+            raise ValueError(
+                f"frame has shape {frame.shape}; this episode's frames have "
+                f"{self._frames[-1].shape}"
+            )
+        if not self._frames:
+            self._frames = [frame] * self.k
+        else:
+            self._frames = [*self._frames[1:], frame]
+        return self.stacked
+
+    @property
+    def stacked(self) -> np.ndarray:
+        """The current input: the k frames concatenated along the last axis, oldest first."""
+        if not self._frames:
+            raise ValueError("no frame yet: push the episode's first frame after reset()")
+        if self.k == 1:
+            return self._frames[0]
+        return np.concatenate(self._frames, axis=STACK_AXIS)
+
+
 def sidecar_path(model: str | Path) -> Path:
     """The JSON written next to an exported model: FILE.json (so `policy.onnx` and
     `policy.stablehlo` exported side by side keep separate ones)."""
@@ -57,7 +119,12 @@ class Policy:
     """An exported policy: call it with observations (and optionally noise) to get actions.
 
     Attributes: `meta` (the sidecar), `obs_shape`, `obs_dtype`, `action_dim`, `batch` (an int,
-    or None for a dynamic batch), `deterministic` (no noise input).
+    or None for a dynamic batch), `deterministic` (no noise input), `frame_stack` (K, None when
+    the sidecar predates recording it), `frame_shape` (one frame as the environment gives it).
+
+    Two ways to call it: `policy(obs)` with observations already stacked as the policy takes them
+    (`obs_shape`), or `policy.reset()` at an episode's start and `policy.act(frame)` with each
+    single frame, which stacks them as training and `gfp eval` did (`FrameStack`).
     """
 
     def __init__(
@@ -76,6 +143,26 @@ class Policy:
         self.batch = None if meta["batch"] == "dynamic" else int(meta["batch"])
         self.deterministic = bool(meta["deterministic"])
         self.rng = np.random.default_rng(seed)
+        k = meta.get("frame_stack")
+        self.frame_stack = None if k is None else int(k)
+        frames = meta.get("frames") or {}
+        if self.frame_stack is None:
+            self.frame_shape = None
+        elif "frame_shape" in frames:
+            self.frame_shape = tuple(int(n) for n in frames["frame_shape"])
+        else:
+            self.frame_shape = (*self.obs_shape[:-1], self.obs_shape[-1] // self.frame_stack)
+        if self.frame_stack is not None:
+            order = (frames.get("order", FRAME_ORDER), frames.get("episode_start", EPISODE_START))
+            if (
+                order != (FRAME_ORDER, EPISODE_START)
+                or frames.get("axis", STACK_AXIS) != STACK_AXIS
+            ):
+                raise ValueError(
+                    f"{path}: the sidecar asks for frames stacked as {frames}; this gfp.deploy "
+                    f"stacks {FRAME_ORDER}, {EPISODE_START} along axis {STACK_AXIS}"
+                )
+        self._stack = FrameStack(self.frame_stack) if self.frame_stack is not None else None
 
     def __repr__(self) -> str:
         m = self.meta
@@ -94,9 +181,15 @@ class Policy:
         if single:
             obs = obs[None]
         if obs.shape[1:] != self.obs_shape:
+            hint = ""
+            if (self.frame_stack or 1) > 1:
+                hint = (
+                    f" ({self.frame_stack} frames of {list(self.frame_shape)} stacked; feed "
+                    "single frames with policy.reset() and policy.act(frame))"
+                )
             raise ValueError(
                 f"observations have shape {obs.shape}; this policy takes {list(self.obs_shape)} "
-                "or (batch, *that)"
+                f"or (batch, *that){hint}"
             )
         if not np.can_cast(obs.dtype, self.obs_dtype, "same_kind"):
             raise ValueError(
@@ -124,6 +217,37 @@ class Policy:
             inputs.append(np.ascontiguousarray(z))
         actions = np.asarray(self._run(inputs))
         return actions[0] if single else actions
+
+    def _frames(self) -> FrameStack:
+        if self._stack is None:
+            raise ValueError(
+                f"{self.path.name}.json does not record the frame stack (exported by an older "
+                "gfp); export it again, or stack the frames yourself and call policy(obs)"
+            )
+        return self._stack
+
+    def reset(self) -> None:
+        """Start an episode: the next `act(frame)` fills the frame stack with that frame."""
+        self._frames().reset()
+
+    def act(self, frame: Any, z: Any | None = None) -> np.ndarray:
+        """The action for the newest single frame (`frame_shape`, or (batch, *frame_shape) for
+        environments reset together): the frame is pushed onto the stack (the first after
+        `reset()` fills it) and the policy called on the stacked input (`stacked_input`)."""
+        stack = self._frames()
+        frame = np.asarray(frame)
+        n = len(self.frame_shape)
+        if frame.ndim < n or frame.shape[frame.ndim - n :] != self.frame_shape:
+            raise ValueError(
+                f"frame has shape {frame.shape}; this policy takes single frames of "
+                f"{list(self.frame_shape)} (or (batch, *that)), {self.frame_stack} stacked"
+            )
+        return self(stack.push(frame), z)
+
+    @property
+    def stacked_input(self) -> np.ndarray:
+        """The stacked observation the last `act` fed the policy."""
+        return self._frames().stacked
 
 
 def _onnx_runner(

@@ -27,7 +27,8 @@ Formats:
 Every export is checked before anything is written: the exported model is run (onnxruntime, or the
 deserialized StableHLO) on random observations and noise and must give gfp's actions to within
 `TOLERANCE`. Next to FILE, FILE.json (`sidecar_path`) records what a user needs to call it (see
-`gfp.deploy`, which loads both with numpy and onnxruntime only).
+`gfp.deploy`, which loads both with numpy and onnxruntime only), including for pixel policies the
+frame stack and frame order they were trained on (`frame_info`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gfp.agents import Agent
-from gfp.deploy import SIDECAR_SUFFIX, sidecar_path
+from gfp.deploy import EPISODE_START, FRAME_ORDER, SIDECAR_SUFFIX, STACK_AXIS, sidecar_path
 from gfp.errors import ConfigError, GfpError
 from gfp.io import atomic_write_bytes, atomic_write_json
 
@@ -331,6 +332,7 @@ def export_policy(
         "policy": policy,
         **(run_info or {}),
         "observation": {"shape": list(agent.obs_spec.shape), "dtype": agent.obs_spec.dtype},
+        **frame_info(agent),
         "action_dim": agent.action_dim,
         "action_range": [-1.0, 1.0],
         "batch": batch,
@@ -347,6 +349,29 @@ def export_policy(
     atomic_write_bytes(out, blob)
     atomic_write_json(sidecar_path(out), meta)
     return meta
+
+
+def frame_info(agent: Agent) -> dict[str, Any]:
+    """The sidecar's record of how single frames become the policy's observation: `frame_stack`
+    K and `frames` (one frame's shape, the stacking axis, the order, the episode-start rule), the
+    rule of training (gfp.engine.frames: clip_indices + stack_clip) and evaluation
+    (gfp.evaluate.FrameStack), which gfp.deploy.FrameStack repeats. K = 1 for state policies."""
+    k = int(agent.config.frame_stack)
+    shape = list(agent.obs_spec.shape)
+    frame_shape = [*shape[:-1], shape[-1] // k]
+    return {
+        "frame_stack": k,
+        "frames": {
+            "frame_shape": frame_shape,
+            "dtype": agent.obs_spec.dtype,
+            "axis": STACK_AXIS,
+            "order": FRAME_ORDER,
+            "episode_start": EPISODE_START,
+            "rule": f"observation = concatenate([f(t-{k - 1}), ..., f(t)], axis={STACK_AXIS}) "
+            "with f(i) = the episode's first frame for i < 0; gfp.deploy's policy.reset() / "
+            "policy.act(frame) or FrameStack do this",
+        },
+    }
 
 
 def run_info(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -392,9 +417,11 @@ def cli_main(
         run_info=run_info(cfg),
     )
     spec = meta["observation"]
+    k = meta["frame_stack"]
+    stacked = f" ({k} frames of {meta['frames']['frame_shape']}, oldest first)" if k > 1 else ""
     print(
         f"gfp: wrote {out} and {sidecar_path(out)}: {meta['agent']} {policy} policy, "
-        f"obs {spec['dtype']}{spec['shape']} -> action[{meta['action_dim']}], batch "
+        f"obs {spec['dtype']}{spec['shape']}{stacked} -> action[{meta['action_dim']}], batch "
         f"{meta['batch']}{', deterministic (z = 0)' if deterministic else ', noise input z'}; "
         f"max |{format} - gfp| = {meta['check']['max_abs_diff']:.2g}"
     )

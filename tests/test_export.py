@@ -177,6 +177,151 @@ def test_other_agents_export(tmp_path):
         assert np.max(np.abs(load_policy(out)(obs, z) - want)) < TOL
 
 
+# ---- frame stacking: a robot feeds what training saw ----------------------------------------
+FRAME = (12, 12, 3)  # one tiny RGB frame, as the environment gives it
+K = 3
+
+
+@pytest.fixture(scope="module")
+def stacked_pixel_run(tmp_path_factory):
+    """A pixel run (impala_cpu encoder, frame_stack 3) exported to ONNX with a dynamic batch."""
+    path = tmp_path_factory.mktemp("pixel_stack")
+    agent, params = write_run(
+        path / "run", "gfp", ObsSpec(FRAME, "uint8"), encoder="impala_cpu", frame_stack=K
+    )
+    out = path / "actor.onnx"
+    cli_main(path / "run", "actor", "onnx", out, "dynamic", False)
+    return out, agent, params
+
+
+def episode_frames(n: int, seed: int) -> np.ndarray:
+    """n distinct random uint8 frames (any mix-up of order or of the episode start shows)."""
+    return np.random.default_rng(seed).integers(0, 256, (n, *FRAME), dtype=np.uint8)
+
+
+def training_stacks(frames: np.ndarray) -> np.ndarray:
+    """The observations training builds from one episode's frames (gfp.engine.frames:
+    clip_indices clamps to the episode's first row, stack_clip concatenates oldest first)."""
+    from gfp.engine.frames import clip_indices, stack_clip
+
+    n = len(frames)
+    idx = np.arange(n)
+    ci = clip_indices(idx, np.zeros(n, int), np.minimum(idx + 1, n - 1), K, xp=np)
+    obs, _ = stack_clip(jax.numpy.asarray(frames[ci]), K)
+    return np.asarray(obs)
+
+
+def test_pixel_sidecar_records_frame_stack_and_order(stacked_pixel_run, capsys):
+    out, agent, _ = stacked_pixel_run
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["observation"] == {"shape": [12, 12, 9], "dtype": "uint8"}
+    assert meta["frame_stack"] == K
+    frames = meta["frames"]
+    assert frames["frame_shape"] == list(FRAME) and frames["dtype"] == "uint8"
+    assert (frames["axis"], frames["order"], frames["episode_start"]) == (
+        -1,
+        "oldest_first",
+        "repeat_first",
+    )
+    loaded = load_policy(out)
+    assert (loaded.frame_stack, loaded.frame_shape) == (K, FRAME)
+
+
+def test_state_sidecar_has_no_stack(gfp_run, tmp_path):
+    """A state policy records frame_stack 1, its frame being the whole observation."""
+    run_dir, agent, params = gfp_run
+    export_policy(agent, params, "actor", "stablehlo", tmp_path / "s")
+    meta = json.loads(sidecar_path(tmp_path / "s").read_text())
+    assert meta["frame_stack"] == 1 and meta["frames"]["frame_shape"] == [OBS_DIM]
+    loaded = load_policy(tmp_path / "s")
+    obs, z = random_inputs(agent.obs_spec, 1)
+    loaded.reset()
+    np.testing.assert_array_equal(loaded.act(obs[0], z[0]), loaded(obs[0], z[0]))
+
+
+def test_deploy_stacks_frames_as_evaluation_and_training(stacked_pixel_run):
+    """Two episodes (reset + 5 steps, then reset + 3 steps): gfp.deploy's policy.act feeds the
+    policy the same stacked inputs as gfp.evaluate's FrameStack and as training's stacking, and
+    gives gfp's own actions on them."""
+    from gfp.deploy import FrameStack as DeployStack
+    from gfp.evaluate import FrameStack as EvalStack
+
+    out, agent, params = stacked_pixel_run
+    policy = load_policy(out)
+    evaluation = EvalStack(K)
+    alone = DeployStack(K)
+    rng = np.random.default_rng(3)
+    for episode, length in enumerate((6, 4)):
+        frames = episode_frames(length, seed=10 + episode)
+        train_obs = training_stacks(frames)
+        policy.reset()
+        alone.reset()
+        for t, frame in enumerate(frames):
+            want_obs = evaluation.reset(0, frame) if t == 0 else evaluation.push(0, frame)
+            z = rng.standard_normal(ACT_DIM).astype(np.float32)
+            action = policy.act(frame, z)
+            got_obs = policy.stacked_input
+            assert got_obs.shape == (12, 12, 9) and got_obs.dtype == np.uint8
+            np.testing.assert_array_equal(got_obs, want_obs)
+            np.testing.assert_array_equal(got_obs, train_obs[t])
+            np.testing.assert_array_equal(alone.push(frame), want_obs)
+            # Oldest first, the episode's first frame repeated before its start:
+            for j in range(K):
+                np.testing.assert_array_equal(
+                    got_obs[..., 3 * j : 3 * j + 3], frames[max(t - K + 1 + j, 0)]
+                )
+            want = gfp_actions(agent, params, want_obs[None], z[None], "actor")[0]
+            assert action.shape == (ACT_DIM,)
+            assert np.max(np.abs(action - want)) < TOL
+            if t == 2:  # the policy reads the order: newest-first frames give other actions
+                reverse = np.concatenate([frames[2], frames[1], frames[0]], axis=-1)
+                other = gfp_actions(agent, params, reverse[None], z[None], "actor")[0]
+                assert np.max(np.abs(other - want)) > 1e-4
+
+
+def test_deploy_stacks_batched_frames_and_checks_shapes(stacked_pixel_run):
+    """n environments reset together stack per environment; a wrong frame is refused, and an
+    unstacked frame given to policy(obs) says how to stack it."""
+    from gfp.evaluate import FrameStack as EvalStack
+
+    out, agent, params = stacked_pixel_run
+    policy = load_policy(out)
+    evaluation = EvalStack(K)
+    frames = np.stack([episode_frames(4, seed=20 + i) for i in range(2)], axis=1)  # (T, n, ...)
+    policy.reset()
+    z = np.random.default_rng(4).standard_normal((2, ACT_DIM)).astype(np.float32)
+    for t, batch in enumerate(frames):
+        actions = policy.act(batch, z)
+        want_obs = np.stack(
+            [
+                evaluation.reset(i, f) if t == 0 else evaluation.push(i, f)
+                for i, f in enumerate(batch)
+            ]
+        )
+        np.testing.assert_array_equal(policy.stacked_input, want_obs)
+        assert np.max(np.abs(actions - gfp_actions(agent, params, want_obs, z, "actor"))) < TOL
+    with pytest.raises(ValueError, match="single frames of"):
+        policy.act(np.zeros((12, 12, 9), np.uint8))
+    with pytest.raises(ValueError, match=r"policy.act\(frame\)"):
+        policy(np.zeros(FRAME, np.uint8))
+
+
+def test_old_sidecar_without_frame_stack(stacked_pixel_run, tmp_path):
+    """A sidecar written before the frame stack was recorded still loads for stacked inputs;
+    act() says to re-export instead of guessing the stack."""
+    out, agent, params = stacked_pixel_run
+    old = tmp_path / "old.onnx"
+    old.write_bytes(out.read_bytes())
+    meta = json.loads(sidecar_path(out).read_text())
+    del meta["frame_stack"], meta["frames"]
+    sidecar_path(old).write_text(json.dumps(meta))
+    policy = load_policy(old)
+    obs, z = random_inputs(agent.obs_spec, 2)
+    assert np.max(np.abs(policy(obs, z) - gfp_actions(agent, params, obs, z, "actor"))) < TOL
+    with pytest.raises(ValueError, match="export it again"):
+        policy.act(obs[0, ..., :3])
+
+
 # ---- the sidecar and gfp.deploy -------------------------------------------------------------
 def test_sidecar_says_what_a_user_needs(gfp_run, tmp_path):
     run_dir, agent, _ = gfp_run
