@@ -50,14 +50,22 @@ def env_spec(env_name: str, success_timing: str | None = None) -> str:
 
 def make_env(spec: str, render: bool = False) -> gymnasium.Env:
     """An evaluation environment from an `env_spec`: an OGBench task's registered env (the task
-    registry says which), anything else by its Gymnasium id. `success_timing` (OGBench only):
-    'post' decides success and termination after the action, as OGBench < 1.2 did for the paper's
+    registry says which); a local Minari dataset's own evaluation environment (a
+    `gfp.tasks.minari_env` name: `recover_environment(eval_env=True)`, with the spec's kwargs and
+    episode limit); a D4RL task's old-gym environment through shimmy's `GymV21Environment-v0`
+    (`make_d4rl_env`); anything else by its Gymnasium id. `success_timing` (OGBench only): 'post'
+    decides success and termination after the action, as OGBench < 1.2 did for the paper's
     numbers; 'pre' before it, OGBench 1.2's default."""
     # gfp.tasks imports only the standard library, so a worker loading this file stays light.
-    from gfp.tasks import parse_task
+    from gfp.tasks import parse_minari_env, parse_task
 
-    env_name, _, option = spec.partition("|")
+    env_name, bar, option = spec.rpartition("|")
+    if not bar or not option.startswith("success_timing="):
+        env_name, option = spec, ""
     kwargs: dict[str, Any] = {"render_mode": "rgb_array"} if render else {}
+    minari_dataset = parse_minari_env(env_name)
+    if minari_dataset is not None:
+        return recover_minari_env(*minari_dataset, **kwargs)
     task = parse_task(env_name)
     if task.source == "ogbench":
         import ogbench  # noqa: F401  (registers the OGBench environments)
@@ -66,7 +74,82 @@ def make_env(spec: str, render: bool = False) -> gymnasium.Env:
             key, _, value = option.partition("=")
             kwargs[key] = value
         return gymnasium.make(task.env_id, **kwargs)
+    if task.benchmark == "d4rl":
+        return make_d4rl_env(env_name, **kwargs)
     return gymnasium.make(env_name, **kwargs)
+
+
+def recover_minari_env(dataset_id: str, data_path: Path, **kwargs: Any) -> gymnasium.Env:
+    """The evaluation environment a local Minari dataset records, built by Minari
+    (`MinariDataset.recover_environment(eval_env=True)`, as the reference code's
+    envs/env_utils.py does). Its notes (a requirement's version; gymnasium-robotics' notice on
+    stderr when it is first imported) are not printed."""
+    import io
+
+    import minari
+
+    from gfp.errors import ConfigError
+
+    if not (data_path / "metadata.json").is_file():
+        raise ConfigError(
+            f"the evaluation environment of Minari dataset {dataset_id} is recovered from the "
+            f"dataset, and {data_path} holds none (moved or deleted?)"
+        )
+    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return minari.MinariDataset(data_path).recover_environment(eval_env=True, **kwargs)
+        except ModuleNotFoundError as e:
+            hint = " (pip install gymnasium-robotics)" if "robotics" in str(e.name) else ""
+            raise ConfigError(
+                f"Minari dataset {dataset_id}: its evaluation environment needs the package "
+                f"{e.name!r}, not installed{hint}"
+            ) from e
+
+
+D4RL_INSTALL = (
+    "pip install 'gfp[d4rl]' (d4rl, old gym < 0.24, shimmy; d4rl's mujoco-py also needs the "
+    "MuJoCo 2.1 binaries in ~/.mujoco/mujoco210), or train without evaluation: --no-eval"
+)
+
+
+def make_d4rl_env(env_id: str, **kwargs: Any) -> gymnasium.Env:
+    """A D4RL task's environment as the reference code builds it (envs/d4rl_utils.py): the `d4rl`
+    package registers its old-gym environments (Adroit from d4rl.hand_manipulation_suite), and
+    shimmy's compatibility wrapper `GymV21Environment-v0` presents one as a Gymnasium env. A
+    ConfigError says in one line what to install when that is not possible here."""
+    import importlib
+    import io
+
+    from gfp.errors import ConfigError
+
+    # shimmy registers GymV21Environment-v0 with gymnasium when imported (gymnasium 1.x loads no
+    # plugins by itself: a placeholder entry raises until then)
+    modules = ["gym", "shimmy", "d4rl"]
+    if env_id.split("-")[0] in ("pen", "door", "hammer", "relocate"):
+        modules.append("d4rl.hand_manipulation_suite")
+    for module in modules:
+        # old gym and d4rl print notices on stderr when imported: keep a CLI's error one line
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                importlib.import_module(module)
+            except Exception as e:  # noqa: BLE001  (mujoco-py raises a bare Exception)
+                lines = [line for line in str(e).splitlines() if line.strip()]
+                reason = " ".join(lines[0].split()) if lines else type(e).__name__
+                raise ConfigError(
+                    f"D4RL environment {env_id} cannot be built: {module} does not import "
+                    f"({reason}); {D4RL_INSTALL}"
+                ) from e
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return gymnasium.make("GymV21Environment-v0", env_id=env_id, **kwargs)
+        except ImportError as e:  # gymnasium's own message when shimmy is missing
+            raise ConfigError(
+                f"D4RL environment {env_id} cannot be built: shimmy's GymV21Environment-v0 is "
+                f"not available ({' '.join(str(e).split())}); {D4RL_INSTALL}"
+            ) from e
 
 
 class _Envs:

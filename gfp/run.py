@@ -130,7 +130,10 @@ class Training:
     def __init__(self, job: TrainJob):
         self.job = job
         self.dataset = load_dataset(job.task, job.dataset_dir)
-        check_env_matches(self.dataset)
+        if job.no_eval:  # no environment: neither evaluated nor checked against the data
+            print(f"gfp: no_eval: training {job.task} without environment evaluation")
+        else:
+            check_env_matches(self.dataset)
         if job.recorded is not None:
             check_same_dataset(self.dataset, job.recorded)
         self.agent = make_agent(
@@ -236,7 +239,7 @@ class Training:
 
     def on_eval(self, step: int, states: TrainState) -> dict[str, float] | None:
         env_name = self.dataset.env_name
-        if env_name is None:
+        if env_name is None or self.job.no_eval:
             return None
         shown: dict[str, float] = {}
         for i, (seed, run) in enumerate(zip(self.job.seeds, self.dirs, strict=True)):
@@ -449,7 +452,7 @@ class Training:
             params = jax.device_get(unstack(states, i).params)
             run.save_params(params)
             env_name = self.dataset.env_name
-            if job.video and env_name:
+            if job.video and env_name and not job.no_eval:
                 evaluate_policies(
                     self.agent,
                     params,
@@ -464,6 +467,7 @@ class Training:
                 "agent": job.agent,
                 "seed": job.seeds[i],
                 "steps": job.steps,
+                **({"no_eval": True} if job.no_eval else {}),
                 "wall_seconds": self.wall_before[i] + time.perf_counter() - self.t0,
                 **summarize(run.evals.read(), self.agent.policies),
             }

@@ -12,8 +12,9 @@ else reads them from here:
   each field's type and range through the agents' one check, then the checks across settings);
 * config.json (`record`, `from_record`): a `recorded` setting is a key of its own there; an
   `online` one only for a run with an online phase (so an offline run's config.json and hash are
-  those of a gfp without online fine-tuning, and runs made before it resume); a record made before
-  a setting existed reads the setting's `absent` value;
+  those of a gfp without online fine-tuning, and runs made before it resume), a `when_set` one only
+  where it is not its default (no_eval); a record made before a setting existed reads the
+  setting's `absent` value;
 * the run-defining hash and `--resume`'s conflict check (`run_defining`): an edit of a
   run-defining setting changes what the run computes, so a resumed run refuses it.
 
@@ -62,17 +63,19 @@ def setting(
     online: bool = False,
     recorded: bool = True,
     run_defining: bool = True,
+    when_set: bool = False,
     absent: Any = _DEFAULT,
 ) -> Any:
     """A run setting (module docstring). `note`: said after a range error ("0: offline only").
     `derived`: unset on the command line (None), `make_train_job` computes it. `online`: recorded
     only for a run with an online phase. `recorded`: a key of config.json. `run_defining`: hashed,
-    and not to be changed on resume. `absent`: the value of a record without the key (one made
-    before the setting existed); REQUIRED: such a record is refused. Unless given, an online
-    setting's absent value is its default (offline records leave it out) and any other setting
-    is REQUIRED."""
+    and not to be changed on resume. `when_set`: recorded only when not its default (a run
+    without it keeps the config.json and hash it had before the setting existed). `absent`: the
+    value of a record without the key (one made before the setting existed); REQUIRED: such a
+    record is refused. Unless given, an online or when_set setting's absent value is its default
+    (records without it leave it out) and any other setting is REQUIRED."""
     if absent is _DEFAULT:
-        absent = default if online else REQUIRED
+        absent = default if online or when_set else REQUIRED
     return option(
         default,
         help,
@@ -87,6 +90,7 @@ def setting(
             "online": online,
             "recorded": recorded,
             "run_defining": run_defining,
+            "when_set": when_set,
             "absent": absent,
         },
     )
@@ -119,6 +123,15 @@ class RunSettings:
     )
     eval_episodes: int = setting(
         50, "Episodes per evaluation (the paper's final protocol uses 100).", ge=1
+    )
+    no_eval: bool = setting(
+        False,
+        "Train without environment evaluation (eval.csv stays empty, no video, the check that the "
+        "data fits its environment is skipped): e.g. D4RL data where the d4rl package cannot be "
+        "installed.",
+        # What the run computes is the same: training does not depend on evaluation.
+        run_defining=False,
+        when_set=True,
     )
     log_every: int = setting(
         1000,
@@ -213,6 +226,11 @@ class RunSettings:
             "steps every environment once)",
         )
         require(b >= e, f"buffer_size = {b!r} must be >= online_envs ({e})")
+        require(
+            not (self.no_eval and m),
+            "no_eval with online_steps: online fine-tuning steps the environment, so it needs one "
+            "(drop no_eval / --no-eval)",
+        )
         if m == 0:
             # buffer_size has always been accepted (and unused) by an offline run
             given = [
@@ -241,6 +259,7 @@ class Setting:
     online: bool
     recorded: bool
     run_defining: bool
+    when_set: bool  # recorded only when not its default
     absent: Any  # REQUIRED: a record must hold it
     field: dataclasses.Field
 
@@ -306,7 +325,9 @@ def record(settings: RunSettings) -> dict[str, Any]:
     return {
         s.name: _json(getattr(settings, s.name))
         for s in schema(type(settings))
-        if s.recorded and (online or not s.online)
+        if s.recorded
+        and (online or not s.online)
+        and (not s.when_set or getattr(settings, s.name) != s.default)
     }
 
 

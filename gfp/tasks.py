@@ -200,8 +200,7 @@ _D4RL_BY_FILE_NAME = {file: task for task, file in D4RL_FILE_NAMES.items()}
 
 # (ref_min, ref_max) episode returns, from D4RL's d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE).
 # D4RL's Adroit v1 entries reuse the '<env>-human-v0' numbers and its Gym-MuJoCo v2 entries reuse
-# '<env>-random-v0'; antmaze is scored 0..1 (success). Minari datasets use the D4RL reference of
-# the same environment, as the paper does (Minari ships none for its MuJoCo datasets).
+# '<env>-random-v0'; antmaze is scored 0..1 (success). The paper's D4RL tasks are scored with these.
 _ADROIT_REF = {
     "pen": (96.262799, 3076.8331017826877),
     "door": (-56.512833, 2880.5693087298737),
@@ -213,12 +212,24 @@ _MUJOCO_REF = {
     "hopper": (-20.272305, 3234.3),
     "walker2d": (1.629008, 4592.3),
 }
+# The paper's Minari tasks (Tab. 12) are scored with the authors' own table, not Minari's metadata
+# (wrong for pen, missing for the MuJoCo datasets): `MINARI_DICT_REF_SCORES` in envs/minari_utils.py
+# of their release (ZhangJL16/FQLbaseline), which matches an environment name inside the dataset id.
+# Its MuJoCo entries are D4RL's numbers above; its Adroit ones are not (pen 137.93 / 8820.51 against
+# D4RL's 96.26 / 3076.83), so a Minari Adroit score must not use D4RL's.
+MINARI_REF_SCORES: dict[str, tuple[float, float]] = {
+    **_MUJOCO_REF,
+    "pen": (137.92955108500217, 8820.50845967583),
+    "door": (-45.80706024169922, 2940.578369140625),
+    "hammer": (-267.074462890625, 12635.712890625),
+    "relocate": (9.189092636108398, 4287.70458984375),
+}
 REFERENCE_SCORES: dict[str, tuple[float, float]] = {
     **{f"antmaze-{m}-v2": (0.0, 1.0) for m in _ANTMAZE_D4RL},  # paper Tab. 11
     **{f"{h}-{q}-v1": _ADROIT_REF[h] for h in _ADROIT for q in _ADROIT_DATA},  # Tab. 11
-    **{f"D4RL/{h}/{q}-v2": _ADROIT_REF[h] for h in _ADROIT for q in _ADROIT_DATA},  # Tab. 12
+    **{f"D4RL/{h}/{q}-v2": MINARI_REF_SCORES[h] for h in _ADROIT for q in _ADROIT_DATA},  # Tab. 12
     **{
-        f"mujoco/{b}/{q}-v0": _MUJOCO_REF[b]
+        f"mujoco/{b}/{q}-v0": MINARI_REF_SCORES[b]
         for b in _MUJOCO
         for q in ("simple", "medium", "expert")
     },
@@ -455,6 +466,26 @@ def _file_task(name: str, path: Path) -> Task:
     if d4rl is None:
         return _record(name, source, None, name.strip(), task_env(name), "other")
     return _record(name, source, d4rl, name.strip(), task_env(d4rl), "d4rl", score_as=d4rl)
+
+
+_MINARI_ENV = "minari:"
+
+
+def minari_env(dataset_id: str, data_path: str | os.PathLike[str]) -> str:
+    """The evaluation environment of a local Minari dataset as a name that travels (to the
+    evaluation worker processes, config.json): 'minari:ID@DATA_PATH'. `gfp.evaluate.make_env`
+    rebuilds it with Minari's own `recover_environment(eval_env=True)` from the dataset at
+    DATA_PATH (its stored evaluation spec: id, kwargs and episode limit), as the reference
+    code's eval_env_creator does."""
+    return f"{_MINARI_ENV}{dataset_id}@{os.fspath(data_path)}"
+
+
+def parse_minari_env(name: str) -> tuple[str, Path] | None:
+    """(dataset id, data path) of a `minari_env` name; None for any other name."""
+    if not name.startswith(_MINARI_ENV):
+        return None
+    dataset_id, at, path = name.removeprefix(_MINARI_ENV).partition("@")
+    return (dataset_id, Path(path)) if at and path else None
 
 
 def minari_data_dir(directory: Path) -> Path | None:

@@ -18,6 +18,7 @@ import pytest
 from gfp.data.info import dataset_info, episode_returns
 from gfp.data.load import ACTION_CLIP, Dataset, load_dataset
 from gfp.errors import ConfigError, DataError
+from gfp.tasks import minari_env
 
 TASK = "cube-single-play-singletask-task2-v0"
 STEM = "cube-single-play-v0"
@@ -402,9 +403,10 @@ def test_minari_round_trip(minari_root, monkeypatch):
     root, rec = minari_root
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     ds = load_dataset(MINARI_ID)
+    # evaluation recovers the dataset's own evaluation env (gfp.tasks.minari_env)
     assert (ds.source, ds.env_name, ds.val, ds.reward_shift) == (
         "minari",
-        "InvertedPendulum-v5",
+        minari_env(MINARI_ID, (root / MINARI_ID / "data").resolve()),
         None,
         0.0,
     )

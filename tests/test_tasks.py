@@ -71,9 +71,16 @@ D4RL = {f"antmaze-{m}-v2": (f"antmaze-{m}", (0.0, 1.0)) for m in ANTMAZE} | {
     for h, ref in ADROIT.items()
     for q in ("human", "cloned", "expert")
 }
+# The paper's Minari Adroit tasks: the authors' table (envs/minari_utils.py, MINARI_DICT_REF_SCORES)
+MINARI_ADROIT = {
+    "pen": (137.92955108500217, 8820.50845967583),
+    "door": (-45.80706024169922, 2940.578369140625),
+    "hammer": (-267.074462890625, 12635.712890625),
+    "relocate": (9.189092636108398, 4287.70458984375),
+}
 MINARI = {
     f"D4RL/{h}/{q}-v2": (f"D4RL/{h}/{q}", ref)
-    for h, ref in ADROIT.items()
+    for h, ref in MINARI_ADROIT.items()
     for q in ("human", "cloned", "expert")
 } | {
     f"mujoco/{b}/{q}-v0": (f"mujoco/{b}/{q}", ref)
@@ -295,7 +302,7 @@ def test_minari_directories(tmp_path):
     (data / "metadata.json").write_text(json.dumps({}))
     pen = parse_task(str(tmp_path / "D4RL" / "pen" / "human-v2"))
     assert (pen.source, pen.env_id, pen.env_key, pen.reference) == (
-        "minari", None, "D4RL/pen/human", PEN
+        "minari", None, "D4RL/pen/human", MINARI_ADROIT["pen"]
     )  # fmt: skip
     assert parse_task(str(data)).source == "minari"  # the data folder itself
     odd = tmp_path / "mine"

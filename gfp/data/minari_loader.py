@@ -2,12 +2,12 @@
 `D4RL/pen/human-v2` under the dataset directory (default `$MINARI_DATASETS_PATH` or
 `~/.minari/datasets`, Minari's own), or a dataset directory given as the task. Never downloaded;
 nothing is written. Episodes are flattened into transitions; Minari has no validation split.
+Evaluation recovers the dataset's own evaluation environment (`gfp.tasks.minari_env`).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import numpy as np
 from gfp.data import validate as V
 from gfp.data.load import Loaded
 from gfp.errors import DataError
-from gfp.tasks import MINARI_TASKS, Task, minari_data_dir
+from gfp.tasks import MINARI_TASKS, Task, minari_data_dir, minari_env
 
 
 def _minari_root(dataset_dir: Path | None) -> Path:
@@ -108,18 +108,14 @@ def load(task: Task, dataset_dir: Path | None, *, validation: bool, antmaze: boo
         "terminals": ends.astype(np.float32),
         "next_observations": flat["next_observations"].astype(np.float32),
     }
-    return Loaded(train, None, "minari", _env_name(ds))
+    return Loaded(train, None, "minari", _eval_env(ds, data_path))
 
 
-def _env_name(ds: object) -> str | None:
-    """The evaluation env id stored with the dataset (falling back to the collecting env)."""
-    eval_spec = ds.storage.metadata.get("eval_env_spec")
-    if isinstance(eval_spec, str):
-        try:
-            env_id = json.loads(eval_spec).get("id")
-        except (ValueError, AttributeError):
-            env_id = None
-        if env_id:
-            return str(env_id)
-    spec = ds.env_spec
-    return spec.id if spec is not None else None
+def _eval_env(ds: object, data_path: Path) -> str | None:
+    """The evaluation environment: the dataset itself, from which evaluation recovers it with
+    `recover_environment(eval_env=True)` (its evaluation spec, else the collecting env's, with
+    their kwargs and episode limit); None when the dataset records neither."""
+    metadata = ds.storage.metadata
+    if metadata.get("eval_env_spec") is None and ds.env_spec is None:
+        return None
+    return minari_env(str(metadata.get("dataset_id") or ds.id), data_path.resolve())
