@@ -1,12 +1,12 @@
-"""Benchmark the online fine-tuning loop (gfp/online.py) in online steps per second.
+"""Benchmark the online fine-tuning loop (gfp/engine/online.py) in online steps per second.
 
 One online step is one environment step plus one update (E environments step in parallel and E
 updates follow, so steps/s counts both). Measured as `gfp train --online-steps` runs it: the
 cpu-preset agent on cube-single-noisy task1, the replay buffer starting as the dataset with the
-default 1M-row capacity, the Collector of gfp.online with its worker pool. Compilation and the
-first steps are excluded (warm-up); the agent is untrained (speed does not depend on it). For
-context it also times the two parts alone: the environment steps (the same pool, the same
-actions) and the jitted collection step (add + E updates + next actions) on fixed inputs.
+default capacity (DEFAULT_BUFFER_SIZE), the Collector of gfp.engine.online with its worker pool.
+Compilation and the first steps are excluded (warm-up); the agent is untrained (speed does not
+depend on it). For context it also times the two parts alone: the environment steps (the same pool,
+the same actions) and the jitted collection step (add + E updates + next actions) on fixed inputs.
 
 Wall-clock, so load on the machine lowers it: the load average is printed with the figures.
 
@@ -31,7 +31,7 @@ from gfp.agents.base import ObsSpec
 from gfp.data.load import load_dataset
 from gfp.engine.chunk import init_states
 from gfp.engine.online import Collector
-from gfp.engine.samplers import make_sampler
+from gfp.engine.placement import make_sampler
 from gfp.evaluate import EnvPool, default_workers, env_spec
 from gfp.job import default_data_dir
 from gfp.presets import resolve

@@ -242,14 +242,14 @@ def bench_sampler(frames: int, batch: int, k: int, seconds: float) -> dict:
 
     import jax
 
-    from gfp.engine import frames as F
+    from gfp.engine import placement as P
     from gfp.engine.chunk import prefetch
 
     data = synthetic_pixels(frames)
     rss_data = rss_mib()
     keys = ("observations", "actions", "rewards", "masks", "next_observations")
     t = time.perf_counter()
-    host = F.frame_sampler(data, keys, placement="host")
+    host = P.frame_sampler(data, keys, placement="host")
     build = time.perf_counter() - t
     rss_placed = rss_mib()
     rng = np.random.default_rng(1)
@@ -359,7 +359,7 @@ def bench_train(encoder: str, seeds: int, steps: int, frames: int, dims: str, ba
     from gfp.agents.configs import GFPConfig
     from gfp.engine.chunk import init_states
     from gfp.engine.driver import train
-    from gfp.engine.samplers import make_sampler
+    from gfp.engine.placement import make_sampler
 
     data = synthetic_pixels(frames)
     cfg = GFPConfig(

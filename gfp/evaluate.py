@@ -352,7 +352,7 @@ _SPLIT_CHAIN: Callable | None = None
 
 class FrameStack:
     """The last `k` observations of each environment slot, stacked along the last axis (oldest
-    first), as in training (gfp.data.frames): after a reset the stack holds its first observation
+    first), as in training (gfp.engine.frames): after a reset the stack holds its first observation
     `k` times (the reference code's FrameStackWrapper)."""
 
     def __init__(self, k: int = 1):
@@ -377,6 +377,14 @@ def policy_input(batch: np.ndarray) -> np.ndarray:
     on the device), anything else becomes float32."""
     batch = np.asarray(batch)
     return batch if batch.dtype == np.uint8 else batch.astype(np.float32)
+
+
+def evaluation_seed(run_seed: int, step: int) -> int:
+    """The seed of a run's evaluation at `step` (`evaluate`'s `seed`: episode i resets with
+    seed + i, the policy's noise keys start from it). Derived from (run seed, step), so every
+    evaluation of every run seed starts from its own initial states and noise, reproducibly; the
+    reference code draws fresh random seeds at each evaluation (utils/evaluation.py)."""
+    return int(np.random.SeedSequence([run_seed, step, 0xE7A1]).generate_state(1)[0])
 
 
 def evaluate(

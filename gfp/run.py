@@ -3,10 +3,10 @@ run directory per seed. This is what `gfp train` and `gfp eval` call, and the Py
 
 `run_training(job)` reads as its stages (`Training`): open the run directories and record the
 configuration; restore checkpoints on resume (refusing an edited config.json); train with the
-logging, evaluation and checkpoint callbacks; fine-tune online (job.online_steps > 0, gfp/online.py:
-the same callbacks, exploration episodes in explore.csv, the replay buffer in the checkpoints);
-write the final parameters and summaries. metrics.csv and eval.csv carry a `phase` column
-(offline/online) beside the global step.
+logging, evaluation and checkpoint callbacks (the offline phase of gfp.engine); fine-tune online
+(job.online_steps > 0, gfp.engine.online: the same callbacks, exploration episodes in explore.csv,
+the replay buffer in the checkpoints); write the final parameters and summaries. metrics.csv and
+eval.csv carry a `phase` column (offline/online) beside the global step.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from gfp.data.load import Dataset, load_dataset
 from gfp.engine.chunk import init_states, unstack
 from gfp.engine.driver import LogSums, OfflinePhase, Phase, drive, train
 from gfp.engine.frames import check_settings
-from gfp.engine.samplers import make_sampler
+from gfp.engine.placement import make_sampler
 from gfp.errors import ConfigError, DivergenceError, Interrupted, WriteError
-from gfp.evaluate import evaluate
+from gfp.evaluate import evaluate, evaluation_seed
 from gfp.io import os_reason
 from gfp.job import DEFAULT_EPISODES, TrainJob, changed_keys, job_record, run_defining
 from gfp.rundir import CHECKPOINT, CsvLog, RunDir, restore_state, stack_states
@@ -247,16 +247,18 @@ class Training:
                 continue  # this seed is ahead (resumed from a later checkpoint): already done
             params = jax.device_get(unstack(states, i).params)
             t_eval = time.perf_counter()
+            eval_seed = evaluation_seed(seed, step)
             row = evaluate_policies(
                 self.agent,
                 params,
                 env_name,
                 episodes=self.job.eval_episodes,
-                seed=seed,
+                seed=eval_seed,
                 success_timing=self.job.success_timing,
                 task=self.job.task,
             )
             row["eval_seconds"] = time.perf_counter() - t_eval
+            row["eval_seed"] = eval_seed
             run.log_eval(step, row)
             shown = {k: v for k, v in row.items() if k.endswith("success")} or shown
         return shown

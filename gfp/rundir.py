@@ -26,6 +26,7 @@ import csv
 import errno
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -67,6 +68,8 @@ RUN_FILES = (
     PREV_CHECKPOINT,
     "eval_final.json",
 )
+# eval.csv columns that are not metrics (identifiers): written to the CSV, not to TensorBoard.
+CSV_ONLY = ("eval_seed",)
 
 
 class _Untrusted(Exception):
@@ -351,7 +354,9 @@ class RunDir:
     def log_eval(self, step: int, row: Mapping[str, float]) -> None:
         self.evals.write(self._keyed(step, row))
         for k, v in row.items():
-            self.tensorboard.add_scalar(f"eval/{k}", v, step)
+            # NaN: a figure the task does not have (success on a return-scored task).
+            if k not in CSV_ONLY and math.isfinite(v):
+                self.tensorboard.add_scalar(f"eval/{k}", v, step)
         self.tensorboard.flush()
 
     def write_config(self, config: Mapping[str, Any]) -> None:

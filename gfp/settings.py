@@ -46,8 +46,10 @@ from gfp.errors import ConfigError
 REQUIRED: Any = dataclasses.MISSING
 _DEFAULT: Any = object()  # `absent` not given: a record without the key reads the default
 
-# Offline-to-online fine-tuning: the reference code's replay buffer capacity.
-DEFAULT_BUFFER_SIZE = 1_000_000
+# Offline-to-online fine-tuning: the reference code's replay buffer capacity (ZhangJL16/FQLbaseline
+# config/main.yaml `buffer_size`, line 32; seohongpark/fql main.py the same), twice a 1M-row
+# dataset, so online rows never overwrite dataset rows within 1M online steps.
+DEFAULT_BUFFER_SIZE = 2_000_000
 
 
 def setting(
@@ -157,9 +159,9 @@ class RunSettings:
     online_steps: int = setting(
         0,
         "Offline-to-online fine-tuning: after --steps offline updates, this many environment "
-        "steps, each followed by one update (the one-step actor acts, stochastic as at "
-        "evaluation; its transitions join a replay buffer that starts as the dataset). 0: "
-        "offline only.",
+        "steps, each followed by one update (the policy acts with its exploration noise, the "
+        "reference's temperature 1; its transitions join a replay buffer that starts as the "
+        "dataset). 0: offline only.",
         ge=0,
         note="0: offline only",
         online=True,

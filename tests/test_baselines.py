@@ -14,7 +14,8 @@ import pytest
 from gfp.agents import AGENTS, make_agent
 from gfp.engine.chunk import unstack
 from gfp.engine.driver import train
-from gfp.engine.samplers import make_sampler, next_actions
+from gfp.engine.placement import make_sampler
+from gfp.engine.samplers import next_actions
 from tests import reference as ref
 
 OBS, ACT, B = 3, 2, 6

@@ -74,3 +74,46 @@ def test_key_stream_is_the_split_chain():
     for _ in range(12):
         rng, key = jax.random.split(rng)
         np.testing.assert_array_equal(next(stream), np.asarray(key))
+
+
+# ---- evaluation seeds (issue 19): distinct across run seeds and evaluations, reproducible -------
+def test_evaluation_seeds_differ_across_run_seeds_and_steps_and_repeat():
+    seeds = {(s, step): ev.evaluation_seed(s, step) for s in range(8) for step in (0, 1, 500_000)}
+    assert len(set(seeds.values())) == len(seeds)  # 24 evaluations, 24 seeds
+    assert ev.evaluation_seed(3, 1000) == ev.evaluation_seed(3, 1000)
+    # the episodes of two evaluations share no reset seed (episode i: seed + i)
+    a, b = ev.evaluation_seed(0, 1000), ev.evaluation_seed(1, 1000)
+    assert not set(range(a, a + 100)) & set(range(b, b + 100))
+
+
+def test_two_run_seeds_evaluations_start_from_different_initial_states(fresh_pools):
+    def first_observations(run_seed: int) -> np.ndarray:
+        policy, seen = recording_policy()
+        ev.evaluate(policy, ENV, episodes=2, num_envs=2, seed=ev.evaluation_seed(run_seed, 1000))
+        return seen[0]
+
+    a, b = first_observations(0), first_observations(1)
+    assert a.shape == b.shape == (2, 3)
+    assert not np.allclose(a, b)
+
+
+@pytest.mark.slow
+def test_gfp_train_records_each_evaluations_seed(tiny_ogbench_dir, tmp_path):
+    import csv
+
+    from gfp.job import make_train_job
+    from gfp.run import run_training
+
+    tiny = {"actor_hidden_dims": (8,), "value_hidden_dims": (8,), "batch_size": 8, "flow_steps": 2}
+    job = make_train_job("cube-single-noisy-singletask-task1-v0", preset="cpu", overrides=tiny,
+                         steps=20, seeds=[0, 1], out=tmp_path / "run", dataset_dir=tiny_ogbench_dir,
+                         log_every=10, eval_every=10, eval_episodes=1, progress=False)  # fmt: skip
+    run_training(job)
+    used = []
+    for seed, run in zip(job.seeds, job.run_dirs(), strict=True):
+        rows = list(csv.DictReader((run / "eval.csv").open()))
+        assert [int(r["step"]) for r in rows] == [10, 20]
+        for r in rows:
+            assert int(r["eval_seed"]) == ev.evaluation_seed(seed, int(r["step"]))
+            used.append(int(r["eval_seed"]))
+    assert len(set(used)) == 4  # seeds x evaluations, all distinct

@@ -87,11 +87,12 @@ def run_pixels(placement: str, steps: int, seeds: list[int], work: Path) -> dict
     from gfp.engine import frames
     from gfp.engine.chunk import init_states, unstack
     from gfp.engine.driver import train
+    from gfp.engine.placement import frame_sampler
 
     tr = pixel_transitions()
     cfg = GFPConfig(**TINY, frame_stack=2, p_aug=0.5, aug_pad=2, flow_steps=2)
     agent = make_agent("gfp", cfg, obs_spec=ObsSpec((8, 8, 3), "uint8"), action_dim=2)
-    data = frames.frame_sampler(tr, agent.batch_keys, placement=placement)
+    data = frame_sampler(tr, agent.batch_keys, placement=placement)
     assert isinstance(data, frames.HostFrameSampler) == (placement == "host")
     rows: list[dict] = []
     on_log = lambda step, r: rows.append({"step": step, **r[0]})  # noqa: E731

@@ -160,7 +160,7 @@ def test_uint8_observations_reach_the_update_as_uint8():
     from gfp.agents.base import ObsSpec
     from gfp.engine.chunk import init_states
     from gfp.engine.driver import train
-    from gfp.engine.samplers import make_sampler
+    from gfp.engine.placement import make_sampler
 
     rng = np.random.default_rng(0)
     n, shape = 64, (6, 6, 3)

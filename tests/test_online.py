@@ -1,6 +1,7 @@
-"""Offline-to-online fine-tuning (gfp/online.py): the replay buffer on the device, the collection
-loop against a scripted environment pool, and `gfp train --online-steps` end to end (the switch to
---eta-online, the phase columns, the summary, and SIGKILL + --resume in the online phase)."""
+"""Offline-to-online fine-tuning (gfp/engine/online.py): the replay buffer on the device, the
+collection loop against a scripted environment pool, and `gfp train --online-steps` end to end
+(the switch to --eta-online, the phase columns, the summary, and SIGKILL + --resume in the online
+phase)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import signal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -17,7 +19,8 @@ from gfp.agents.configs import CONFIGS
 from gfp.cli import main
 from gfp.engine.chunk import init_states
 from gfp.engine.driver import drive
-from gfp.engine.online import Collector
+from gfp.engine.online import Collector, make_collect_step, make_first_actions
+from gfp.engine.placement import make_sampler
 from gfp.engine.replay import (
     add_rows,
     create_buffers,
@@ -25,7 +28,7 @@ from gfp.engine.replay import (
     restore_rows,
     sample_training_batch,
 )
-from gfp.engine.samplers import make_sampler
+from gfp.job import job_record, make_train_job
 from gfp.rundir import RunDir
 from tests.conftest import TINY_TASK
 from tests.test_resume import finish, gfp_train, jax_cache  # noqa: F401 (jax_cache: a fixture)
@@ -289,8 +292,6 @@ def test_resume_refuses_other_online_settings(recorded, flags, message, tmp_path
 
 
 def test_an_offline_run_records_no_online_settings():
-    from gfp.job import job_record, make_train_job
-
     offline = job_record(make_train_job(TINY_TASK, steps=10))
     online = job_record(make_train_job(TINY_TASK, steps=10, online_steps=4))
     assert "online_steps" not in offline and "buffer_size" not in offline
@@ -301,7 +302,7 @@ def test_an_offline_run_records_no_online_settings():
 # after the end of exploration episode 0 (step 220, 200 environment steps after step 20).
 KILL_AT_230 = """
 import os, signal
-import gfp.online as online
+import gfp.engine.online as online
 step = online.Collector.step
 def killing_step(self, states, active, at):
     if at == 230:
@@ -351,3 +352,46 @@ def test_sigkill_in_the_online_phase_then_resume_loses_and_duplicates_nothing(
     assert {r["phase"] for r in logged if int(r["step"]) > n} == {"online"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["explore/episodes"] == len(episodes) >= 1
+
+
+# ---- the reference's online defaults (issue 19) -------------------------------------------------
+def test_the_replay_buffer_holds_two_million_rows_by_default_as_the_reference():
+    job = make_train_job(TINY_TASK, steps=10, online_steps=4)
+    assert job.buffer_size == 2_000_000  # config/main.yaml buffer_size; was 1,000,000
+    assert job_record(job)["buffer_size"] == 2_000_000
+
+
+@pytest.mark.parametrize("agent_name", ["rebrac", "iql", "bc"])
+def test_exploration_adds_the_reference_noise_and_evaluation_none(agent_name):
+    agent = make_agent(agent_name, CONFIGS[agent_name](**TINY), obs_dim=OBS, action_dim=ACT)
+    params = agent.init(jax.random.PRNGKey(0)).params
+    obs = jnp.asarray(dataset(64)["observations"])
+    key = jax.random.PRNGKey(3)
+    z = jax.random.normal(key, (64, ACT))
+    evaluated = agent.act(params, obs, key)
+    explored = agent.act(params, obs, key, explore=True)
+    if agent_name == "rebrac":  # pi(s) + clip(0.2 z, -0.5, 0.5), clipped
+        c = agent.config
+        noise = jnp.clip(c.actor_noise * z, -c.actor_noise_clip, c.actor_noise_clip)
+        want = jnp.clip(evaluated + noise, -1, 1)
+    else:  # a sample of the Gaussian: mean + std * z, clipped
+        mean, log_std = agent.apply("actor", params, obs)
+        want = jnp.clip(mean + jnp.exp(log_std) * z, -1, 1)
+        np.testing.assert_allclose(evaluated, jnp.clip(mean, -1, 1), rtol=0, atol=0)
+    np.testing.assert_allclose(explored, want, rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(explored - evaluated).mean()) > 0.05  # the noise is really there
+
+
+def test_the_collector_acts_with_the_exploration_policy(monkeypatch):
+    col, states = collector("rebrac")
+    marker = 0.375
+
+    def explore_action(params, obs, z, policy="actor"):
+        return jnp.full((*obs.shape[:-1], ACT), marker)
+
+    monkeypatch.setattr(col.agent, "explore_action", explore_action)
+    col.collect = make_collect_step(col.agent, col.sampler)  # traced again with the patch
+    col.first = make_first_actions(col.agent)
+    collect(col, states, 4)
+    online_actions = host(col)["actions"][D : D + 4]
+    np.testing.assert_array_equal(online_actions, np.full((4, ACT), marker, np.float32))

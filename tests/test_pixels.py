@@ -26,10 +26,12 @@ from gfp.agents import make_agent
 from gfp.agents.base import ObsSpec
 from gfp.agents.configs import GFPConfig
 from gfp.agents.networks import ENCODERS
+from gfp.data.frame_layout import frame_store
 from gfp.engine import frames as F
+from gfp.engine import placement as P
 from gfp.engine.chunk import Chunk, init_states
 from gfp.engine.driver import train
-from gfp.engine.samplers import make_sampler
+from gfp.engine.placement import make_sampler
 from gfp.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +133,7 @@ def raw_rows(clip):
 
 def test_frames_are_stored_once_and_stacking_repeats_an_episodes_first_frame():
     tr = pixel_transitions()  # raw rows 0..4 | 5..8 | 9..14; transitions 0..3 | 4..6 | 7..11
-    store = F.frame_store(tr)
+    store = frame_store(tr)
     assert store["frames"] is tr["observations"]  # no copy
     assert raw_rows(store["tail_frames"][:, None]).ravel().tolist() == [4, 8, 14]
     idx = np.array([0, 1, 3, 4, 5, 6, 11])
@@ -163,7 +165,7 @@ def test_frames_are_stored_once_and_stacking_repeats_an_episodes_first_frame():
 
 def test_non_consecutive_rows_keep_every_next_frame():
     tr = pixel_transitions(consecutive=False)
-    store = F.frame_store(tr)
+    store = frame_store(tr)
     assert len(store["tail_frames"]) == len(tr["observations"])
     ci = F.clip_indices(np.array([1]), store["frame_start"], store["frame_next"], 2, xp=np)
     clip = F.gather_clip(store["frames"], store["tail_frames"], ci, xp=np)
@@ -200,7 +202,7 @@ def test_ogbench_compact_layout_becomes_the_frame_form_in_place(lengths, tmp_pat
     np.testing.assert_array_equal(next_frames(form), regular["next_observations"])
     np.testing.assert_array_equal(form["terminals"], regular["terminals"])
     assert len(form["tail_frames"]) == len(lengths)
-    store = F.frame_store(form)  # already stored once: nothing rebuilt
+    store = frame_store(form)  # already stored once: nothing rebuilt
     assert store["frames"] is form["observations"] and store["frame_next"] is form["frame_next"]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     assert form["frame_start"].tolist() == np.repeat(starts, lengths).tolist()
@@ -288,7 +290,7 @@ def test_host_and_device_frame_data_train_bit_identically():
     tr = pixel_transitions((30, 25), size=4)
     agent = tiny_agent(encoder="none")
     on_device = make_sampler(tr, agent.batch_keys)
-    on_host = F.frame_sampler(tr, agent.batch_keys, placement="host")
+    on_host = P.frame_sampler(tr, agent.batch_keys, placement="host")
     assert isinstance(on_host, F.HostFrameSampler)
     assert np.shares_memory(
         on_host.data_host["frames"], tr["observations"]
@@ -305,7 +307,7 @@ def test_host_and_device_frame_data_train_bit_identically():
 def test_host_blocks_split_a_chunk_into_the_same_updates(monkeypatch):
     tr = pixel_transitions((30, 25), size=4)
     agent = tiny_agent(encoder="none")
-    on_host = F.frame_sampler(tr, agent.batch_keys, placement="host")
+    on_host = P.frame_sampler(tr, agent.batch_keys, placement="host")
     whole = train(agent, on_host, init_states(agent, [0]), steps=5, log_every=5, progress=False)
     monkeypatch.setattr(F, "BLOCK_BYTES", 1)  # one update per block: 5 prefetched blocks
     calls = []
@@ -337,14 +339,14 @@ def test_frame_settings_on_state_data_are_a_config_error():
 
 
 def test_placement_follows_the_budget_and_the_override(monkeypatch):
-    monkeypatch.setattr(F, "device_budget", lambda: 1000)
-    monkeypatch.delenv(F.PLACEMENT_ENV, raising=False)
-    assert F.choose_placement(999) == "device" and F.choose_placement(1001) == "host"
-    monkeypatch.setenv(F.PLACEMENT_ENV, "device")
-    assert F.choose_placement(10**12) == "device"
-    monkeypatch.setenv(F.PLACEMENT_ENV, "gpu")
+    monkeypatch.setattr(P, "device_budget", lambda: 1000)
+    monkeypatch.delenv(P.PLACEMENT_ENV, raising=False)
+    assert P.choose_placement(999) == "device" and P.choose_placement(1001) == "host"
+    monkeypatch.setenv(P.PLACEMENT_ENV, "device")
+    assert P.choose_placement(10**12) == "device"
+    monkeypatch.setenv(P.PLACEMENT_ENV, "gpu")
     with pytest.raises(ConfigError, match="GFP_FRAMES_ON"):
-        F.choose_placement(1)
+        P.choose_placement(1)
 
 
 # ---- evaluation ------------------------------------------------------------------------------
@@ -371,6 +373,7 @@ def test_pixel_presets_are_the_papers_and_the_cpu_preset_is_smaller():
     for agent in ("gfp", "fql", "iql", "rebrac"):
         c, _ = resolve(agent, task, "paper", None)
         assert (c.encoder, c.frame_stack, c.p_aug) == ("impala_small", 3, 0.5)  # Tab. 4, App. A
+        assert c.aug_pad == 3  # the reference's random shift pads by 3 (shifts 0..6); was 4
     c, _ = resolve("gfp", task, "cpu", None)
     assert (c.encoder, c.frame_stack, c.p_aug, c.alpha) == ("impala_cpu", 3, 0.5, 3.0)
     c, _ = resolve("gfp", "puzzle-3x3-play-singletask-task1-v0", "paper", None)
@@ -569,7 +572,7 @@ def test_cli_trains_on_pixels_and_resumes_bit_identically_from_host_memory(visua
 
     # The interrupted run keeps its frames in host memory (prefetched minibatches): a chunk of 100
     # updates is one block there, the same program as the reference's device-resident frames.
-    env[F.PLACEMENT_ENV] = "host"
+    env[P.PLACEMENT_ENV] = "host"
     proc = gfp_train(env, *task, *SCHEDULE, *SMALL, "--out", out)
     deadline = time.monotonic() + 1800
     while (

@@ -97,7 +97,7 @@ def where_tree(on: jax.Array | None, new: Any, old: Any) -> Any:
 
 
 # What every agent reads from the dataset; an agent that needs more (ReBRAC: next_actions) says
-# so in its `batch_keys` and the training loop provides them (gfp.train.to_device).
+# so in its `batch_keys` and the training loop provides them (gfp.engine.placement.make_sampler).
 BATCH_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "masks", "next_observations")
 
 
@@ -114,7 +114,7 @@ class Agent:
         self.config = config
         spec = ObsSpec((obs_spec,)) if isinstance(obs_spec, int) else obs_spec
         # What the networks see: the last `frame_stack` observations along channels (pixel tasks;
-        # gfp.data.frames stacks them in training, gfp.evaluate at evaluation).
+        # gfp.engine.frames stacks them in training, gfp.evaluate at evaluation).
         self.obs_spec = spec.stacked(config.frame_stack)
         self.action_dim = action_dim
         self.nets = self.networks()
@@ -174,12 +174,27 @@ class Agent:
         that exported policies (gfp.export) take the noise as an input."""
         raise NotImplementedError
 
-    def act(
-        self, params: Params, obs: jax.Array, rng: jax.Array, policy: str = "actor"
+    def explore_action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
     ) -> jax.Array:
-        """The stochastic policy used at evaluation: a fresh z ~ N(0, I) from `rng`."""
-        z = jax.random.normal(rng, (*self.batch_shape(obs), self.action_dim))
+        """The action the online phase collects with, for the noise z ~ N(0, I): the reference
+        code's `sample_actions(temperature=1)` (main.py's online loop), where evaluation uses
+        temperature 0. For the flow agents both draw z, so this is `action`; agents whose
+        evaluation policy is deterministic add their exploration noise here."""
         return self.action(params, obs, z, policy)
+
+    def act(
+        self,
+        params: Params,
+        obs: jax.Array,
+        rng: jax.Array,
+        policy: str = "actor",
+        explore: bool = False,
+    ) -> jax.Array:
+        """The stochastic policy used at evaluation: a fresh z ~ N(0, I) from `rng`; with
+        `explore`, the online phase's collection policy (`explore_action`)."""
+        z = jax.random.normal(rng, (*self.batch_shape(obs), self.action_dim))
+        return (self.explore_action if explore else self.action)(params, obs, z, policy)
 
     def schedule(self, step: jax.Array) -> dict[str, jax.Array]:
         """Delayed updates. Map a module name, or 'target/<module>' for its target copy, to a traced
@@ -262,8 +277,14 @@ class Agent:
 
 class GaussianMeanPolicy:
     """Mixin for agents with a Gaussian actor (IQL, BC): they act with its mean, clipped to
-    [-1, 1] (FQL evaluates them at temperature 0), so the noise z is ignored."""
+    [-1, 1] (FQL evaluates them at temperature 0), so the noise z is ignored; online they explore
+    with a sample of the Gaussian, mean + std * z, clipped (temperature 1, the reference's
+    `sample_actions`)."""
 
     def action(self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"):
         mean, _ = self.apply("actor", params, obs)
         return jnp.clip(mean, -1.0, 1.0)
+
+    def explore_action(self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"):
+        mean, log_std = self.apply("actor", params, obs)
+        return jnp.clip(mean + jnp.exp(log_std) * z, -1.0, 1.0)

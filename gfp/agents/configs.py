@@ -305,9 +305,10 @@ class BaseConfig:
         le=1,
     )
     aug_pad: int = option(
-        4,
+        3,
         "Random shift: images are edge-padded by aug_pad pixels and cropped back at a random "
-        "offset, the same for every frame of a sample (the issue's 4; FQL's code uses 3).",
+        "offset in [0, 2 aug_pad], the same for every frame of a sample (the reference code's "
+        "padding of 3, utils/datasets.py).",
         ge=0,
         le=32,
     )

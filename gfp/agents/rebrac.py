@@ -9,7 +9,7 @@ target copy Q_phibar:
   L_actor  = -lambda * mean_batch Qagg_phi(s, pi(s))
              + alpha_actor * mean_batch sum_j (pi(s) - a)_j^2
              lambda = sg(1 / mean_batch |Qagg_phi(s, pi(s))|)             (the critic frozen)
-a'_data is the dataset's next action (batch key next_actions, see gfp.train.next_actions).
+a'_data is the dataset's next action (batch key next_actions, see gfp.engine.samplers.next_actions).
 
 Delayed updates (TD3): the critic learns every step; the actor and BOTH target copies change only
 on every `actor_freq`-th update (FQL's `full_update`, i.e. updates actor_freq, 2 actor_freq, ...).
@@ -60,6 +60,15 @@ class ReBRAC(Agent):
     ) -> jax.Array:
         """Deterministic pi(s) (FQL evaluates with temperature 0: no exploration noise)."""
         return jnp.clip(self.pi(params["actor"], obs), -1.0, 1.0)
+
+    def explore_action(
+        self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
+    ) -> jax.Array:
+        """Online collection: pi(s) + clip(actor_noise * z, -actor_noise_clip, actor_noise_clip),
+        clipped to [-1, 1] (the reference's `sample_actions` at temperature 1)."""
+        c = self.config
+        noise = jnp.clip(c.actor_noise * z, -c.actor_noise_clip, c.actor_noise_clip)
+        return jnp.clip(self.pi(params["actor"], obs) + noise, -1.0, 1.0)
 
     def schedule(self, step: jax.Array) -> dict[str, jax.Array]:
         full = (step + 1) % self.config.actor_freq == 0  # FQL: update i = step + 1 is 'full'

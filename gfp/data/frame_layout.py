@@ -12,7 +12,7 @@ Transitions in this *frame form* carry `tail_frames`, `frame_start` and `frame_n
 `observations` and no `next_observations`. OGBench's visual datasets are loaded straight into it
 (`from_compact`, in the file's own memory: a 1M-frame dataset, 12 GiB of uint8, is held once, not
 three times as the two-array form would hold it while loading); `frame_store` also builds it from
-the two-array form of other pixel data. gfp.data.frames stacks, augments and places the frames.
+the two-array form of other pixel data. gfp.engine.frames stacks, augments and places the frames.
 """
 
 from __future__ import annotations

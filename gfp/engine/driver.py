@@ -234,7 +234,7 @@ def train(
 ) -> TrainState:
     """The offline phase: updates from `states.step` to `steps` for every seed in `states`
     (seeds at different steps: see the module docstring), minibatches from `sampler`
-    (gfp.engine.samplers.make_sampler). Keyword arguments: those of `drive`."""
+    (gfp.engine.placement.make_sampler). Keyword arguments: those of `drive`."""
     phase = OfflinePhase(agent, sampler)  # checks the data and settings first
     at = [int(s) for s in np.asarray(jax.device_get(states.step)).reshape(-1)]
     return drive(phase, states, at=at, end=steps, **kwargs)

@@ -22,12 +22,10 @@ the update, the rows of the next steps can be drawn before the steps run (`plan_
 host sampler gathers them ahead of time, and host and device placement give the same minibatches
 and the same results.
 
-Placement (`frame_sampler`, which gfp.engine.samplers.make_sampler calls). The frames go to the
-device when they fit (`device_budget`), else they stay in host memory (`HostFrameSampler`): the
-chunk's prefetch thread (gfp.engine.chunk) draws the row indices of the next blocks of updates,
-gathers their frames with NumPy and puts them on the device while the current block trains, as
-the reference code keeps pixel datasets on the CPU. `GFP_FRAMES_ON=host|device` forces one or the
-other.
+Placement: gfp.engine.placement puts the frames on the device when they fit, else in host memory
+(`HostFrameSampler`): the chunk's prefetch thread (gfp.engine.chunk) draws the row indices of the
+next blocks of updates, gathers their frames with NumPy and puts them on the device while the
+current block trains.
 """
 
 from __future__ import annotations
@@ -40,12 +38,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gfp.data.frame_layout import FRAME_KEYS, OBS_KEYS, frame_store
-from gfp.engine.samplers import Sampler, training_array
+from gfp.data.frame_layout import FRAME_KEYS, OBS_KEYS
+from gfp.engine.samplers import Sampler
 from gfp.errors import ConfigError
 
 CLIP = "clip"  # a minibatch's gathered frames, (B, K + 1, H, W, C)
-PLACEMENT_ENV = "GFP_FRAMES_ON"
 # Bytes of gathered frames per prefetched block (all seeds): big enough that one jitted call runs
 # several updates, small enough that two blocks in flight stay far below the device's memory.
 BLOCK_BYTES = 64 * 2**20
@@ -260,62 +257,6 @@ def _gather_pool() -> Any:
 
         _POOL.append(ThreadPoolExecutor(GATHER_THREADS, thread_name_prefix="gfp-gather"))
     return _POOL[0]
-
-
-def device_budget() -> int | None:
-    """Bytes of frame data the device may hold: half its memory limit (the rest is for the
-    networks and activations); None where the device reports none (CPU: host memory, see
-    `place`)."""
-    try:
-        stats = jax.devices()[0].memory_stats()
-    except Exception:  # noqa: BLE001 - backends without memory statistics
-        stats = None
-    if not stats or "bytes_limit" not in stats:
-        return None
-    return int(stats["bytes_limit"] * 0.5)
-
-
-def _available_host_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def choose_placement(nbytes: int, placement: str | None = None) -> str:
-    """'device' or 'host' for frame data of `nbytes`: `placement` or $GFP_FRAMES_ON if given,
-    else the device when the data fits its budget. On a CPU backend, 'device' is a second copy in
-    host memory, so the frames stay put unless a copy fits in half the available memory."""
-    choice = placement or os.environ.get(PLACEMENT_ENV) or "auto"
-    if choice not in ("auto", "device", "host"):
-        raise ConfigError(f"{PLACEMENT_ENV} = {choice!r} must be host, device or auto")
-    if choice != "auto":
-        return choice
-    budget = device_budget()
-    if budget is None:
-        free = _available_host_bytes()
-        budget = free // 2 if free is not None else 0
-    return "device" if nbytes <= budget else "host"
-
-
-def frame_sampler(
-    transitions: Mapping[str, np.ndarray], keys: Sequence[str], placement: str | None = None
-) -> FrameSampler:
-    """The sampler of pixel `transitions` for the training `keys`: frames on the device
-    (`FrameSampler`) or in host memory (`HostFrameSampler`), as `choose_placement` decides."""
-    store = frame_store(transitions)
-    rest = {
-        k: np.asarray(training_array(transitions, k), np.float32) for k in keys if k not in OBS_KEYS
-    }
-    arrays = {**store, **rest}
-    nbytes = sum(int(a.nbytes) for a in arrays.values())
-    if choose_placement(nbytes, placement) == "host":
-        return HostFrameSampler(arrays)
-    return FrameSampler({k: jnp.asarray(v) for k, v in arrays.items()})
 
 
 def check_settings(config: Any, images: bool) -> None:

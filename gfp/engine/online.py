@@ -2,8 +2,10 @@
 transitions join a replay buffer on the device, and training goes on (the FQL and GFP reference
 protocol, `gfp train --online-steps M`).
 
-Each online step (E = `online_envs` = 1, the reference protocol): the one-step actor samples an
-action at the current observation (stochastic, as at evaluation), the environment steps, the
+Each online step (E = `online_envs` = 1, the reference protocol): the policy samples an action at
+the current observation with its exploration noise (`Agent.explore_action`, the reference's
+temperature 1: the flow agents draw z as at evaluation, ReBRAC adds clipped Gaussian noise to its
+deterministic actor, IQL and BC sample their Gaussian), the environment steps, the
 transition is added to the buffer (mask 0 only when the environment *terminated*: a time-limit
 truncation keeps mask 1; the D4RL antmaze reward shift of the dataset applies to online rewards
 too), a finished episode is reset, then one update samples its minibatch from the buffer. The
@@ -74,7 +76,7 @@ def make_collect_step(agent: Agent, sampler: ReplaySampler, policy: str = "actor
         health = chunk_health(new, metrics, e)
         rng, act_rng = jax.random.split(new.rng)
         new = new.replace(rng=rng)
-        actions = agent.act(new.params, obs, act_rng, policy)
+        actions = agent.act(new.params, obs, act_rng, policy, explore=True)
         return where_tree(active, new, state), jax.tree.map(jnp.mean, metrics), health, actions
 
     def step(states, buffers, offline, rows, fill_at, active, obs):
@@ -95,7 +97,7 @@ def make_first_actions(agent: Agent, policy: str = "actor") -> Callable:
 
     def one(state: TrainState, obs: jax.Array):
         rng, act_rng = jax.random.split(state.rng)
-        return state.replace(rng=rng), agent.act(state.params, obs, act_rng, policy)
+        return state.replace(rng=rng), agent.act(state.params, obs, act_rng, policy, explore=True)
 
     return jax.jit(jax.vmap(one))
 

@@ -10,7 +10,8 @@ minibatch from it inside the traced update (`minibatch`). gfp.engine.chunk runs
   chunk receives one prefetched minibatch per update);
 * gfp.engine.replay: a replay buffer per seed that the online phase also adds rows to.
 
-A new sampler is one class with these members. `make_sampler` picks the one for a dataset.
+A new sampler is one class with these members. gfp.engine.placement.make_sampler picks the one
+for a dataset.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from gfp.agents.base import BATCH_KEYS, Agent, Batch
-from gfp.data.frame_layout import OBS_KEYS, is_frame_form, is_pixels
+from gfp.agents.base import Agent, Batch
 
 DERIVED_KEYS = ("next_actions",)  # computed here when the dataset lacks them (ReBRAC reads them)
 
@@ -71,7 +70,7 @@ class Sampler:
         if missing:
             raise ValueError(
                 f"agent {agent.name!r} reads {missing} which the training data lacks; build it "
-                "with gfp.engine.samplers.make_sampler(transitions), which derives next_actions"
+                "with gfp.engine.placement.make_sampler(transitions), which derives next_actions"
             )
         return self.select(agent.batch_keys)
 
@@ -130,28 +129,3 @@ def training_array(transitions: Mapping[str, np.ndarray], key: str) -> np.ndarra
     if key == "next_actions" and key not in transitions:
         return next_actions(transitions)
     return np.asarray(transitions[key])
-
-
-def make_sampler(
-    transitions: Mapping[str, np.ndarray],
-    keys: Sequence[str] = BATCH_KEYS + DERIVED_KEYS,
-    placement: str | None = None,
-) -> Sampler:
-    """The sampler of a dataset's training arrays `keys` (pass `agent.batch_keys` to carry only
-    what that agent reads). State data goes to the device once, as float32, except uint8
-    observations, which stay uint8 (the encoders cast them inside the jitted update).
-
-    Pixel transitions (uint8 image observations) become frame data instead (gfp.engine.frames):
-    the frames stored once, stacked by index when minibatches are drawn, on the device when they
-    fit there, else in host memory (`placement` or $GFP_FRAMES_ON forces one)."""
-    obs = transitions.get("observations")
-    if is_pixels(obs) and ("next_observations" in transitions or is_frame_form(transitions)):
-        from gfp.engine import frames
-
-        return frames.frame_sampler(transitions, keys, placement)
-
-    def dtype(key: str, x: np.ndarray) -> Any:
-        return np.uint8 if key in OBS_KEYS and x.dtype == np.uint8 else jnp.float32
-
-    arrays = {k: training_array(transitions, k) for k in keys}
-    return ArraySampler({k: jnp.asarray(x, dtype=dtype(k, x)) for k, x in arrays.items()})
