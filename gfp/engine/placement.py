@@ -29,7 +29,7 @@ PLACEMENT_ENV = "GFP_FRAMES_ON"
 def device_budget() -> int | None:
     """Bytes of frame data the device may hold: half its memory limit (the rest is for the
     networks and activations); None where the device reports none (CPU: host memory, see
-    `place`)."""
+    `choose_placement`)."""
     try:
         stats = jax.devices()[0].memory_stats()
     except Exception:  # noqa: BLE001 - backends without memory statistics
