@@ -12,7 +12,11 @@ one column per grid key (the swept hyperparameters, read from the run's `agent_c
   the task without its version), `benchmark`: one of `BENCHMARKS`;
 * `config_id`: the first 10 hex digits of the sha256 of the canonical JSON of
   {task, agent, agent_config, steps}, so the seeds of one configuration share it;
-* `total_steps`: the run's planned length; `finished`: whether summary.json exists (a run that is
+* `phase`: 'offline' or 'online' (a run fine-tuned online, `gfp train --online-steps`: its
+  evaluations after the offline steps; eval.csv's own `phase` column where it has one); a
+  results.csv written before the column is read as 'offline';
+* `total_steps`: the planned length of the row's phase (offline: the offline steps; online: the
+  offline plus the online steps); `finished`: whether summary.json exists (a run that is
   still going is reported with its latest evaluations);
 * `success` (0..1), `return`, `normalized_score` (x100, D4RL/Minari only): as in eval.csv; a
   missing value is an empty cell here and NaN in Python;
@@ -44,6 +48,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "config_id",
     "seed",
     "step",
+    "phase",
     "total_steps",
     "finished",
     "policy",
@@ -54,6 +59,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "run_dir",
 )
 METRICS: tuple[str, ...] = ("success", "return", "normalized_score")
+PHASES: tuple[str, ...] = ("offline", "online")
 BENCHMARKS: tuple[str, ...] = ("ogbench", "ogbench-pixel", "d4rl", "minari", "other")
 _INT_COLUMNS = ("seed", "step", "total_steps")
 
@@ -161,7 +167,8 @@ def read_eval_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> list[dict[str, Any]]:
     """results.csv rows of one run directory: one per (evaluation step, policy), in step order.
-    Columns other than these (eval_seconds, a later `phase`, ...) are ignored."""
+    Columns other than these (eval_seconds, ...) are ignored; `phase` is eval.csv's, or from the
+    step (after the offline steps: 'online') where eval.csv has none."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     task, agent = str(cfg["task"]), str(cfg["agent"])
@@ -175,13 +182,13 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
         "agent": agent,
         "config_id": config_id(task, agent, agent_config, total),
         "seed": int(cfg["seed"]),
-        # an online run's length counts its environment steps too (gfp train --online-steps)
-        "total_steps": int(total) + int(cfg.get("online_steps") or 0) if total is not None else -1,
+        "total_steps": int(total) if total is not None else -1,
         "finished": (run_dir / "summary.json").is_file(),
         "success_timing": str(cfg.get("success_timing") or ""),
         "run_dir": str(run_dir),
     }
     grid = {k: agent_config.get(k, "") for k in grid_keys}
+    online = int(cfg.get("online_steps") or 0)
     eval_path = run_dir / "eval.csv"
     policies, evals = read_eval_csv(eval_path)
     out = []
@@ -190,8 +197,13 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
         step = _float(ev["step"], where)
         if math.isnan(step):
             raise DataError(f"{where}: the step is empty")
+        phase = (ev.get("phase") or "").strip()
+        if phase not in PHASES:
+            phase = "online" if online and total is not None and step > int(total) else "offline"
+        # an online row's length counts the environment steps too (gfp train --online-steps)
+        length = {"total_steps": base["total_steps"] + online} if phase == "online" else {}
         for policy in policies:
-            row = {**base, "step": int(step), "policy": policy}
+            row = {**base, **length, "step": int(step), "phase": phase, "policy": policy}
             for metric in METRICS:
                 row[metric] = _float(ev.get(f"{policy}/{metric}"), where)
             out.append({c: row[c] for c in RESULT_COLUMNS} | grid)
@@ -276,7 +288,8 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or [])]
+    # `phase` came later: a results.csv without it holds offline evaluations
+    missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or []) and c != "phase"]
     if missing:
         raise DataError(f"{path}: not a gfp results.csv (no column {missing[0]!r})")
     grid = [c for c in reader.fieldnames or [] if c not in RESULT_COLUMNS]
@@ -286,6 +299,9 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
         if None in raw or any(v is None for v in raw.values()):
             raise DataError(f"{where}: wrong number of fields")
         row: dict[str, Any] = dict(raw)
+        row["phase"] = raw.get("phase") or "offline"
+        if row["phase"] not in PHASES:
+            raise DataError(f"{where}, column phase: {row['phase']!r} is not offline/online")
         for c in _INT_COLUMNS:
             value = _float(raw[c], f"{where}, column {c}")
             if math.isnan(value):

@@ -471,10 +471,12 @@ class Training:
                 "steps": job.steps,
                 **({"no_eval": True} if job.no_eval else {}),
                 "wall_seconds": self.wall_before[i] + time.perf_counter() - self.t0,
-                **summarize(run.evals.read(), self.agent.policies),
             }
-            if job.online_steps:
+            if job.online_steps:  # every score key names its phase: never the two averaged
                 summary |= self.online_summary(i)
+            else:  # 'offline/...', and the unphased keys of before (the same values) kept
+                figures = summarize(run.evals.read(), self.agent.policies)
+                summary |= {f"offline/{k}": v for k, v in figures.items()} | figures
             run.write_summary(summary)
             summaries.append(summary)
         return summaries

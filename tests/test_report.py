@@ -48,6 +48,7 @@ def result_row(task, agent, policy, seed, step, success, **extra):
         "config_id": "c",
         "seed": seed,
         "step": step,
+        "phase": "offline",
         "total_steps": 4000,
         "finished": True,
         "policy": policy,
@@ -589,3 +590,21 @@ def test_setting_ties_on_the_actor_go_to_the_vabc_policy():
     assert (setting, n) == ((3.0, 4000), 3)
     assert means == {"GFP actor": 0.0, "GFP VaBC": pytest.approx(30.0)}
     assert sorted(f.value for f in data.finals) == [0.0, pytest.approx(30.0)]
+
+
+# ---- phases (issue 20, item 1) ----------------------------------------------------------------
+def test_offline_tables_take_offline_evaluations_and_online_ones_get_their_own(tmp_path):
+    from tests.test_results import make_online_run
+
+    make_online_run(tmp_path / "sweep" / "rebrac" / "seed0", task=TASKS[0])
+    report = make_report([str(tmp_path / "sweep")], tmp_path / "out", reps=20)
+    by_name = {t.name: t for t in report.tables}
+    (row,) = by_name["per_task_ogbench"].rows
+    # the last three offline evaluations (0.1, 0.2, 0.3), not 0.3, 0.9, 1.0 across the phases
+    assert row.cells[0].mean == pytest.approx(20.0)
+    (row,) = by_name["online_per_task_ogbench"].rows
+    assert row.cells[0].mean == pytest.approx(95.0)
+    assert by_name["online_per_env"].title.startswith("Online fine-tuning")
+    assert (tmp_path / "out" / "tables" / "online_per_task_ogbench.tex").is_file()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Tables" in md and "Online fine-tuning: OGBench: per task" in md

@@ -219,3 +219,82 @@ def test_empty_or_unreadable_sources_are_one_line_errors_naming_them(tmp_path):
         with pytest.raises(DataError) as e:
             read_results(tmp_path / err)
         assert "\n" not in str(e.value)
+
+
+# ---- phases (issue 20, item 1) ----------------------------------------------------------------
+ONLINE_EVALS = (
+    "step,phase,actor/success,actor/return,actor/length,eval_seconds\n"
+    "1000,offline,0.1,-10.0,200,1.0\n"
+    "2000,offline,0.2,-9.0,200,1.0\n"
+    "3000,offline,0.3,-8.0,200,1.0\n"
+    "3500,online,0.9,-2.0,200,1.0\n"
+    "4000,online,1.0,-1.0,200,1.0\n"
+)
+
+
+def make_online_run(path: Path, **kw) -> Path:
+    run = make_run(path, agent="rebrac", evals=ONLINE_EVALS, **kw)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(cfg | {"online_steps": 1000}))
+    return run
+
+
+def test_rows_name_their_phase_and_the_phase_budget(tmp_path):
+    rows = rows_from_run_dir(make_online_run(tmp_path / "r"))
+    assert [(r["step"], r["phase"], r["total_steps"]) for r in rows] == [
+        (1000, "offline", 3000),
+        (2000, "offline", 3000),
+        (3000, "offline", 3000),
+        (3500, "online", 4000),
+        (4000, "online", 4000),
+    ]
+    # an eval.csv without the column (offline-only runs): offline; back from results.csv as well
+    (plain,) = {r["phase"] for r in rows_from_run_dir(make_run(tmp_path / "p"))}
+    assert plain == "offline"
+    write_results_csv(tmp_path / "results.csv", rows)
+    assert [r["phase"] for r in read_results_csv(tmp_path / "results.csv")] == [
+        r["phase"] for r in rows
+    ]
+
+
+def test_a_results_csv_from_before_the_phase_column_reads_as_offline(tmp_path):
+    rows = rows_from_run_dir(make_run(tmp_path / "r"))
+    text = results_csv_text_without(rows, "phase")
+    (tmp_path / "old.csv").write_text(text)
+    assert {r["phase"] for r in read_results_csv(tmp_path / "old.csv")} == {"offline"}
+
+
+def results_csv_text_without(rows, column):
+    import csv
+    import io
+
+    from gfp.results import results_csv_text
+
+    reader = list(csv.DictReader(io.StringIO(results_csv_text(rows))))
+    buf = io.StringIO()
+    names = [c for c in reader[0] if c != column]
+    w = csv.DictWriter(buf, names, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(reader)
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_an_online_run_summary_names_the_phase_of_every_score(tiny_ogbench_dir, tmp_path):
+    from gfp.cli import main
+    from tests.conftest import TINY_TASK
+
+    out = tmp_path / "run"
+    small = ["--actor-hidden-dims", "16", "16", "--value-hidden-dims", "16", "16",
+             "--batch-size", "16", "--flow-steps", "2"]  # fmt: skip
+    main(["train", "--task", TINY_TASK, "--dataset-dir", str(tiny_ogbench_dir), *small,
+          "--steps", "4", "--online-steps", "4", "--eval-every", "2", "--eval-episodes", "1",
+          "--out", str(out)])  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    scores = [k for k in summary if k.endswith(("_final", "_last3"))]
+    assert scores and all(k.split("/")[0] in ("offline", "online") for k in scores)
+    assert "offline/actor/success_last3" in summary and "online/actor/success_last3" in summary
+    rows = rows_from_run_dir(out)
+    assert {(r["step"], r["phase"]) for r in rows} == {
+        (2, "offline"), (4, "offline"), (6, "online"), (8, "online")
+    }  # fmt: skip

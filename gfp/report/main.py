@@ -98,6 +98,21 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
     return table
 
 
+def online_tables(online: Collected) -> list[Table]:
+    """The evaluations of the online phase (`gfp train --online-steps`) in tables of their own,
+    without published columns (the paper's tables are offline)."""
+    out = []
+    for t in [per_env_table(online), *per_task_tables(online)]:
+        t.name = f"online_{t.name}"
+        t.title = "Online fine-tuning: " + t.title.replace(" (the paper's Tab. 2)", "")
+        t.caption = (
+            "Evaluations after the offline steps only (the online phase), scored as the offline "
+            "tables. " + t.caption
+        )
+        out.append(t)
+    return out
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
@@ -178,6 +193,9 @@ def make_report(
     if not data.finals:
         raise ConfigError(f"{', '.join(names)}: no evaluation has a score to report")
     tables = [per_env_table(data, paper), *per_task_tables(data, paper)]
+    online = collect(rows, "online")
+    if online.finals:  # fine-tuned online: its own tables, never averaged with the offline ones
+        tables += online_tables(online)
     report = Report(data, tables)
     if out is None:
         return report
@@ -187,6 +205,11 @@ def make_report(
 
     out = Path(out)
     notes = []
+    if online.finals:
+        notes.append(
+            "Phases: the tables above the 'Online fine-tuning' ones score offline evaluations "
+            "only (up to each run's offline steps); the online phase's are in those tables."
+        )
     pending = _unevaluated(names, rows)
     if pending:
         notes.append(f"{len(pending)} runs have no evaluation yet: " + ", ".join(pending))

@@ -134,6 +134,7 @@ class Collected:
     # (env, column key 'gfp/actor', setting) -> mean over the env's tasks of the per-task means
     setting_means: dict[tuple[str, str, tuple], float] = field(default_factory=dict)
     timings: dict[str, int] = field(default_factory=dict)  # success_timing -> number of runs
+    phase: str = "offline"
 
     def setting_label(self, setting: tuple) -> str:
         """'alpha=3.0, eta=0.01' (and '8000 steps' when the run lengths differ)."""
@@ -161,9 +162,11 @@ def _final(values: list[tuple[int, float]], benchmark: str) -> float:
     return float(values[-1][1])
 
 
-def collect(rows: Sequence[Mapping[str, Any]]) -> Collected:
-    """Per-seed final scores and curves of the reported policies, keeping the best setting per
-    (env, agent) when a source holds several."""
+def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collected:
+    """Per-seed final scores and curves of the reported policies of one phase ('offline': the
+    paper's tables; 'online': the evaluations of the online fine-tuning after it), keeping the
+    best setting per (env, agent) when a source holds several."""
+    rows = [r for r in rows if (r.get("phase") or "offline") == phase]
     grid_keys = grid_keys_of(rows)
     policies_of: dict[str, set[str]] = defaultdict(set)
     for row in rows:
@@ -217,7 +220,9 @@ def collect(rows: Sequence[Mapping[str, Any]]) -> Collected:
     for run in {(f.run_dir, f.success_timing) for f in finals}:
         timings[run[1]] += 1
     columns = sorted({f.column for f in finals}, key=Column.sort_key)
-    return Collected(finals, curves, columns, grid_keys, selected, setting_means, dict(timings))
+    return Collected(
+        finals, curves, columns, grid_keys, selected, setting_means, dict(timings), phase
+    )
 
 
 def _hashable(v: Any) -> Any:
