@@ -20,7 +20,10 @@ one column per grid key (the swept hyperparameters, read from the run's `agent_c
   still going is reported with its latest evaluations);
 * `success` (0..1), `return`, `normalized_score` (x100, D4RL/Minari only): as in eval.csv; a
   missing value is an empty cell here and NaN in Python;
-* `success_timing`: 'pre' or 'post' as recorded in config.json, empty for runs that predate it.
+* `success_timing`: 'pre' or 'post' as recorded in config.json, empty for runs that predate it;
+* `preset`, `dataset` (its name), `dataset_size` (transitions), `eval_episodes`, `gfp_version`,
+  `git_commit`: from config.json (empty where it does not record them), so that a report can say
+  what its numbers were made with and keep runs of different budgets apart.
 
 Reading never imports JAX, so a report is quick to make on any machine.
 """
@@ -40,6 +43,17 @@ from typing import Any
 from gfp.agents.configs import parse_value
 from gfp.errors import DataError
 
+# what a run was made with (config.json), for the report's budgets and provenance; a results.csv
+# written before these columns reads them as empty
+PROVENANCE_COLUMNS: tuple[str, ...] = (
+    "preset",
+    "dataset",
+    "dataset_size",
+    "eval_episodes",
+    "gfp_version",
+    "git_commit",
+)
+LATER_COLUMNS = ("phase", *PROVENANCE_COLUMNS)  # optional when reading a results.csv
 RESULT_COLUMNS: tuple[str, ...] = (
     "task",
     "env",
@@ -57,6 +71,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "normalized_score",
     "success_timing",
     "run_dir",
+    *PROVENANCE_COLUMNS,
 )
 METRICS: tuple[str, ...] = ("success", "return", "normalized_score")
 PHASES: tuple[str, ...] = ("offline", "online")
@@ -186,6 +201,7 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
         "finished": (run_dir / "summary.json").is_file(),
         "success_timing": str(cfg.get("success_timing") or ""),
         "run_dir": str(run_dir),
+        **provenance(cfg),
     }
     grid = {k: agent_config.get(k, "") for k in grid_keys}
     online = int(cfg.get("online_steps") or 0)
@@ -208,6 +224,21 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
                 row[metric] = _float(ev.get(f"{policy}/{metric}"), where)
             out.append({c: row[c] for c in RESULT_COLUMNS} | grid)
     return out
+
+
+def provenance(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """The PROVENANCE_COLUMNS of a run's config.json, as text ('' where not recorded)."""
+    dataset = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else {}
+    versions = cfg.get("versions") if isinstance(cfg.get("versions"), dict) else {}
+    values = {
+        "preset": cfg.get("preset"),
+        "dataset": dataset.get("name"),
+        "dataset_size": dataset.get("size"),
+        "eval_episodes": cfg.get("eval_episodes"),
+        "gfp_version": versions.get("gfp"),
+        "git_commit": versions.get("git_commit"),
+    }
+    return {k: "" if v is None else str(v) for k, v in values.items()}
 
 
 def infer_grid_keys(configs: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -288,8 +319,9 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
     reader = csv.DictReader(io.StringIO(text))
-    # `phase` came later: a results.csv without it holds offline evaluations
-    missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or []) and c != "phase"]
+    # later columns: a results.csv without `phase` holds offline evaluations, provenance is ''
+    have = reader.fieldnames or []
+    missing = [c for c in RESULT_COLUMNS if c not in have and c not in LATER_COLUMNS]
     if missing:
         raise DataError(f"{path}: not a gfp results.csv (no column {missing[0]!r})")
     grid = [c for c in reader.fieldnames or [] if c not in RESULT_COLUMNS]
@@ -298,7 +330,7 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
         where = f"{path}, line {line}"
         if None in raw or any(v is None for v in raw.values()):
             raise DataError(f"{where}: wrong number of fields")
-        row: dict[str, Any] = dict(raw)
+        row: dict[str, Any] = {c: raw.get(c, "") for c in RESULT_COLUMNS} | dict(raw)
         row["phase"] = raw.get("phase") or "offline"
         if row["phase"] not in PHASES:
             raise DataError(f"{where}, column phase: {row['phase']!r} is not offline/online")

@@ -21,7 +21,7 @@ from gfp.report.aggregate import compute_aggregates
 from gfp.report.main import make_report, print_published, timing_sentence
 from gfp.report.scores import Column, collect
 from gfp.report.tables import Cell, Row, mark_bold, per_env_table, per_task_tables
-from gfp.results import RESULT_COLUMNS, task_env_benchmark
+from gfp.results import PROVENANCE_COLUMNS, RESULT_COLUMNS, task_env_benchmark
 from tests.test_results import make_run
 
 ENV = "cube-double-noisy"
@@ -57,6 +57,7 @@ def result_row(task, agent, policy, seed, step, success, **extra):
         "normalized_score": math.nan,
         "success_timing": "post",
         "run_dir": f"/runs/{task}/{agent}/seed{seed}",
+        **dict.fromkeys(PROVENANCE_COLUMNS, ""),
     }
     row.update(extra)
     assert list(row)[: len(RESULT_COLUMNS)] == list(RESULT_COLUMNS)
@@ -519,15 +520,32 @@ def test_cli_errors_are_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_runs_of_different_lengths_are_never_mixed():
+def test_runs_of_different_budgets_are_refused_and_named():
+    """A 1000-step run beside 4000-step ones (today: the better one kept as 'best setting')."""
     rows = [result_row(TASKS[0], "gfp", "actor", 0, 1000, 0.2, total_steps=1000)]
-    rows += [result_row(TASKS[0], "gfp", "actor", s, 4000, 0.6) for s in (0, 1)]
-    for r in rows[1:]:
-        r["run_dir"] += "-long"
-    data = collect(rows)
-    ((task, col, value),) = {(f.task, f.column, f.value) for f in data.finals}
-    assert value == pytest.approx(60.0) and len(data.finals) == 2  # the better, longer runs
-    assert data.setting_label(data.finals[0].setting) == "4000 steps"
+    rows += [result_row(TASKS[0], "fql", "actor", s, 4000, 0.6) for s in (0, 1)]
+    with pytest.raises(ConfigError, match=r"noisy has runs of different budgets, steps 1000 "
+                       r"\(1 run, e\.g\. /runs/.*\) and steps 4000 \(2 runs"):  # fmt: skip
+        collect(rows)
+    for setting, values in (("eval_episodes", ("50", "10")), ("preset", ("paper", "cpu"))):
+        rows = [
+            result_row(TASKS[0], agent, "actor", 0, 4000, 0.2, **{setting: value})
+            for agent, value in zip(("gfp", "fql"), values, strict=True)
+        ]
+        with pytest.raises(ConfigError, match=setting.replace("_", " ")) as e:
+            collect(rows)
+        assert "\n" not in str(e.value)
+    # two tasks of one environment (its row averages them) are refused too
+    rows = [result_row(TASKS[0], "gfp", "actor", 0, 4000, 0.2),
+            result_row(TASKS[1], "gfp", "actor", 0, 1000, 0.2, total_steps=1000)]  # fmt: skip
+    with pytest.raises(ConfigError, match="different budgets"):
+        collect(rows)
+    # another environment's budget, or a value older runs do not record, is no conflict
+    other = "cube-single-noisy-singletask-task1-v0"
+    rows = [result_row(TASKS[0], "gfp", "actor", 0, 4000, 0.2, eval_episodes="50"),
+            result_row(TASKS[0], "fql", "actor", 0, 4000, 0.2, eval_episodes=""),
+            result_row(other, "fql", "actor", 0, 1000, 0.2, total_steps=1000)]  # fmt: skip
+    assert len(collect(rows).finals) == 3
 
 
 def test_report_command_flags(tmp_path, capsys):

@@ -489,3 +489,27 @@ def test_ctrl_c_checkpoints_running_runs_and_stops(tiny_ogbench_dir, tmp_path):
     assert step is not None and 0 < step < 1_000_000
     assert not (run / "summary.json").exists() and not (run / FAILED).exists()
     assert "1 pending" in format_status(out) and (out / "results.csv").exists()
+
+
+# ---- one budget per task (issue 20, item 2) ------------------------------------------------------
+def test_a_sweep_folder_keeps_one_budget_per_task(tmp_path):
+    spec = SweepSpec([block(agents="bc", grid=TINY)])
+    (unit,) = make_plan(spec, tmp_path).units
+    for s in (0, 1):
+        fake_run(unit.job, s, finished=True)
+    # another --steps, preset or eval episodes: refused in one line naming the setting
+    for fields, setting in (
+        ({"steps": 10}, "steps 300 .*this sweep asks steps 10"),
+        ({"preset": "paper"}, "preset cpu .*this sweep asks preset paper"),
+        ({"eval_episodes": 5}, "eval_episodes 50 .*this sweep asks eval_episodes 5"),
+    ):
+        other = SweepSpec([block(agents="flow_bc", grid=TINY, **fields)])  # another agent too
+        with pytest.raises(ConfigError, match=f"holds {TINY_TASK} runs with {setting}") as e:
+            make_plan(other, tmp_path)
+        assert "\n" not in str(e.value) and "another --out" in str(e.value)
+        assert make_plan(other, tmp_path / "elsewhere").units  # its own folder: fine
+    # the same budget: another agent joins; two budgets within one spec are refused too
+    assert make_plan(SweepSpec([block(agents="flow_bc", grid=TINY)]), tmp_path).units
+    two = SweepSpec([block(grid=TINY), block(agents="flow_bc", grid=TINY, steps=10)])
+    with pytest.raises(ConfigError, match="two budgets \\(steps 300 and 10\\)"):
+        make_plan(two, tmp_path / "new")

@@ -167,6 +167,7 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
     paper's tables; 'online': the evaluations of the online fine-tuning after it), keeping the
     best setting per (env, agent) when a source holds several."""
     rows = [r for r in rows if (r.get("phase") or "offline") == phase]
+    check_budgets(rows)
     grid_keys = grid_keys_of(rows)
     policies_of: dict[str, set[str]] = defaultdict(set)
     for row in rows:
@@ -223,6 +224,54 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
     return Collected(
         finals, curves, columns, grid_keys, selected, setting_means, dict(timings), phase
     )
+
+
+# What makes two runs comparable (their budget): the result columns, and the words a message uses
+BUDGET = {
+    "total_steps": "steps",
+    "preset": "preset",
+    "dataset": "dataset",
+    "eval_episodes": "eval episodes",
+}
+
+
+def check_budgets(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse (ConfigError, one line) rows in which one environment (its tasks: a per-environment
+    row averages them) has runs of different budgets (steps, preset, dataset, evaluation
+    episodes): their scores are not comparable, and a best-of over them would pick across budgets.
+    A value a run does not record (older runs) is not compared."""
+    from gfp.errors import ConfigError
+
+    runs: dict[str, dict[str, dict[str, list[str]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        if (row["env"], row["run_dir"]) in seen:
+            continue
+        seen.add((row["env"], row["run_dir"]))
+        for col in BUDGET:
+            value = str(row.get(col, ""))
+            if value not in ("", "-1"):
+                runs[row["env"]][col][value].append(str(row["run_dir"]))
+    for env in sorted(runs):
+        for col, by_value in runs[env].items():
+            if len(by_value) > 1:
+                parts = " and ".join(
+                    f"{BUDGET[col]} {v} ({len(d)} run{'s' * (len(d) > 1)}, e.g. {min(d)})"
+                    for v, d in sorted(by_value.items(), key=lambda kv: _natural(kv[0]))
+                )
+                raise ConfigError(
+                    f"gfp report: {env} has runs of different budgets, {parts}; a report compares "
+                    "one budget per environment: report each budget's runs on their own"
+                )
+
+
+def _natural(text: str) -> tuple:
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
 
 
 def _hashable(v: Any) -> Any:

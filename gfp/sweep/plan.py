@@ -16,7 +16,11 @@ Against the folder's contents: a seed whose run finished (summary.json) is skipp
 unfinished run resumes from its checkpoint together with the seeds it was started with (a
 checkpoint is made for that group of seeds); a seed that failed (failed.json) is left alone unless
 `retry_failed`; seeds that have no run yet form a new job. A run there made with other settings
-(say another --eval-every) is an error naming them: a folder means one configuration.
+(say another --eval-every) is an error naming them: a folder means one configuration. A sweep
+folder keeps one budget per task (`BUDGET_KEYS`: steps, online steps, preset, dataset, evaluation
+episodes), across its configurations and agents and across invocations: a sweep asking another is
+refused in one line naming the setting (another --out keeps it apart), so that a report never
+compares a 10-step run with 2000-step ones.
 
 This module imports neither JAX nor Ray.
 """
@@ -181,6 +185,57 @@ def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     ]
 
 
+BUDGET_KEYS = ("steps", "online_steps", "preset", "dataset_dir", "eval_episodes")
+
+
+def _budget(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: record.get(k) for k in BUDGET_KEYS}
+    out["online_steps"] = out["online_steps"] or 0  # recorded only for runs with an online phase
+    return out
+
+
+def check_budgets(sweep_dir: Path, jobs: Iterable[TrainJob]) -> None:
+    """One budget per task in a sweep folder: among the planned jobs and against every run the
+    folder already holds (config.json). ConfigError naming the setting and both values. A
+    recorded dataset folder that no longer exists (the data moved) is not compared."""
+    from gfp.results import find_run_dirs
+
+    def differ(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+        keys = [k for k in BUDGET_KEYS if a[k] != b[k]]
+        if "dataset_dir" in keys and not all(
+            v is None or Path(v).exists() for v in (a["dataset_dir"], b["dataset_dir"])
+        ):
+            keys.remove("dataset_dir")
+        return keys
+
+    planned: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        budget = _budget(job_record(job))
+        had = planned.setdefault(job.task, budget)
+        keys = differ(had, budget)
+        if keys:
+            k = keys[0]
+            raise ConfigError(
+                f"{job.task}: the sweep asks for two budgets ({k} {had[k]} and {budget[k]}); a "
+                "sweep folder keeps one budget per task: sweep them into separate --out folders"
+            )
+    if not sweep_dir.is_dir():
+        return
+    for run_dir in find_run_dirs(sweep_dir):
+        record = read_json(run_dir / "config.json")
+        if not record or record.get("task") not in planned:
+            continue
+        want, have = planned[record["task"]], _budget(record)
+        keys = differ(have, want)
+        if keys:
+            k = keys[0]
+            raise ConfigError(
+                f"{sweep_dir}: holds {record['task']} runs with {k} {have[k]} "
+                f"({run_dir.relative_to(sweep_dir)}), this sweep asks {k} {want[k]}; a sweep "
+                "folder keeps one budget per task: use another --out for this one"
+            )
+
+
 def make_plan(spec: SweepSpec, sweep_dir: Path | str, *, retry_failed: bool = False) -> Plan:
     """Every job of `spec` (validated), reconciled with the runs already in `sweep_dir`. Writes
     nothing. ConfigError for a bad value or a folder holding the configuration with other
@@ -209,6 +264,8 @@ def make_plan(spec: SweepSpec, sweep_dir: Path | str, *, retry_failed: bool = Fa
             for s in job.seeds
         ]
         units += _reconcile(job, config_dir, point, retry_failed)
+    # after _reconcile: a configuration's own folder with other settings is its error to name
+    check_budgets(sweep_dir, (job for job, _ in configs.values()))
     return Plan(sweep_dir, runs, units, spec.grid_keys)
 
 
