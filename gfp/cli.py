@@ -179,13 +179,27 @@ class Export:
     """A fixed batch size N, or dynamic."""
     deterministic: bool = False
     """Bake the noise z = 0 into the model (otherwise z, batch x action_dim, is an input)."""
+    opset: str = "auto"
+    """ONNX opset: auto (the lowest the policy's graph needs, for the oldest onnxruntime) or N."""
+    overwrite: bool = False
+    """Replace an existing FILE and FILE.json (never the run's own files)."""
 
 
 def cmd_export(args: Export) -> None:
     from gfp.export import cli_main
 
     batch: int | str = int(args.batch) if args.batch.isdigit() else args.batch
-    cli_main(args.run_dir, args.policy, args.format, args.out, batch, args.deterministic)
+    opset = None if args.opset == "auto" else args.opset
+    cli_main(
+        args.run_dir,
+        args.policy,
+        args.format,
+        args.out,
+        batch,
+        args.deterministic,
+        opset=opset,
+        overwrite=args.overwrite,
+    )
 
 
 def cmd_report(args: ReportCommand) -> None:

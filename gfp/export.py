@@ -20,6 +20,11 @@ Formats:
   loops, so a flow's M Euler steps arrive unrolled: straight-line ONNX without a Loop node (the
   Loop form took 870 us per batch-1 VaBC call at paper size in onnxruntime here, the unrolled
   one 670 us, under the same load).
+  ONNX opset: jax2onnx converts at `CONVERTER_OPSET`; the model is then stamped with the lowest
+  opset whose operator schemas accept every node of the graph (`lowest_opset`, onnx's checker
+  with full type checks), or with `--opset N`, and the check below runs the stamped model, so
+  onnxruntime executes it with that opset's kernels. The sidecar's `onnx` records the opset, the
+  IR version and the oldest onnxruntime that runs it (gfp_deploy.min_onnxruntime).
 * StableHLO through `jax.export`: the jitted function exactly as `gfp eval` compiles it (the Euler
   steps unrolled, as `euler_flow` asks), loadable with `jax.export.deserialize` by anyone with
   JAX, without gfp.
@@ -46,13 +51,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from gfp.agents import Agent
-from gfp.deploy import EPISODE_START, FRAME_ORDER, SIDECAR_SUFFIX, STACK_AXIS, sidecar_path
+from gfp.deploy import (
+    EPISODE_START,
+    FRAME_ORDER,
+    SIDECAR_SUFFIX,
+    STACK_AXIS,
+    min_onnxruntime,
+    sidecar_path,
+)
 from gfp.errors import ConfigError, GfpError
 from gfp.io import atomic_write_bytes, atomic_write_json
 
 FORMATS = ("onnx", "stablehlo")
 TOLERANCE = 1e-5  # max |exported - gfp| accepted by the check at export time
-ONNX_OPSET = 23
+CONVERTER_OPSET = 23  # the opset jax2onnx converts at; the model is stamped lower (lowest_opset)
+LOWEST_OPSET = 7  # the oldest opset onnxruntime runs (and the search's floor)
 BATCH_NAME = "batch"  # the symbolic batch dimension's name in both formats
 
 __all__ = [
@@ -135,10 +148,77 @@ def _require(module: str, fmt: str) -> Any:
         ) from None
 
 
-def onnx_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct]) -> bytes:
-    """`fn` as a serialized ONNX model (inputs 'obs'[, 'z'], output 'action'); see the module
-    docstring for why JAX traces it first."""
+def parse_opset(opset: int | str | None) -> int | None:
+    """None (the lowest the graph needs) or an opset the installed onnx package can check;
+    ConfigError (one line) otherwise."""
+    if opset is None or (isinstance(opset, str) and opset.strip().lower() in ("", "auto")):
+        return None
+    try:
+        n = int(opset)
+    except (TypeError, ValueError):
+        n = 0
+    if n < LOWEST_OPSET or (isinstance(opset, float) and opset != n):
+        raise ConfigError(f"--opset must be an integer >= {LOWEST_OPSET} (or auto), not {opset!r}")
+    onnx = _require("onnx", "onnx")
+    newest = onnx.defs.onnx_opset_version()
+    if n > newest:
+        raise ConfigError(
+            f"--opset {n}: the converter cannot produce it (the installed onnx "
+            f"{onnx.__version__} knows opsets up to {newest})"
+        )
+    return n
+
+
+def _stamped(model: Any, opset: int) -> Any:
+    """A copy of `model` stamped with ONNX opset `opset` and the lowest IR version for it."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for entry in out.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = opset
+    ir = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])
+    out.ir_version = max(ir, 8) if out.functions else ir  # local functions: IR >= 8
+    return out
+
+
+def _opset_error(model: Any, opset: int) -> str | None:
+    """None if every node of `model` stamped with `opset` passes onnx's checker (operator schemas
+    of that opset, full type checks), else the checker's first line."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(_stamped(model, opset), full_check=True)
+    except Exception as e:  # onnx's ValidationError / InferenceError
+        return " ".join(str(e).split())[:240]
+    return None
+
+
+def lowest_opset(model: Any) -> int:
+    """The lowest ONNX opset whose schemas accept every node of `model`."""
+    converted = max(e.version for e in model.opset_import if e.domain in ("", "ai.onnx"))
+    for opset in range(LOWEST_OPSET, converted):
+        if _opset_error(model, opset) is None:
+            return opset
+    return converted
+
+
+def onnx_bytes(
+    fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct], opset: int | None = None
+) -> bytes:
+    """`fn` as a serialized ONNX model (inputs 'obs'[, 'z'], output 'action') stamped with `opset`
+    (None: the lowest the graph needs); see the module docstring for why JAX traces it first.
+    ConfigError (one line) for an opset below what the graph needs."""
+    return onnx_model(fn, specs, opset)[0].SerializeToString()
+
+
+def onnx_model(
+    fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct], opset: int | None = None
+) -> tuple[Any, int]:
+    """(the ONNX model, the lowest opset its graph needs); see `onnx_bytes`."""
     jax2onnx = _require("jax2onnx", "onnx")
+    opset = parse_opset(opset)
 
     with jax.disable_jit():
         closed = jax.make_jaxpr(fn)(*specs)
@@ -152,13 +232,19 @@ def onnx_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct]) 
             functools.partial(_eval_for_onnx, closed.jaxpr, closed.consts),
             specs,
             model_name="gfp_policy",
-            opset=ONNX_OPSET,
+            opset=max(opset or 0, CONVERTER_OPSET),
             input_names=_input_names(len(specs) == 1),
             output_names=["action"],
         )
     finally:
         serde.setLevel(level)
-    return model.SerializeToString()
+    needed = lowest_opset(model)
+    if opset is not None and opset < needed:
+        raise ConfigError(
+            f"--opset {opset}: this policy's graph needs ONNX opset >= {needed} "
+            f"(at {opset}: {_opset_error(model, opset)})"
+        )
+    return _stamped(model, needed if opset is None else opset), needed
 
 
 def _eval_for_onnx(jaxpr: Any, consts: list[Any], *args: jax.Array) -> jax.Array:
@@ -234,7 +320,14 @@ def _run_exported(fmt: str, blob: bytes, inputs: list[np.ndarray]) -> np.ndarray
         ort = _require("onnxruntime", "onnx")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # onnxruntime warns about every unused constant it prunes
-        sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        try:
+            sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own pybind exception classes
+            from gfp.deploy import _load_error
+
+            raise GfpError(
+                _load_error("the exported model", None, ort.__version__, str(e))
+            ) from None
         names = _input_names(len(inputs) == 1)
         return sess.run(None, dict(zip(names, inputs, strict=True)))[0]
     return np.asarray(jax.export.deserialize(bytearray(blob)).call(*inputs))
@@ -277,15 +370,31 @@ def _check(
 
 
 # ---- export ---------------------------------------------------------------------------------
-def _versions(fmt: str) -> dict[str, Any]:
+def _versions(fmt: str, blob: bytes) -> dict[str, Any]:
     import gfp
 
     out: dict[str, Any] = {"gfp": gfp.__version__, "jax": jax.__version__}
     if fmt == "onnx":
         from importlib.metadata import version
 
-        out |= {"jax2onnx": version("jax2onnx"), "onnx": version("onnx"), "opset": ONNX_OPSET}
+        out |= {"jax2onnx": version("jax2onnx"), "onnx": version("onnx")}
+        out |= {"opset": _onnx_info(blob)["opset"], "onnxruntime_checked": version("onnxruntime")}
     return out
+
+
+def _onnx_info(blob: bytes, lowest: int | None = None) -> dict[str, Any]:
+    """The sidecar's `onnx`: the model's opset and IR version, the oldest onnxruntime that runs
+    it, and the lowest opset its graph needs."""
+    import onnx
+
+    model = onnx.load_from_string(blob)
+    opset = max(e.version for e in model.opset_import if e.domain in ("", "ai.onnx"))
+    info = {
+        "opset": opset,
+        "ir_version": int(model.ir_version),
+        "min_onnxruntime": min_onnxruntime(opset, int(model.ir_version)),
+    }
+    return info if lowest is None else info | {"lowest_opset": lowest}
 
 
 def export_policy(
@@ -298,14 +407,20 @@ def export_policy(
     batch: int | str = "dynamic",
     deterministic: bool = False,
     run_info: dict[str, Any] | None = None,
+    opset: int | str | None = None,
 ) -> dict[str, Any]:
     """Export `policy` of `agent` with `params` to `out` (format `fmt`), check it against gfp's own
     actions, then write the model and its sidecar FILE.json (each atomically, the sidecar last, with
     the model's sha256 so a mismatched pair is detected). `run_info` adds the run's task, agent
-    and config hash to the sidecar. Returns the sidecar's content."""
+    and config hash to the sidecar; `opset` the ONNX opset (None: the lowest the graph needs).
+    Returns the sidecar's content."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     batch = parse_batch(batch)
+    if fmt == "onnx":
+        opset = parse_opset(opset)
+    elif opset is not None:
+        raise ConfigError("--opset is for --format onnx")
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name, e.g. {out / 'policy'}")
@@ -316,7 +431,12 @@ def export_policy(
             _require(module, fmt)
     fn = policy_function(agent, params, policy, deterministic)
     specs = input_specs(agent, batch, deterministic)
-    blob = (onnx_bytes if fmt == "onnx" else stablehlo_bytes)(fn, specs)
+    lowest = None
+    if fmt == "onnx":
+        model, lowest = onnx_model(fn, specs, opset)
+        blob = model.SerializeToString()
+    else:
+        blob = stablehlo_bytes(fn, specs)
     check = _check(fmt, blob, fn, agent, batch, deterministic)
 
     dim = BATCH_NAME if batch == "dynamic" else batch
@@ -343,8 +463,9 @@ def export_policy(
         "eval does",
         "inputs": inputs,
         "outputs": [{"name": "action", "shape": [dim, agent.action_dim], "dtype": "float32"}],
+        **({"onnx": _onnx_info(blob, lowest)} if fmt == "onnx" else {}),
         "check": check,
-        "versions": _versions(fmt),
+        "versions": _versions(fmt, blob),
     }
     atomic_write_bytes(out, blob)
     atomic_write_json(sidecar_path(out), meta)
@@ -374,6 +495,24 @@ def frame_info(agent: Agent) -> dict[str, Any]:
     }
 
 
+def check_out(run_dir: str | Path, out: str | Path, overwrite: bool) -> None:
+    """ConfigError (one line) when writing `out` and its sidecar would replace a file: one of the
+    run's own files (never, --overwrite or not), or any existing file without `overwrite`."""
+    from gfp.rundir import RUN_FILES
+
+    run = Path(run_dir).resolve()
+    for path in (Path(out), sidecar_path(out)):
+        target = path.resolve()
+        if target.parent == run and (target.name in RUN_FILES or target.name == "tb"):
+            raise ConfigError(
+                f"--out {out}: {path} is the run's own {target.name}; export to another file"
+            )
+        if path.is_dir():
+            raise ConfigError(f"--out {out}: {path} is a directory; give a file name")
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} exists; pass --overwrite to replace it")
+
+
 def run_info(cfg: dict[str, Any]) -> dict[str, Any]:
     """The run's identity for the sidecar: task, agent, seed and config hash. Runs recorded before
     config.json carried `config_hash` get it recomputed from their config.json by gfp.job (same
@@ -396,15 +535,24 @@ def cli_main(
     out: str | Path,
     batch: int | str = "dynamic",
     deterministic: bool = False,
+    opset: int | str | None = None,
+    overwrite: bool = False,
 ) -> None:
     """`gfp export RUN_DIR --policy P --format F --out FILE [--batch N|dynamic]
-    [--deterministic]`: ConfigError (one line) for a run without final parameters, a policy the
-    agent does not have, an unknown format, a converter that is not installed, a bad batch."""
+    [--deterministic] [--opset N] [--overwrite]`: ConfigError (one line) for a run without final
+    parameters, a policy the agent does not have, an unknown format, a converter that is not
+    installed, a bad batch or opset, an existing FILE (or FILE.json) without --overwrite, and a
+    FILE that is one of the run's own files (never overwritten)."""
     from gfp.run import load_run
 
     if format not in FORMATS:  # before loading anything
         raise ConfigError(f"unknown --format {format!r}; choose one of: {', '.join(FORMATS)}")
     parse_batch(batch)
+    if format == "onnx":
+        parse_opset(opset)
+    elif opset is not None:
+        raise ConfigError("--opset is for --format onnx")
+    check_out(run_dir, out, overwrite)
     agent, params, cfg = load_run(run_dir)
     meta = export_policy(
         agent,
@@ -415,12 +563,14 @@ def cli_main(
         batch=batch,
         deterministic=deterministic,
         run_info=run_info(cfg),
+        opset=opset,
     )
     spec = meta["observation"]
     k = meta["frame_stack"]
     stacked = f" ({k} frames of {meta['frames']['frame_shape']}, oldest first)" if k > 1 else ""
+    onnx_v = f", ONNX opset {meta['onnx']['opset']}" if "onnx" in meta else ""
     print(
-        f"gfp: wrote {out} and {sidecar_path(out)}: {meta['agent']} {policy} policy, "
+        f"gfp: wrote {out} and {sidecar_path(out)}: {meta['agent']} {policy} policy{onnx_v}, "
         f"obs {spec['dtype']}{spec['shape']}{stacked} -> action[{meta['action_dim']}], batch "
         f"{meta['batch']}{', deterministic (z = 0)' if deterministic else ', noise input z'}; "
         f"max |{format} - gfp| = {meta['check']['max_abs_diff']:.2g}"

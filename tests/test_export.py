@@ -563,3 +563,216 @@ def test_gfp_train_then_gfp_export(tiny_ogbench_dir, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "vabcx" in err
+
+
+# ---- gfp-deploy: its own distribution, one copy of the code (issue 20, item 7) ----------------
+def test_gfp_deploy_is_one_module_under_two_names():
+    """gfp.deploy is the gfp_deploy module itself (not a copy), and deploy/'s distribution needs
+    numpy and onnxruntime only."""
+    import tomllib
+
+    import gfp_deploy
+
+    import gfp.deploy
+
+    assert gfp.deploy is gfp_deploy and gfp.deploy.load_policy is gfp_deploy.load_policy
+    assert Path(gfp_deploy.__file__).resolve() == ROOT / "deploy" / "gfp_deploy" / "__init__.py"
+    assert "def load_policy" not in (ROOT / "gfp" / "deploy.py").read_text()
+    project = tomllib.loads((ROOT / "deploy" / "pyproject.toml").read_text())["project"]
+    names = sorted(d.split(">")[0].split("=")[0].split("<")[0] for d in project["dependencies"])
+    assert names == ["numpy", "onnxruntime"]
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert "deploy" in find["find"]["where"] and "gfp_deploy" in find["find"]["include"]
+
+
+# ---- ONNX opset (issue 20, item 8) --------------------------------------------------------------
+def model_opset(path: Path) -> tuple[int, int]:
+    import onnx
+
+    model = onnx.load(str(path))
+    return [e.version for e in model.opset_import if e.domain in ("", "ai.onnx")][0], int(
+        model.ir_version
+    )
+
+
+def test_default_opset_is_the_lowest_the_graph_needs(stacked_pixel_run, gfp_run, tmp_path):
+    """Without --opset the model is stamped with the lowest opset its graph needs (<= 21, which
+    onnxruntime 1.18 runs), the sidecar says so with the oldest onnxruntime, and it still acts as
+    gfp's policy (the export's check ran it at that opset)."""
+    from gfp.deploy import min_onnxruntime
+
+    run_dir, agent, params = gfp_run
+    for out in (stacked_pixel_run[0], tmp_path / "vabc.onnx"):
+        if not out.exists():
+            cli_main(run_dir, "vabc", "onnx", out, "dynamic", False)
+        meta = json.loads(sidecar_path(out).read_text())
+        opset, ir = model_opset(out)
+        assert opset <= 21 and ir <= 10
+        assert meta["onnx"] == {
+            "opset": opset,
+            "ir_version": ir,
+            "min_onnxruntime": "1.18",
+            "lowest_opset": opset,
+        }
+        assert meta["versions"]["opset"] == opset and min_onnxruntime(opset, ir) == "1.18"
+    obs, z = random_inputs(agent.obs_spec, 3)
+    want = gfp_actions(agent, params, obs, z, "vabc")
+    assert np.max(np.abs(load_policy(tmp_path / "vabc.onnx")(obs, z) - want)) < TOL
+
+
+def test_opset_flag(gfp_run, tmp_path, capsys):
+    run_dir, agent, params = gfp_run
+    out = tmp_path / "a23.onnx"
+    cli_main(run_dir, "actor", "onnx", out, "dynamic", False, opset=23)
+    assert "ONNX opset 23" in capsys.readouterr().out
+    meta = json.loads(sidecar_path(out).read_text())
+    assert model_opset(out)[0] == 23 and meta["onnx"]["opset"] == 23
+    assert meta["onnx"]["min_onnxruntime"] not in ("1.18", "1.19", "1.20")
+    obs, z = random_inputs(agent.obs_spec, 2)
+    want = gfp_actions(agent, params, obs, z, "actor")
+    assert np.max(np.abs(load_policy(out)(obs, z) - want)) < TOL
+    lowest = meta["onnx"]["lowest_opset"]
+    assert lowest < 23
+    bad = [(3, "--opset must be"), ("x", "--opset must be"), (999, "cannot produce")]
+    if lowest > 7:
+        bad.append((lowest - 1, f"needs ONNX opset >= {lowest}"))
+    for opset, match in bad:
+        with pytest.raises(ConfigError) as e:
+            cli_main(run_dir, "actor", "onnx", tmp_path / f"b{opset}.onnx", 1, False, opset=opset)
+        assert match in one_line(e)
+    with pytest.raises(ConfigError) as e:
+        cli_main(run_dir, "actor", "stablehlo", tmp_path / "s", 1, False, opset=17)
+    assert "--format onnx" in one_line(e)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a23.onnx", "a23.onnx.json"]
+
+
+ORT_118_REFUSAL = (
+    "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Failed to load model with error: /onnxruntime_src/"
+    "onnxruntime/core/graph/model_load_utils.h:46 void onnxruntime::model_load_utils::"
+    "ValidateOpsetForDomain(...) ONNX Runtime only *guarantees* support for models stamped with "
+    "official released onnx opset versions. Opset 23 is under development and support for this "
+    "is limited. The operator schemas and or other functionality may change before next ONNX "
+    "release and in this case ONNX Runtime will not guarantee backward compatibility. Current "
+    "official support for domain ai.onnx is till opset 21.\n"
+)
+
+
+def test_a_model_the_installed_onnxruntime_refuses_is_one_line(gfp_run, tmp_path, monkeypatch):
+    """onnxruntime 1.18's own refusal of an opset-23 model (its message, verbatim) becomes one
+    line naming both versions and the way out (the real 1.18 runs in the slow test below)."""
+    import onnxruntime
+
+    run_dir = gfp_run[0]
+    out = tmp_path / "a.onnx"
+    cli_main(run_dir, "actor", "onnx", out, 1, False, opset=23)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(ORT_118_REFUSAL)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    monkeypatch.setattr(onnxruntime, "__version__", "1.18.1")
+    with pytest.raises(ValueError) as e:
+        load_policy(out)
+    msg = one_line(e)
+    for part in (str(out), "opset 23", "onnxruntime 1.18.1", "up to opset 21", "--opset 21"):
+        assert part in msg, (part, msg)
+
+
+# ---- gfp export never overwrites silently (issue 20, item 9) --------------------------------
+def test_export_refuses_to_overwrite(gfp_run, tmp_path):
+    run_dir = gfp_run[0]
+    out = tmp_path / "p.onnx"
+    cli_main(run_dir, "actor", "onnx", out, 1, False)
+    before = out.read_bytes()
+    with pytest.raises(ConfigError) as e:
+        cli_main(run_dir, "vabc", "onnx", out, 1, False)
+    assert str(out) in one_line(e) and "--overwrite" in one_line(e)
+    assert out.read_bytes() == before
+    sidecar_path(tmp_path / "q.onnx").write_text("{}")  # a lone sidecar is a file too
+    with pytest.raises(ConfigError, match="q.onnx.json exists"):
+        cli_main(run_dir, "vabc", "onnx", tmp_path / "q.onnx", 1, False)
+    cli_main(run_dir, "vabc", "onnx", out, 1, False, overwrite=True)
+    assert out.read_bytes() != before and load_policy(out).meta["policy"] == "vabc"
+    # A run's own files, never: params.msgpack as the model, config.json as its sidecar.
+    run_files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    for name in ("params.msgpack", "config", "summary"):
+        with pytest.raises(ConfigError) as e:
+            cli_main(run_dir, "actor", "onnx", run_dir / name, 1, False, overwrite=True)
+        assert "the run's own" in one_line(e)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == run_files
+
+
+# ---- the runtime alone in fresh virtual environments (issue 20, items 7 and 8) ------------------
+ALONE = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    import numpy as np
+    import onnxruntime
+    from gfp_deploy import load_policy
+
+    absent = [m for m in ("gfp", "jax", "flax", "mujoco", "ogbench")
+              if importlib.util.find_spec(m) is not None]
+    out = {"onnxruntime": onnxruntime.__version__, "present": absent}
+    out["actions"] = load_policy(sys.argv[1])(np.load(sys.argv[2]), np.load(sys.argv[3])).tolist()
+    try:
+        load_policy(sys.argv[4])
+        out["refused"] = None
+    except ValueError as e:
+        out["refused"] = str(e)
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("onnxruntime", ["onnxruntime==1.18.1", "newest"])
+def test_deploy_alone_in_a_fresh_venv(gfp_run, tmp_path, onnxruntime):
+    """`pip install ./deploy` into a venv with nothing else (no gfp, JAX, MuJoCo): the exported
+    policy (default opset) gives gfp's actions with the oldest onnxruntime the extra allows and
+    with the newest; an opset-23 export is refused by 1.18 with one line naming both versions."""
+    import shutil
+
+    run_dir, agent, params = gfp_run
+    model, model23 = tmp_path / "vabc.onnx", tmp_path / "vabc23.onnx"
+    cli_main(run_dir, "vabc", "onnx", model, "dynamic", False)
+    cli_main(run_dir, "vabc", "onnx", model23, "dynamic", False, opset=23)
+    obs, z = random_inputs(agent.obs_spec, 7)
+    np.save(tmp_path / "obs.npy", obs)
+    np.save(tmp_path / "z.npy", z)
+    src = tmp_path / "deploy"  # a copy: pip's build leaves build/ and egg-info next to the source
+    shutil.copytree(ROOT / "deploy", src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = str(venv / "bin" / "python")
+    pins = [] if onnxruntime == "newest" else [onnxruntime, "numpy<2"]
+    pip = subprocess.run(
+        [py, "-m", "pip", "install", "-q", *pins, str(src)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    listed = subprocess.run([py, "-m", "pip", "list", "--format", "json"], capture_output=True)
+    names = sorted(p["name"].lower() for p in json.loads(listed.stdout))
+    assert "gfp" not in names and "jax" not in names and "gfp-deploy" in names
+    (tmp_path / "alone.py").write_text(ALONE)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    proc = subprocess.run(
+        [py, "alone.py", str(model), "obs.npy", "z.npy", str(model23)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["present"] == []
+    want = gfp_actions(agent, params, obs, z, "vabc")
+    assert np.max(np.abs(np.array(result["actions"]) - want)) < TOL
+    if onnxruntime == "newest":
+        assert result["refused"] is None
+    else:
+        assert result["onnxruntime"] == "1.18.1"
+        msg = result["refused"]
+        assert "\n" not in msg and "opset 23" in msg and "1.18.1" in msg and "21" in msg

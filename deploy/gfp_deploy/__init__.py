@@ -1,0 +1,414 @@
+"""Run an exported gfp policy (`gfp export`) with numpy and onnxruntime only: no JAX, no Flax, no
+gfp training code. This is the `gfp-deploy` distribution (deploy/ in gfp's repository:
+`pip install ./deploy`); in gfp, `gfp.deploy` is this same module.
+
+    from gfp_deploy import load_policy        # or: from gfp.deploy import load_policy
+    policy = load_policy("policy.onnx")       # reads policy.onnx and policy.onnx.json
+    action = policy(obs)                       # one observation -> (action_dim,)
+    actions = policy(obs_batch, z)             # (batch, *obs_shape), z (batch, action_dim)
+
+A policy that takes noise draws z ~ N(0, I) itself when none is given (seeded by `seed`), which
+is how `gfp eval` acts; pass z to control the randomness. Actions are in [-1, 1].
+
+Pixel policies trained with frame_stack K > 1 take K frames stacked along the channel (last) axis,
+oldest first; at an episode's start the stack holds the episode's first frame K times. That is the
+rule of training (gfp.engine.frames) and of `gfp eval` (gfp.evaluate.FrameStack), and the sidecar
+records it (`frame_stack`, `frames`). Feed single frames as they come and the policy stacks them:
+
+    policy.reset()                             # at every episode start
+    action = policy.act(frame)                 # frame: (H, W, C) uint8, as the environment gives it
+
+`FrameStack` is the same stacker on its own (for batched environments, or to see the inputs).
+
+ONNX versions: the sidecar's `onnx` records the model's opset and IR version and the oldest
+onnxruntime that runs it (`min_onnxruntime`, from `ONNXRUNTIME_OPSETS`); a model the installed
+onnxruntime cannot load is refused with one line naming both versions.
+
+This module imports only the standard library and numpy (onnxruntime when a model is loaded), so
+it can also be copied on its own onto a robot. Loading a `--format stablehlo` file is supported
+too, but that needs JAX (`jax.export.deserialize`); ONNX is the format for machines without it.
+Bad input raises ValueError, a missing file FileNotFoundError, a missing runtime ImportError, each
+with a one-line message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIDECAR_SUFFIX = ".json"
+_REQUIRED = (
+    "format",
+    "model_sha256",
+    "observation",
+    "action_dim",
+    "batch",
+    "deterministic",
+    "inputs",
+)
+
+
+# The newest ONNX opset and IR version each onnxruntime release (major, minor) implements, from
+# onnxruntime's version matrix (docs/Versioning.md); a release runs every model stamped with an
+# opset and IR version up to its own. Releases after the last row implement at least its opset.
+ONNXRUNTIME_OPSETS: tuple[tuple[tuple[int, int], int, int], ...] = (
+    ((1, 14), 18, 8),
+    ((1, 15), 19, 9),
+    ((1, 17), 20, 9),
+    ((1, 18), 21, 10),
+    ((1, 21), 22, 10),
+    ((1, 22), 23, 11),
+)
+OLDEST_ONNXRUNTIME = (1, 18)  # the oldest onnxruntime gfp-deploy declares and tests
+
+
+def min_onnxruntime(opset: int, ir_version: int = 0) -> str:
+    """The oldest onnxruntime (not older than OLDEST_ONNXRUNTIME) that implements `opset` and
+    `ir_version`, as "MAJOR.MINOR"; ValueError when no listed release does."""
+    for release, max_opset, max_ir in ONNXRUNTIME_OPSETS:
+        if release >= OLDEST_ONNXRUNTIME and opset <= max_opset and ir_version <= max_ir:
+            return f"{release[0]}.{release[1]}"
+    newest = ONNXRUNTIME_OPSETS[-1]
+    raise ValueError(
+        f"ONNX opset {opset} (IR version {ir_version}) is newer than any onnxruntime this "
+        f"gfp-deploy knows (onnxruntime {newest[0][0]}.{newest[0][1]}: opset {newest[1]})"
+    )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+
+
+def runtime_max_opset(version: str) -> int | None:
+    """The newest opset onnxruntime `version` implements (None when older than the table)."""
+    found = None
+    for release, max_opset, _ in ONNXRUNTIME_OPSETS:
+        if _version_tuple(version) >= release:
+            found = max_opset
+    return found
+
+
+# The frame order every gfp policy with frame_stack K expects (recorded in the sidecar's `frames`).
+FRAME_ORDER = "oldest_first"  # channels [0:C] the oldest frame, [(K-1)C:KC] the newest
+EPISODE_START = "repeat_first"  # the first observation of an episode fills all K places
+STACK_AXIS = -1  # frames are concatenated along the last (channel) axis
+
+
+class FrameStack:
+    """The last `k` frames stacked along the last axis, oldest first, as gfp trains and evaluates:
+    the first frame after `reset()` fills all `k` places, each later one pushes the oldest out.
+
+        stack = FrameStack(3)
+        obs = stack.push(first_frame)          # [f0, f0, f0]
+        obs = stack.push(next_frame)           # [f0, f0, f1]
+        stack.reset()                          # the next push starts a new episode
+
+    A frame may carry leading batch axes (n environments reset together); only the last axis
+    grows (C -> k * C). With k = 1 a frame is returned as it is."""
+
+    def __init__(self, k: int):
+        if int(k) != k or k < 1:
+            raise ValueError(f"frame stack must be a positive integer, not {k!r}")
+        self.k = int(k)
+        self._frames: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        """Start a new episode: the next frame pushed fills the whole stack."""
+        self._frames = []
+
+    def push(self, frame: Any) -> np.ndarray:
+        """Add `frame` (the first of an episode after `reset`) and return the stacked input."""
+        frame = np.asarray(frame)
+        if self._frames and frame.shape != self._frames[-1].shape:
+            raise ValueError(
+                f"frame has shape {frame.shape}; this episode's frames have "
+                f"{self._frames[-1].shape}"
+            )
+        if not self._frames:
+            self._frames = [frame] * self.k
+        else:
+            self._frames = [*self._frames[1:], frame]
+        return self.stacked
+
+    @property
+    def stacked(self) -> np.ndarray:
+        """The current input: the k frames concatenated along the last axis, oldest first."""
+        if not self._frames:
+            raise ValueError("no frame yet: push the episode's first frame after reset()")
+        if self.k == 1:
+            return self._frames[0]
+        return np.concatenate(self._frames, axis=STACK_AXIS)
+
+
+def sidecar_path(model: str | Path) -> Path:
+    """The JSON written next to an exported model: FILE.json (so `policy.onnx` and
+    `policy.stablehlo` exported side by side keep separate ones)."""
+    return Path(f"{model}{SIDECAR_SUFFIX}")
+
+
+def check_sidecar(meta: Mapping[str, Any], where: str) -> None:
+    """ValueError unless `meta` is a sidecar this module can use (the keys it reads)."""
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise ValueError(f"{where}: sidecar lacks {', '.join(missing)}; re-export with gfp export")
+    if meta["format"] not in ("onnx", "stablehlo"):
+        raise ValueError(f"{where}: unknown model format {meta['format']!r} in the sidecar")
+
+
+class Policy:
+    """An exported policy: call it with observations (and optionally noise) to get actions.
+
+    Attributes: `meta` (the sidecar), `obs_shape`, `obs_dtype`, `action_dim`, `batch` (an int,
+    or None for a dynamic batch), `deterministic` (no noise input), `frame_stack` (K, None when
+    the sidecar predates recording it), `frame_shape` (one frame as the environment gives it).
+
+    Two ways to call it: `policy(obs)` with observations already stacked as the policy takes them
+    (`obs_shape`), or `policy.reset()` at an episode's start and `policy.act(frame)` with each
+    single frame, which stacks them as training and `gfp eval` did (`FrameStack`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        meta: dict[str, Any],
+        run: Callable[[list[np.ndarray]], np.ndarray],
+        seed: int | None,
+    ):
+        self.path = path
+        self.meta = meta
+        self._run = run
+        self.obs_shape = tuple(int(n) for n in meta["observation"]["shape"])
+        self.obs_dtype = np.dtype(meta["observation"]["dtype"])
+        self.action_dim = int(meta["action_dim"])
+        self.batch = None if meta["batch"] == "dynamic" else int(meta["batch"])
+        self.deterministic = bool(meta["deterministic"])
+        self.rng = np.random.default_rng(seed)
+        k = meta.get("frame_stack")
+        self.frame_stack = None if k is None else int(k)
+        frames = meta.get("frames") or {}
+        if self.frame_stack is None:
+            self.frame_shape = None
+        elif "frame_shape" in frames:
+            self.frame_shape = tuple(int(n) for n in frames["frame_shape"])
+        else:
+            self.frame_shape = (*self.obs_shape[:-1], self.obs_shape[-1] // self.frame_stack)
+        if self.frame_stack is not None:
+            order = (frames.get("order", FRAME_ORDER), frames.get("episode_start", EPISODE_START))
+            if (
+                order != (FRAME_ORDER, EPISODE_START)
+                or frames.get("axis", STACK_AXIS) != STACK_AXIS
+            ):
+                raise ValueError(
+                    f"{path}: the sidecar asks for frames stacked as {frames}; this gfp.deploy "
+                    f"stacks {FRAME_ORDER}, {EPISODE_START} along axis {STACK_AXIS}"
+                )
+        self._stack = FrameStack(self.frame_stack) if self.frame_stack is not None else None
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (
+            f"Policy({self.path.name}: {m.get('agent')} {m.get('policy')} on {m.get('task')}, "
+            f"obs {self.obs_dtype}{list(self.obs_shape)} -> action[{self.action_dim}], "
+            f"batch {m['batch']}, {m['format']})"
+        )
+
+    def __call__(self, obs: Any, z: Any | None = None) -> np.ndarray:
+        """Actions for `obs` of shape (batch, *obs_shape), or (*obs_shape) for one observation
+        (then the action has shape (action_dim,)). `z`: noise of shape (batch, action_dim), or
+        (action_dim,) for one observation; drawn from N(0, I) when None."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.obs_shape
+        if single:
+            obs = obs[None]
+        if obs.shape[1:] != self.obs_shape:
+            hint = ""
+            if (self.frame_stack or 1) > 1:
+                hint = (
+                    f" ({self.frame_stack} frames of {list(self.frame_shape)} stacked; feed "
+                    "single frames with policy.reset() and policy.act(frame))"
+                )
+            raise ValueError(
+                f"observations have shape {obs.shape}; this policy takes {list(self.obs_shape)} "
+                f"or (batch, *that){hint}"
+            )
+        if not np.can_cast(obs.dtype, self.obs_dtype, "same_kind"):
+            raise ValueError(
+                f"observations are {obs.dtype}; this policy takes {self.obs_dtype} "
+                "(pixel policies take the uint8 frames, not normalised floats)"
+            )
+        n = obs.shape[0]
+        if self.batch is not None and n != self.batch:
+            raise ValueError(
+                f"this policy was exported for batches of {self.batch}, not {n} "
+                "(export with --batch dynamic for any batch size)"
+            )
+        inputs = [np.ascontiguousarray(obs, self.obs_dtype)]
+        if self.deterministic:
+            if z is not None:
+                raise ValueError("this policy was exported with --deterministic: it takes no z")
+        else:
+            if z is None:
+                z = self.rng.standard_normal((n, self.action_dim), np.float32)
+            z = np.asarray(z, np.float32)
+            if single and z.shape == (self.action_dim,):
+                z = z[None]
+            if z.shape != (n, self.action_dim):
+                raise ValueError(f"z has shape {z.shape}; expected ({n}, {self.action_dim})")
+            inputs.append(np.ascontiguousarray(z))
+        actions = np.asarray(self._run(inputs))
+        return actions[0] if single else actions
+
+    def _frames(self) -> FrameStack:
+        if self._stack is None:
+            raise ValueError(
+                f"{self.path.name}.json does not record the frame stack (exported by an older "
+                "gfp); export it again, or stack the frames yourself and call policy(obs)"
+            )
+        return self._stack
+
+    def reset(self) -> None:
+        """Start an episode: the next `act(frame)` fills the frame stack with that frame."""
+        self._frames().reset()
+
+    def act(self, frame: Any, z: Any | None = None) -> np.ndarray:
+        """The action for the newest single frame (`frame_shape`, or (batch, *frame_shape) for
+        environments reset together): the frame is pushed onto the stack (the first after
+        `reset()` fills it) and the policy called on the stacked input (`stacked_input`)."""
+        stack = self._frames()
+        frame = np.asarray(frame)
+        n = len(self.frame_shape)
+        if frame.ndim < n or frame.shape[frame.ndim - n :] != self.frame_shape:
+            raise ValueError(
+                f"frame has shape {frame.shape}; this policy takes single frames of "
+                f"{list(self.frame_shape)} (or (batch, *that)), {self.frame_stack} stacked"
+            )
+        return self(stack.push(frame), z)
+
+    @property
+    def stacked_input(self) -> np.ndarray:
+        """The stacked observation the last `act` fed the policy."""
+        return self._frames().stacked
+
+
+def _onnx_runner(
+    blob: bytes,
+    names: Sequence[str],
+    threads: int | None,
+    providers: Sequence[str] | None,
+    where: str = "model",
+    meta: Mapping[str, Any] | None = None,
+) -> Callable[[list[np.ndarray]], np.ndarray]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError(
+            "running an ONNX policy needs onnxruntime: pip install onnxruntime "
+            "(pip install ./deploy installs gfp-deploy with it; in gfp: pip install 'gfp[onnx]')"
+        ) from None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # onnxruntime warns about every unused constant it prunes
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+    try:
+        sess = ort.InferenceSession(
+            blob, opts, providers=list(providers or ["CPUExecutionProvider"])
+        )
+    except Exception as e:  # onnxruntime raises its own pybind classes
+        raise ValueError(_load_error(where, meta, ort.__version__, str(e))) from None
+
+    def run(inputs: list[np.ndarray]) -> np.ndarray:
+        return sess.run(None, dict(zip(names, inputs, strict=True)))[0]
+
+    return run
+
+
+def _model_versions(meta: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
+    """(opset, IR version) of the model as its sidecar records them (None when it does not)."""
+    onnx = (meta or {}).get("onnx") or {}
+    opset = onnx.get("opset", ((meta or {}).get("versions") or {}).get("opset"))
+    return (None if opset is None else int(opset)), onnx.get("ir_version")
+
+
+def _load_error(where: str, meta: Mapping[str, Any] | None, version: str, error: str) -> str:
+    """One line for a model onnxruntime `version` refused: the model's opset (and IR version)
+    against the ones this onnxruntime implements when that is the reason, else its own message's
+    first line."""
+    opset, ir = _model_versions(meta)
+    text = " ".join(error.split())
+    m_opset = re.search(r"Opset (\d+) is under development", text)
+    m_max = re.search(r"official support for domain ai\.onnx is till opset (\d+)", text)
+    m_ir = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+    if m_opset or m_max or m_ir or (opset and (runtime_max_opset(version) or opset) < opset):
+        if m_opset:
+            opset = int(m_opset.group(1))
+        top = int(m_max.group(1)) if m_max else runtime_max_opset(version)
+        what = f"ONNX opset {opset}" if opset is not None else "its ONNX opset"
+        if m_ir:
+            what += f", IR version {m_ir.group(1)}"
+            top_ir = f", IR version {m_ir.group(2)}"
+        else:
+            top_ir = ""
+        need = (meta or {}).get("onnx", {}).get("min_onnxruntime")
+        return (
+            f"{where}: the model is {what}{f' (needs onnxruntime >= {need})' if need else ''}; "
+            f"the installed onnxruntime {version} supports up to opset "
+            f"{top if top is not None else '?'}{top_ir}: upgrade onnxruntime, or re-export with "
+            f"gfp export --opset {top if top is not None else 'N'}"
+        )
+    first = text[:300]
+    return f"{where}: onnxruntime {version} cannot load the model: {first}"
+
+
+def _stablehlo_runner(blob: bytes) -> Callable[[list[np.ndarray]], np.ndarray]:
+    try:
+        from jax import export
+    except ImportError:
+        raise ImportError(
+            "a --format stablehlo policy needs JAX (pip install jax); export with --format onnx "
+            "to run without it"
+        ) from None
+    exported = export.deserialize(bytearray(blob))
+    return lambda inputs: np.asarray(exported.call(*inputs))
+
+
+def load_policy(
+    path: str | Path,
+    *,
+    seed: int | None = None,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+) -> Policy:
+    """Load an exported policy and its sidecar (FILE.json). `seed` seeds the noise drawn when no z
+    is given; `threads` sets onnxruntime's intra-op threads (its default: one per core);
+    `providers` its execution providers (default: CPU)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    for f in (path, side):
+        if not f.is_file():
+            raise FileNotFoundError(
+                f"{f}: no such file (gfp export writes the model and FILE.json)"
+            )
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{side}: cannot be read as JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{side}: not a gfp export sidecar")
+    check_sidecar(meta, str(side))
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta["model_sha256"]:
+        raise ValueError(
+            f"{path} is not the model {side.name} describes (sha256 differs); export it again"
+        )
+    if meta["format"] == "onnx":
+        names = [i["name"] for i in meta["inputs"]]
+        run = _onnx_runner(blob, names, threads, providers, str(path), meta)
+    else:
+        run = _stablehlo_runner(blob)
+    return Policy(path, meta, run, seed)
