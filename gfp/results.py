@@ -23,7 +23,10 @@ one column per grid key (the swept hyperparameters, read from the run's `agent_c
 * `success_timing`: 'pre' or 'post' as recorded in config.json, empty for runs that predate it;
 * `preset`, `dataset` (its name), `dataset_size` (transitions), `eval_episodes`, `gfp_version`,
   `git_commit`: from config.json (empty where it does not record them), so that a report can say
-  what its numbers were made with and keep runs of different budgets apart.
+  what its numbers were made with and keep runs of different budgets apart;
+* `made_by`: 'gfp tune' for a run of a tuning folder (its sweep.json records only `gfp tune`
+  invocations: the tuning seeds, which a report chooses settings on), 'gfp sweep' for another
+  sweep folder's, '' for a run of its own (gfp train).
 
 Reading never imports JAX, so a report is quick to make on any machine.
 """
@@ -52,6 +55,7 @@ PROVENANCE_COLUMNS: tuple[str, ...] = (
     "eval_episodes",
     "gfp_version",
     "git_commit",
+    "made_by",
 )
 LATER_COLUMNS = ("phase", *PROVENANCE_COLUMNS)  # optional when reading a results.csv
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -202,6 +206,7 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
         "success_timing": str(cfg.get("success_timing") or ""),
         "run_dir": str(run_dir),
         **provenance(cfg),
+        "made_by": made_by(run_dir),
     }
     grid = {k: agent_config.get(k, "") for k in grid_keys}
     online = int(cfg.get("online_steps") or 0)
@@ -224,6 +229,22 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
                 row[metric] = _float(ev.get(f"{policy}/{metric}"), where)
             out.append({c: row[c] for c in RESULT_COLUMNS} | grid)
     return out
+
+
+def made_by(run_dir: Path) -> str:
+    """'gfp tune', 'gfp sweep' or '': what made the run, from the sweep.json of the nearest folder
+    above it that has one (gfp/sweep/plan.py writes it with every invocation's command)."""
+    for folder in list(Path(run_dir).resolve().parents)[:6]:
+        path = folder / "sweep.json"
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text())
+                commands = [str(i.get("command", "")) for i in record.get("invocations") or []]
+            except (OSError, ValueError, AttributeError):
+                return "gfp sweep"
+            tune = commands and all(c.startswith("gfp tune") for c in commands)
+            return "gfp tune" if tune else "gfp sweep"
+    return ""
 
 
 def provenance(cfg: Mapping[str, Any]) -> dict[str, str]:

@@ -346,28 +346,43 @@ def test_timing_sentence():
 # ---- a whole report ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
-    """A small tuning-sweep-like folder: GFP on a 2 x 2 alpha x eta grid and FQL, 2 tasks x
-    2 seeds, one run still going; and the report made from it."""
+    """The paper's protocol in small: GFP tuned (gfp tune's folder: a 2 x 2 alpha x eta grid on
+    tuning seeds 100, 101) and its chosen setting on evaluation seeds 0, 1, beside FQL, 2 tasks,
+    one run still going; and the report made from it."""
     root = tmp_path_factory.mktemp("report")
     sweep = root / "sweep"
+    tune = sweep / "tune"
+    tune.mkdir(parents=True)
+    (tune / "sweep.json").write_text(
+        json.dumps({"runs": {}, "invocations": [{"command": "gfp tune cube-double-noisy"}]})
+    )
     header = "step,actor/success,actor/return,actor/length,vabc/success,vabc/return,vabc/length"
     for t, task in enumerate(TASKS[:2]):
         for alpha in (1.0, 3.0):
             for eta in (0.01, 0.001):
-                for seed in (0, 1):
-                    v = 0.2 + 0.1 * t + 0.2 * (alpha == 3.0) + 0.1 * (eta == 0.01) + 0.05 * seed
+                for i, seed in enumerate((100, 101)):
+                    v = 0.2 + 0.1 * t + 0.2 * (alpha == 3.0) + 0.1 * (eta == 0.01) + 0.05 * i
                     evals = f"{header}\n" + "".join(
                         f"{s},{v * s / 3000:.4f},-1,200,{v / 2:.4f},-1,200\n"
                         for s in (1000, 2000, 3000)
                     )
                     make_run(
-                        sweep / task / f"gfp_a{alpha}_e{eta}" / f"seed{seed}",
+                        tune / task / f"gfp_a{alpha}_e{eta}" / f"seed{seed}",
                         task=task,
                         seed=seed,
                         alpha=alpha,
                         eta=eta,
                         evals=evals,
                     )
+                    if (alpha, eta) == (3.0, 0.01):  # the chosen one, on the evaluation seeds
+                        make_run(
+                            sweep / task / "gfp" / f"seed{i}",
+                            task=task,
+                            seed=i,
+                            alpha=alpha,
+                            eta=eta,
+                            evals=evals.replace(f"{v:.4f}", f"{v - 0.1:.4f}"),
+                        )
         for seed in (0, 1):
             evals = (
                 "step,actor/success,actor/return,actor/length,flow/success,flow/return,"
@@ -411,8 +426,15 @@ def test_report_writes_every_file(report_dir):
         path = out / name
         assert path.is_file() and path.stat().st_size > 200, name
     md = (out / "report.md").read_text()
-    # best setting kept (alpha 3, eta 0.01) and said so; FQL seed 1 still running
-    assert "best of 4 settings kept (alpha=3.0, eta=0.01" in md
+    # the setting chosen on the tuning seeds (alpha 3, eta 0.01), reported on the evaluation
+    # seeds, and said so; FQL seed 1 still running
+    assert (
+        "setting chosen on the tuning seeds (gfp tune, 4 settings; the paper's protocol): "
+        "alpha=3.0, eta=0.01" in md
+    )
+    assert "reported on the evaluation seeds 0, 1" in md
+    gfp_seeds = {(f.seed, f.tuning) for f in report.data.finals if f.column.agent == "gfp"}
+    assert gfp_seeds == {(0, False), (1, False)}  # no tuning run in the tables
     assert "† still running: FQL seed 1 (latest evaluation at step 2000 of 3000)" in md
     assert "Success timing of the OGBench evaluations: 'post'" in md
     # 2 of the paper's 5 tasks: compared with the paper's mean over the same 2 tasks, said so
@@ -596,18 +618,73 @@ def test_without_out_the_tables_go_to_stdout(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [tmp_path / "results.csv"]  # nothing written
 
 
-def test_setting_ties_on_the_actor_go_to_the_vabc_policy():
+def tuning_rows(values, extra_eval=()):
+    """gfp tune's rows (seed 100) of GFP's alpha grid {alpha: (actor, vabc)}, and evaluation
+    rows (seed 0) of the alphas in `extra_eval`."""
     rows = []
-    for alpha, vabc in ((1.0, 0.1), (3.0, 0.3), (10.0, 0.2)):
-        for policy, v in (("actor", 0.0), ("vabc", vabc)):
-            rows.append(
-                result_row(TASKS[0], "gfp", policy, 0, 1000, v, alpha=alpha, run_dir=f"/r/{alpha}")
-            )
+    for alpha, (actor, vabc) in values.items():
+        for policy, v in (("actor", actor), ("vabc", vabc)):
+            rows.append(result_row(TASKS[0], "gfp", policy, 100, 1000, v, alpha=alpha,
+                                   run_dir=f"/tune/{alpha}", made_by="gfp tune"))  # fmt: skip
+            if alpha in extra_eval:
+                rows.append(result_row(TASKS[0], "gfp", policy, 0, 1000, v + 0.5, alpha=alpha,
+                                       run_dir=f"/eval/{alpha}"))  # fmt: skip
+    return rows
+
+
+def test_setting_ties_on_the_actor_go_to_the_vabc_policy():
+    rows = tuning_rows({1.0: (0.0, 0.1), 3.0: (0.0, 0.3), 10.0: (0.0, 0.2)}, extra_eval=(1.0, 3.0))
     data = collect(rows)
     setting, means, n = data.selected[(ENV, "gfp")]
     assert (setting, n) == ((3.0, 4000), 3)
     assert means == {"GFP actor": 0.0, "GFP VaBC": pytest.approx(30.0)}
-    assert sorted(f.value for f in data.finals) == [0.0, pytest.approx(30.0)]
+    # reported on the evaluation seed (its own numbers), never on the tuning seed
+    assert sorted((f.seed, f.value) for f in data.finals) == [(0, 50.0), (0, pytest.approx(80.0))]
+
+
+def test_the_setting_is_chosen_on_tuning_seeds_and_ties_ignore_the_input_order():
+    """Today: the best of the settings on the seeds it reports (the evaluation runs' 0.9 would
+    win); the paper: chosen on the tuning seeds, reported on the evaluation seeds."""
+    rows = tuning_rows({1.0: (0.6, 0.0), 3.0: (0.2, 0.0)}, extra_eval=(1.0, 3.0))
+    for r in rows:
+        if r["run_dir"] == "/eval/3.0":
+            r["success"] = 0.9
+    data = collect(rows)
+    assert {(f.setting, f.seed) for f in data.finals} == {((1.0, 4000), 0)}
+    ties = tuning_rows({10.0: (0.5, 0.5), 0.3: (0.5, 0.5), 3.0: (0.5, 0.5)}, (0.3, 3.0, 10.0))
+    chosen = {collect(order).selected[(ENV, "gfp")][0] for order in (ties, ties[::-1])}
+    assert chosen == {(0.3, 4000)}  # the first in value order, whatever the input order
+    # the chosen setting without evaluation runs: not in the tables, and said so
+    data = collect(tuning_rows({1.0: (0.6, 0.0), 3.0: (0.2, 0.0)}, extra_eval=(3.0,)))
+    assert not data.finals and data.unevaluated == {(ENV, "gfp"): (1.0, 4000)}
+
+
+def test_one_set_of_seeds_shows_every_setting_and_picks_none(tmp_path):
+    rows = []
+    for alpha, v in ((1.0, 0.2), (3.0, 0.6)):
+        for seed in (0, 1):
+            rows.append(result_row(TASKS[0], "gfp", "actor", seed, 1000, v + 0.1 * seed,
+                                   alpha=alpha, run_dir=f"/r/{alpha}/{seed}"))  # fmt: skip
+    rows.append(result_row(TASKS[0], "fql", "actor", 0, 1000, 0.4, alpha=10.0))
+    data = collect(rows)
+    assert [c.key for c in data.columns] == ["fql/actor"] and not data.selected  # no best-of
+    from gfp.report.tables import per_setting_table
+
+    table = per_setting_table(data)
+    assert [(r.label, round(r.cells[0].mean, 6)) for r in table.rows] == [
+        ("cube-double-noisy: GFP actor, alpha=1.0", 25.0),
+        ("cube-double-noisy: GFP actor, alpha=3.0", 65.0),
+    ]
+    # the whole report: the per-setting table, a heat map of the one-key grid, a note
+    sweep = tmp_path / "sweep"
+    for alpha in (1.0, 3.0):
+        make_run(sweep / f"a{alpha}", task=TASKS[0], alpha=alpha)
+    make_run(sweep / "fql", task=TASKS[0], agent="fql", alpha=10.0)
+    report = make_report([str(sweep)], tmp_path / "out", reps=20)
+    assert "per_setting" in [t.name for t in report.tables]
+    assert (tmp_path / "out" / "figures" / f"heatmap_{ENV}_gfp.png").is_file()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "2 settings on one set of seeds and no tuning runs (gfp tune): none is picked" in md
 
 
 # ---- phases (issue 20, item 1) ----------------------------------------------------------------

@@ -307,58 +307,97 @@ def plot_improvement(agg: dict[str, Any], data: Collected, out_dir: Path) -> Pat
     return _save(fig, out_dir / "improvement.png")
 
 
+def _value_order(v: Any) -> tuple:
+    try:
+        return (0, float(v), str(v))
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, tuple | list):
+        return "x".join(map(str, v))
+    return str(v)
+
+
+def heatmap_axes(grid_keys: list[str], settings: Sequence[tuple]) -> list[int]:
+    """Indices (in `grid_keys`) of the one or two swept keys a heat map shows: the keys whose
+    values differ among `settings`, alpha and eta first (the paper's tuning grid), then the
+    others with more values first."""
+    swept = [i for i in range(len(grid_keys)) if len({s[i] for s in settings}) > 1]
+    rank = {"alpha": 0, "eta": 1}
+    swept.sort(key=lambda i: (rank.get(grid_keys[i], 2), -len({s[i] for s in settings}), i))
+    return swept[:2]
+
+
 def plot_heatmaps(data: Collected, out_dir: Path) -> list[Path]:
-    """Score over the alpha x eta grid per (environment, agent), one panel per reported policy:
-    the mean over the env's tasks and seeds, for every setting of a sweep (other swept keys:
-    their best value per cell; the best cell of a panel in bold). Only for sources that swept
-    both alpha and eta."""
-    if not {"alpha", "eta"} <= set(data.grid_keys):
+    """Score over the grid per (environment, agent), one panel per reported policy: the mean over
+    the env's tasks and seeds (of the tuning runs, where there are some), for every setting, on
+    any grid: rows the first swept key (alpha where swept), columns the second (eta) or one
+    column; other swept keys: their best value per cell; the best cell of a panel in bold."""
+    if not data.grid_keys:
         return []
-    ia, ie = data.grid_keys.index("alpha"), data.grid_keys.index("eta")
-    cells: dict[tuple[str, str], dict[str, dict[tuple[float, float], float]]] = defaultdict(
+    by_agent: dict[tuple[str, str], dict[str, dict[tuple, float]]] = defaultdict(
         lambda: defaultdict(dict)
     )
     for (env, col_key, setting), mean in data.setting_means.items():
-        try:
-            a, e = float(setting[ia]), float(setting[ie])
-        except (TypeError, ValueError):
-            continue
-        grid = cells[(env, col_key.split("/")[0])][col_key]
-        grid[(a, e)] = max(mean, grid.get((a, e), -math.inf))
+        by_agent[(env, col_key.split("/")[0])][col_key][setting] = mean
     labels = {c.key: c.label for c in data.columns}
+    labels |= {f.column.key: f.column.label for f in data.per_setting}
     plt = _plt()
     paths = []
-    for (env, agent), per_col in sorted(cells.items()):
-        alphas = sorted({a for g in per_col.values() for a, _ in g})
-        etas = sorted({e for g in per_col.values() for _, e in g})
-        if len(alphas) * len(etas) < 2:
+    for (env, agent), per_col in sorted(by_agent.items()):
+        settings = sorted({st for g in per_col.values() for st in g})
+        axes_keys = heatmap_axes(data.grid_keys, settings)
+        if not axes_keys:
             continue
+        iy = axes_keys[0]
+        ix = axes_keys[1] if len(axes_keys) > 1 else None
+        ys = sorted({st[iy] for st in settings}, key=_value_order)
+        xs = sorted({st[ix] for st in settings}, key=_value_order) if ix is not None else [None]
         keys = sorted(per_col, key=lambda k: list(labels).index(k) if k in labels else 99)
         fig, axes = plt.subplots(
             1,
             len(keys),
-            figsize=(COLUMN_WIDTH * len(keys), 0.35 * len(alphas) + 1.2),
+            figsize=(COLUMN_WIDTH * len(keys), 0.35 * len(ys) + 1.2),
             squeeze=False,
         )
         for ax, key in zip(axes[0], keys, strict=True):
-            z = np.full((len(alphas), len(etas)), np.nan)
-            for (a, e), v in per_col[key].items():
-                z[alphas.index(a), etas.index(e)] = v
-            _heatmap(fig, ax, z, alphas, etas)
+            z = np.full((len(ys), len(xs)), np.nan)
+            for st, v in per_col[key].items():
+                i, j = ys.index(st[iy]), xs.index(st[ix]) if ix is not None else 0
+                z[i, j] = v if np.isnan(z[i, j]) else max(z[i, j], v)
+            _heatmap(
+                fig,
+                ax,
+                z,
+                [_value_text(y) for y in ys],
+                [_value_text(x) for x in xs] if ix is not None else [""],
+                _axis_label(data.grid_keys[iy]),
+                _axis_label(data.grid_keys[ix]) if ix is not None else "",
+            )
             ax.set_title(f"{group_label(env)}: {labels.get(key, key)}")
         fig.tight_layout()
         paths.append(_save(fig, out_dir / f"heatmap_{_slug(env)}_{agent}.png"))
     return paths
 
 
-def _heatmap(fig, ax, z: np.ndarray, alphas: list[float], etas: list[float]) -> None:
+def _axis_label(key: str) -> str:
+    return {"alpha": r"$\alpha$", "eta": r"$\eta$"}.get(key, key)
+
+
+def _heatmap(
+    fig, ax, z: np.ndarray, ys: list[str], xs: list[str], ylabel: str, xlabel: str
+) -> None:
     lo, hi = float(np.nanmin(z)), float(np.nanmax(z))
     # a flat grid (all zeros, say) still gets a sensible colour scale
     im = ax.imshow(z, cmap="viridis", aspect="auto", origin="lower", vmin=lo, vmax=max(hi, lo + 1))
     # the best cell in bold, unless several share it
     best = np.unravel_index(np.nanargmax(z), z.shape) if np.sum(z == hi) == 1 else None
-    for i in range(len(alphas)):
-        for j in range(len(etas)):
+    for i in range(len(ys)):
+        for j in range(len(xs)):
             if not np.isnan(z[i, j]):
                 dark = z[i, j] < lo + 0.6 * (hi - lo + 1e-9)  # white text on the dark colours
                 ax.text(
@@ -371,10 +410,10 @@ def _heatmap(fig, ax, z: np.ndarray, alphas: list[float], etas: list[float]) -> 
                     color="white" if dark else "black",
                     fontweight="bold" if (i, j) == best else "normal",
                 )
-    ax.set_xticks(range(len(etas)), [f"{e:g}" for e in etas])
-    ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
-    ax.set_xlabel(r"$\eta$")
-    ax.set_ylabel(r"$\alpha$")
+    ax.set_xticks(range(len(xs)), xs)
+    ax.set_yticks(range(len(ys)), ys)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
 
 

@@ -18,7 +18,15 @@ from gfp.errors import ConfigError
 from gfp.report import render
 from gfp.report.aggregate import DEFAULT_REPS, METRIC_NAMES, compute_aggregates
 from gfp.report.scores import Collected, collect, score_name
-from gfp.report.tables import Cell, Row, Table, per_env_table, per_task_tables, published_tables
+from gfp.report.tables import (
+    Cell,
+    Row,
+    Table,
+    per_env_table,
+    per_setting_table,
+    per_task_tables,
+    published_tables,
+)
 
 TIMING_TEXT = {
     "post": (
@@ -121,10 +129,27 @@ def _settings_notes(data: Collected) -> list[str]:
     notes = []
     for (env, agent), (setting, means, n) in sorted(data.selected.items()):
         scores = ", ".join(f"{label} {m:.1f}" for label, m in means.items())
+        seeds = sorted({f.seed for f in data.finals if (f.env, f.column.agent) == (env, agent)})
+        where = (
+            f"reported on the evaluation seeds {', '.join(map(str, seeds))}"
+            if seeds
+            else "no evaluation runs of it in the sources, so not in the tables (train it on "
+            "the evaluation seeds, e.g. gfp train --preset tuned)"
+        )
         notes.append(
-            f"{env}, {agent}: best of {n} settings kept ({data.setting_label(setting)}; "
-            f"{scores}; ranked by the first, ties by the next); chosen on the same seeds it is "
-            "reported on, unlike the paper's separate tuning seeds"
+            f"{env}, {agent}: setting chosen on the tuning seeds (gfp tune, {n} settings; the "
+            f"paper's protocol): {data.setting_label(setting)} (tuning means {scores}; ranked by "
+            f"the first, ties by the next); {where}"
+        )
+    several: dict[tuple[str, str], set[tuple]] = {}
+    for f in data.per_setting:
+        several.setdefault((f.env, f.column.agent), set()).add(f.setting)
+    for (env, agent), settings in sorted(several.items()):
+        notes.append(
+            f"{env}, {agent}: {len(settings)} settings on one set of seeds and no tuning runs "
+            "(gfp tune): none is picked (a best-of on the seeds it reports is biased upward); "
+            "every setting is in the per-setting table and the heat map, the agent is not in "
+            "the other tables"
         )
     return notes
 
@@ -190,9 +215,11 @@ def make_report(
     names = [str(s) for s in sources]
     rows = read_results(names)
     data = collect(rows)
-    if not data.finals:
+    if not data.finals and not data.per_setting:
         raise ConfigError(f"{', '.join(names)}: no evaluation has a score to report")
-    tables = [per_env_table(data, paper), *per_task_tables(data, paper)]
+    tables = [per_env_table(data, paper), *per_task_tables(data, paper)] if data.finals else []
+    if data.per_setting:  # one set of seeds, several settings: all of them, none chosen
+        tables.append(per_setting_table(data))
     online = collect(rows, "online")
     if online.finals:  # fine-tuned online: its own tables, never averaged with the offline ones
         tables += online_tables(online)

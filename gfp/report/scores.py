@@ -9,10 +9,15 @@ Scores follow the paper's protocol (Sec. 4; docs/paper-vs-code.md #13):
   else the raw return.
 
 A column is one (agent, policy): the paper reports one column per method and, for GFP, both the
-one-step actor (pi_theta) and the VaBC policy (pi_omega). When a source holds several settings
-of one agent (a tuning sweep: runs that differ in their grid keys), the report keeps the best
-setting per (environment, agent), judged by its mean over the environment's tasks and seeds,
-because the paper tunes one setting per environment; the report says which it kept.
+one-step actor (pi_theta) and the VaBC policy (pi_omega). Settings follow the paper's protocol
+(App. A: one setting per environment, chosen on tuning seeds kept apart from the evaluation
+seeds): where the sources hold tuning runs of an (environment, agent) (`gfp tune`'s folders:
+results.csv's `made_by`), the setting with the best mean over the environment's tasks and the
+tuning seeds is chosen there and the tables show the evaluation runs of that setting; tuning runs
+never enter the tables. Where there is only one set of seeds and several settings, none is
+picked (a best-of on the seeds it reports is biased upward): every setting is shown in the
+per-setting table and the heat map, and the main tables leave that agent out. Ties go to the
+setting that sorts first, whatever the order of the inputs.
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ class SeedScore:
     total_steps: int
     finished: bool
     success_timing: str
+    tuning: bool = False  # a run of `gfp tune` (tuning seeds)
 
 
 @dataclass
@@ -135,6 +141,10 @@ class Collected:
     setting_means: dict[tuple[str, str, tuple], float] = field(default_factory=dict)
     timings: dict[str, int] = field(default_factory=dict)  # success_timing -> number of runs
     phase: str = "offline"
+    # (env, agent) with several settings on one set of seeds: none chosen; their scores here
+    per_setting: list[SeedScore] = field(default_factory=list)
+    # (env, agent) whose setting chosen on tuning seeds has no evaluation runs -> that setting
+    unevaluated: dict[tuple[str, str], tuple] = field(default_factory=dict)
 
     def setting_label(self, setting: tuple) -> str:
         """'alpha=3.0, eta=0.01' (and '8000 steps' when the run lengths differ)."""
@@ -204,9 +214,10 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
                 total_steps=int(row["total_steps"]),
                 finished=bool(row["finished"]),
                 success_timing=str(row.get("success_timing") or ""),
+                tuning=str(row.get("made_by") or "") == "gfp tune",
             )
         )
-    finals, selected, setting_means = _select_settings(finals)
+    finals, selected, setting_means, per_setting, unevaluated = _select_settings(finals)
     kept = {(f.task, f.column, f.setting, f.run_dir) for f in finals}
     for key, values in per_run.items():
         if key in kept:
@@ -222,7 +233,16 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
         timings[run[1]] += 1
     columns = sorted({f.column for f in finals}, key=Column.sort_key)
     return Collected(
-        finals, curves, columns, grid_keys, selected, setting_means, dict(timings), phase
+        finals,
+        curves,
+        columns,
+        grid_keys,
+        selected,
+        setting_means,
+        dict(timings),
+        phase,
+        per_setting,
+        unevaluated,
     )
 
 
@@ -281,35 +301,52 @@ def _hashable(v: Any) -> Any:
     return v
 
 
+def setting_order(setting: tuple) -> tuple:
+    """A total order of settings that does not depend on the inputs' order (ties go to the
+    first)."""
+    return tuple(_natural(str(v)) for v in setting)
+
+
 def _select_settings(finals: list[SeedScore]):
-    """Keep one setting per (env, agent): the one whose first reported policy has the best mean
-    over the env's tasks (mean of per-task means); ties go to its other policies' means, then to
-    the first setting met. Returns the kept scores, the choices made and every (env, column,
-    setting) mean."""
+    """One setting per (env, agent), by the module docstring's protocol: chosen on the tuning
+    runs where there are some (the best mean over the env's tasks of the first reported policy,
+    ties by its other policies, then `setting_order`), and reported on the evaluation runs of it;
+    with only one set of seeds, kept when it is the only setting, else none chosen (all of them
+    go to `per_setting`). Returns (kept scores, choices {(env, agent): (setting, {column label:
+    tuning mean}, number of settings)}, every (env, column, setting) mean — of the tuning runs
+    where there are some —, per-setting scores, chosen settings without evaluation runs)."""
+    tuned_agents = {(f.env, f.column.agent) for f in finals if f.tuning}
+    pool = [f for f in finals if f.tuning or (f.env, f.column.agent) not in tuned_agents]
     by_col: dict[tuple[str, Column], dict[tuple, dict[str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    for f in finals:
+    for f in pool:
         by_col[(f.env, f.column)][f.setting][f.task].append(f.value)
     setting_means: dict[tuple[str, str, tuple], float] = {}
     for (env, col), settings in by_col.items():
-        for s, per_task in settings.items():
-            setting_means[(env, col.key, s)] = float(
+        for st, per_task in settings.items():
+            setting_means[(env, col.key, st)] = float(
                 np.mean([np.mean(v) for v in per_task.values()])
             )
-    chosen: dict[tuple[str, str], tuple] = {}
-    selected = {}
-    agents = {(env, col.agent) for env, col in by_col}
-    for env, agent in agents:
+    selected, kept, per_setting, unevaluated = {}, [], [], {}
+    for env, agent in sorted({(env, col.agent) for env, col in by_col}):
         cols = sorted((c for e, c in by_col if e == env and c.agent == agent), key=Column.sort_key)
-        settings = list(dict.fromkeys(s for c in cols for s in by_col[(env, c)]))
-        rank = {
-            s: tuple(setting_means.get((env, c.key, s), -np.inf) for c in cols) for s in settings
-        }
-        best = max(settings, key=rank.__getitem__)
-        chosen[(env, agent)] = best
-        if len(settings) > 1:
+        settings = sorted({st for c in cols for st in by_col[(env, c)]}, key=setting_order)
+        mine = [f for f in finals if (f.env, f.column.agent) == (env, agent) and not f.tuning]
+        if (env, agent) in tuned_agents:
+            rank = {
+                st: tuple(setting_means.get((env, c.key, st), -np.inf) for c in cols)
+                for st in settings
+            }
+            best = max(settings, key=rank.__getitem__)  # the first of equals in setting_order
             means = {c.label: m for c, m in zip(cols, rank[best], strict=True)}
             selected[(env, agent)] = (best, means, len(settings))
-    kept = [f for f in finals if chosen.get((f.env, f.column.agent), f.setting) == f.setting]
-    return kept, selected, setting_means
+            chosen = [f for f in mine if f.setting == best]
+            kept += chosen
+            if not chosen:
+                unevaluated[(env, agent)] = best
+        elif len(settings) > 1:
+            per_setting += mine
+        else:
+            kept += mine
+    return kept, selected, setting_means, per_setting, unevaluated
