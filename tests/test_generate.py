@@ -439,13 +439,42 @@ def test_too_large_for_available_memory_stops_after_the_first_episode(tmp_path, 
     assert not list(tmp_path.glob("*.npz"))
 
 
+# Holds the generation's episodes back (in the command's process and its spawned workers: Python
+# imports a `sitecustomize` module from PYTHONPATH at start-up) so that a signal test does not
+# race the generation: with `GATE_LET` = 1 the first training episode finishes and every other
+# one waits in its worker, so the run cannot end before the test's Ctrl-C, however slow the
+# machine; with 0 none finishes.
+GATE = """
+import os, time
+import gfp.datagen.generate as g
+_collect = g._collect
+def _held(collector, seed, split, index, length):
+    out = _collect(collector, seed, split, index, length)
+    if not (int(os.environ["GATE_LET"]) and split == "train" and index == 0):
+        while True:  # until the run is interrupted (the workers are terminated)
+            time.sleep(0.05)
+    return out
+g._collect = _held
+"""
+
+
 def _interrupt_generation(
-    out: Path, args: list[str], started: Callable[[], bool], group: list[int] | None = None
+    out: Path,
+    args: list[str],
+    started: Callable[[], bool],
+    group: list[int] | None = None,
+    let_finish: int = 1,
 ) -> tuple[int, bytes, bytes]:
-    """Start `gfp ARGS` with 2 workers, send Ctrl-C (SIGINT to the process group, as a terminal
-    does) once `started()`; (exit code, stdout, stderr). `group` receives the process id."""
+    """Start `gfp ARGS` with 2 workers, episodes held back by `GATE` (`let_finish` of them
+    finish), send Ctrl-C (SIGINT to the process group, as a terminal does) once `started()`;
+    (exit code, stdout, stderr). `group` receives the process id."""
+    gate_dir = out.parent / "gate"
+    gate_dir.mkdir(exist_ok=True)
+    (gate_dir / "sitecustomize.py").write_text(GATE)
+    path = os.pathsep.join(filter(None, [str(gate_dir), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "GATE_LET": str(let_finish)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gfp.cli", *args, "--workers", "2"], cwd=REPO,
+        [sys.executable, "-m", "gfp.cli", *args, "--workers", "2"], cwd=REPO, env=env,
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     if group is not None:
@@ -492,7 +521,7 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_episodes(tmp_path, ca
     [line] = _visible_lines(stderr)
     assert line.startswith(f"gfp: {name}: interrupted; ") and "rerun the same command" in line
     done = sorted(out.glob(shard_glob))
-    assert 1 <= len(done) < 11, "the run was not interrupted"
+    assert len(done) == 1, "the run was not interrupted"  # the one episode the gate lets finish
     assert f"{len(done)} of 11 episodes are finished" in line
     assert not list(out.glob("*.npz")) and not list(out.glob(f".{name}.shards/*/*.tmp"))
 
@@ -541,12 +570,12 @@ def test_ctrl_c_while_workers_start_is_one_line_too(tmp_path):
         if spawned < 2:
             return False
         time.sleep(0.05)  # into their start-up
-        assert not list(out.glob(shard_glob)), "the workers had started already"
         return True
 
     code, stdout, stderr = _interrupt_generation(
-        out, [*args, "--out", str(out)], workers_starting, group
+        out, [*args, "--out", str(out)], workers_starting, group, let_finish=0
     )
+    assert not list(out.glob(shard_glob))  # interrupted before any episode was finished
     assert code == 130 and stdout == b""
     [line] = _visible_lines(stderr)
     assert line.startswith(f"gfp: {name}: interrupted; ")
