@@ -534,8 +534,33 @@ def run_config(job: TrainJob, seed: int, dataset: Dataset) -> dict[str, Any]:
             "optax": optax.__version__,
             "python": platform.python_version(),
             "device": str(jax.devices()[0]),
+            "git_commit": git_commit(),
         },
     }
+
+
+def git_commit() -> str | None:
+    """The commit of the gfp checkout this code runs from (with '+dirty' when tracked files are
+    modified), or None outside a git checkout (an installed wheel) or without git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", "--no-optional-locks", "-C", str(root), *a],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        head = run("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def load_run(run_dir: str | Path) -> tuple[Agent, Any, dict[str, Any]]:

@@ -305,8 +305,8 @@ def test_published_file_names_every_paper_task_and_marks_provenance():
 def test_paper_columns_mark_within_one_published_std():
     rows = []
     for seed in range(3):  # GFP 86 vs 89.5 ± 4.5 (within); FQL 60 vs 77.1 ± 8.0 (not)
-        rows.append(result_row(TASKS[0], "gfp", "actor", seed, 1000, 0.86))
-        rows.append(result_row(TASKS[0], "fql", "actor", seed, 1000, 0.60))
+        for agent, v in (("gfp", 0.86), ("fql", 0.60)):  # the paper's 1M steps
+            rows.append(result_row(TASKS[0], agent, "actor", seed, 1000, v, total_steps=10**6))
     data = collect(rows)
     (table,) = per_task_tables(data, paper=True)
     assert table.header == ["FQL", "FQL (paper)", "GFP actor", "GFP actor (paper)"]
@@ -485,7 +485,10 @@ def test_html_is_self_contained(report_dir):
     assert page.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png")))
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", page)
     assert "<script" not in page and "@import" not in page
-    assert "<b>" in page and ("✓" in page or "✗" in page)
+    assert "<b>" in page
+    # 3000 of the paper's 1M steps: the published columns are a reference, without marks
+    assert "✓" not in page and "✗" not in page
+    assert "the &#x27;(paper)&#x27; columns are a reference, not a like-for-like" in page
 
 
 BROWSER = next(
@@ -586,9 +589,9 @@ def test_d4rl_and_minari_use_the_normalized_score_at_the_end():
     for task, finals in (("pen-human-v1", (60.0, 70.0)), ("D4RL/pen/human-v2", (40.0, 44.0))):
         for seed, final in enumerate(finals):
             for step, v in ((1000, 99.0), (2000, 98.0), (3000, final)):  # the last one counts
-                rows.append(
-                    result_row(task, "gfp", "actor", seed, step, math.nan, normalized_score=v)
-                )
+                budget = 10**6 if task.startswith("D4RL/") else 500_000  # the paper's
+                rows.append(result_row(task, "gfp", "actor", seed, step, math.nan,
+                                       normalized_score=v, total_steps=budget))  # fmt: skip
     data = collect(rows)
     tables = per_task_tables(data, paper=True)
     assert [t.name for t in tables] == ["per_task_d4rl", "per_task_minari"]
@@ -703,3 +706,55 @@ def test_offline_tables_take_offline_evaluations_and_online_ones_get_their_own(t
     assert (tmp_path / "out" / "tables" / "online_per_task_ogbench.tex").is_file()
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Tables" in md and "Online fine-tuning: OGBench: per task" in md
+
+
+# ---- provenance (issue 20, item 4) -------------------------------------------------------------
+def test_the_report_states_what_each_task_and_agent_was_made_with(report_dir):
+    out, report = report_dir
+    md = (out / "report.md").read_text()
+    assert "## Provenance" in md and (out / "tables" / "provenance.tex").is_file()
+    head = ("| Task, agent | Preset | Steps | Dataset (size) | Eval episodes | Seeds | Timing | "
+            "gfp | Commit |")  # fmt: skip
+    assert head in md
+    # make_run's config.json: preset cpu, 3000 steps, no dataset name, eval episodes or versions
+    assert (f"| {TASKS[0]}, GFP | cpu | 3000 | not recorded | not recorded | 0-1 (2 runs) | post "
+            "| not recorded | not recorded |") in md  # fmt: skip
+    # fewer than 5 runs per task: the rliable intervals say they mean little
+    assert "(fewer than 5) these intervals mean little" in md
+
+
+def test_provenance_lists_dataset_size_versions_and_commit(tmp_path):
+    for seed in (0, 1, 2, 5):
+        run = make_run(tmp_path / "s" / f"seed{seed}", task=TASKS[0], seed=seed)
+        cfg = json.loads((run / "config.json").read_text())
+        cfg |= {"eval_episodes": 100, "dataset": {"name": "cube-double-noisy-v0", "size": 1000},
+                "versions": {"gfp": "0.3.0", "git_commit": "0123456789abcdef+dirty"}}  # fmt: skip
+        (run / "config.json").write_text(json.dumps(cfg))
+    report = make_report([str(tmp_path / "s")], tmp_path / "out", reps=20)
+    from gfp.report.tables import provenance_table
+
+    (row,) = provenance_table(report.data).rows
+    assert [c.printed for c in row.cells] == [
+        "cpu", "3000", "cube-double-noisy-v0 (1000)", "100", "0-2, 5 (4 runs)", "post", "0.3.0",
+        "0123456789+dirty",
+    ]  # fmt: skip
+
+
+def test_git_commit_is_recorded_and_none_outside_a_checkout(tmp_path, monkeypatch):
+    import gfp.run as run
+
+    commit = run.git_commit()
+    root = __import__("pathlib").Path(run.__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        assert commit and len(commit.removesuffix("+dirty")) == 40
+    monkeypatch.setattr(run, "__file__", str(tmp_path / "gfp" / "run.py"))
+    assert run.git_commit() is None
+
+
+def test_paper_columns_far_from_the_budget_are_a_reference_without_marks():
+    rows = [result_row(TASKS[0], "gfp", "actor", s, 1000, 0.86) for s in range(3)]  # 4000 steps
+    (table,) = per_task_tables(collect(rows), paper=True)
+    _, published = table.rows[0].cells
+    assert published.mean == 89.5 and published.check is None
+    md = render.markdown(table)
+    assert "✓" not in md and "✗" not in md

@@ -298,3 +298,8 @@ def test_an_online_run_summary_names_the_phase_of_every_score(tiny_ogbench_dir, 
     assert {(r["step"], r["phase"]) for r in rows} == {
         (2, "offline"), (4, "offline"), (6, "online"), (8, "online")
     }  # fmt: skip
+    # provenance (item 4): the commit in config.json's versions, and in the result rows
+    cfg = json.loads((out / "config.json").read_text())
+    assert "git_commit" in cfg["versions"]
+    assert {r["git_commit"] for r in rows} == {cfg["versions"]["git_commit"] or ""}
+    assert {r["dataset_size"] for r in rows} == {str(cfg["dataset"]["size"])}

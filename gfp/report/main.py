@@ -22,9 +22,11 @@ from gfp.report.tables import (
     Cell,
     Row,
     Table,
+    far_from_paper,
     per_env_table,
     per_setting_table,
     per_task_tables,
+    provenance_table,
     published_tables,
 )
 
@@ -42,6 +44,9 @@ TIMING_TEXT = {
         "OGBench 1.2's own timing, 'pre', not the paper's 'post')"
     ),
 }
+
+
+FEW_RUNS = 5  # runs per task below which the rliable intervals carry a warning
 
 
 @dataclass
@@ -88,6 +93,12 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
             f"{_plural(len(sub['tasks']), 'task')} x {_plural(sub['runs_per_task'], 'run')}, "
             f"{agg['reps']} bootstrap "
             f"replicates{poi_reps}; optimality gap: lower is better; P(X > baseline) in [0, 1]."
+            + (
+                f" With {_plural(sub['runs_per_task'], 'run')} per task (fewer than "
+                f"{FEW_RUNS}) these intervals mean little: the bootstrap resamples too few runs."
+                if sub["runs_per_task"] < FEW_RUNS
+                else ""
+            )
         ),
     )
     for key, metrics in sub["metrics"].items():
@@ -232,6 +243,14 @@ def make_report(
 
     out = Path(out)
     notes = []
+    far = far_from_paper(data.finals)
+    if paper and far:
+        steps, paper_steps = min(far.values())
+        notes.append(
+            f"Budget: {_plural(len(far), 'task')} ran far below the paper's budget (as few as "
+            f"{steps:,} of {paper_steps:,} steps): the '(paper)' columns are a reference, not a "
+            "like-for-like comparison, and carry no within-one-std mark there"
+        )
     if online.finals:
         notes.append(
             "Phases: the tables above the 'Online fine-tuning' ones score offline evaluations "
@@ -244,6 +263,7 @@ def make_report(
     report.aggregates = agg
     atomic_write_json(out / "aggregate.json", agg)
     agg_tables = [t for t in (aggregate_table(agg, s) for s in agg["subsets"]) if t]
+    prov = provenance_table(data)
     if agg["subsets"].get("all", {}).get("improvement", {}).get("missing"):
         notes.append(f"baseline {baseline!r} is not in the sources: no probability of improvement")
 
@@ -266,18 +286,23 @@ def make_report(
     md += ["## Tables", ""]
     md += [render.markdown(t) for t in tables]
     md += ["## Aggregates (rliable)", ""] + [render.markdown(t) for t in agg_tables]
+    md += ["## Provenance", "", render.markdown(prov)]
     md += ["## Figures", ""]
     md += [f"![{p.name}](figures/{p.name})  \n{_caption(p.name)}\n" for p in figs]
     atomic_write_bytes(out / "report.md", "\n".join(md).encode())
 
-    for t in [*tables, *agg_tables]:
+    for t in [*tables, *agg_tables, prov]:
         atomic_write_bytes(out / "tables" / f"{t.name}.tex", render.latex(t).encode())
     write_results_csv(out / "results.csv", rows)
 
     intro_html = (
         "<ul class='meta'>" + "".join(f"<li>{html.escape(line)}</li>" for line in intro) + "</ul>"
     )
-    sections = [("Tables", tables, ""), ("Aggregates (rliable)", agg_tables, "")]
+    sections = [
+        ("Tables", tables, ""),
+        ("Aggregates (rliable)", agg_tables, ""),
+        ("Provenance", [prov], ""),
+    ]
     page_html = page("gfp report", intro_html, sections, [(p, _caption(p.name)) for p in figs])
     atomic_write_bytes(out / "report.html", page_html.encode())
     report.files = sorted(p for p in out.rglob("*") if p.is_file())

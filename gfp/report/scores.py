@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gfp.results import RESULT_COLUMNS
+from gfp.results import PROVENANCE_COLUMNS, RESULT_COLUMNS
 
 OGBENCH_LAST_K = 3  # evaluations averaged per seed on OGBench (the paper's last 3 checkpoints)
 # Policies reported per agent (the paper: GFP's actor and VaBC; every other agent's deployed
@@ -121,6 +121,7 @@ class SeedScore:
     finished: bool
     success_timing: str
     tuning: bool = False  # a run of `gfp tune` (tuning seeds)
+    provenance: dict[str, str] = field(default_factory=dict)  # results.PROVENANCE_COLUMNS
 
 
 @dataclass
@@ -215,6 +216,7 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
                 finished=bool(row["finished"]),
                 success_timing=str(row.get("success_timing") or ""),
                 tuning=str(row.get("made_by") or "") == "gfp tune",
+                provenance={c: str(row.get(c, "") or "") for c in PROVENANCE_COLUMNS},
             )
         )
     finals, selected, setting_means, per_setting, unevaluated = _select_settings(finals)

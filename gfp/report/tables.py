@@ -164,10 +164,34 @@ def _header(columns: Sequence[Column], paper: bool) -> list[str]:
     return out
 
 
-def _add_paper(row: Row, columns: Sequence[Column], paper: bool, hit_of) -> None:
+# runs below this fraction of the paper's step budget are far from it: the published columns are
+# then a reference, not a like-for-like comparison, and carry no within-one-std mark
+FAR_FROM_PAPER = 0.5
+
+
+def far_from_paper(finals: Sequence[SeedScore]) -> dict[str, tuple[int, int]]:
+    """task -> (its shortest run's steps, the paper's steps) for the tasks whose runs are far
+    below the paper's budget (`FAR_FROM_PAPER`)."""
+    from gfp.errors import GfpError
+    from gfp.tasks import parse_task
+
+    out: dict[str, tuple[int, int]] = {}
+    for f in finals:
+        try:
+            paper = parse_task(f.task).paper_steps
+        except GfpError:
+            continue
+        if 0 <= f.total_steps < FAR_FROM_PAPER * paper:
+            had = out.get(f.task, (f.total_steps, paper))
+            out[f.task] = (min(had[0], f.total_steps), paper)
+    return out
+
+
+def _add_paper(row: Row, columns: Sequence[Column], paper: bool, hit_of, far: bool = False) -> None:
     """With --paper: a published cell after each of our cells that has a published counterpart
     (`hit_of(method)`), and the published values' notes (a derived mean, a known typo) appended
-    to the row's note."""
+    to the row's note. `far`: the row's runs are far from the paper's budget, so the published
+    cells carry no within-one-std mark (a reference, not a like-for-like comparison)."""
     if not paper:
         return
     cells, notes = [], []
@@ -177,7 +201,10 @@ def _add_paper(row: Row, columns: Sequence[Column], paper: bool, hit_of) -> None
         if method is None:
             continue
         hit = hit_of(method)
-        cells.append(_paper_cell(hit, cell))
+        published = _paper_cell(hit, cell)
+        if far:
+            published.check = None
+        cells.append(published)
         if hit is not None and hit.note:
             derived = hit.kind == "derived"
             notes.append(f"paper: {hit.note}" if derived else f"paper {hit.method}: {hit.note}")
@@ -208,6 +235,7 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
     """One table per benchmark, one row per task, one column per (agent, policy)."""
     stats = task_stats(data.finals)
     info = {f.task: (f.env, f.benchmark) for f in data.finals}
+    far = far_from_paper(data.finals)
     most_seeds: dict[tuple[str, Column], int] = defaultdict(int)  # per benchmark table
     for (task, col), s in stats.items():
         key = (info[task][1], col)
@@ -241,7 +269,8 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
             cells.append(Cell(s.mean, s.std, marks))
         row = Row(task, cells, "; ".join(filter(None, [_running_note(running), *notes])))
         mark_bold(row)
-        _add_paper(row, data.columns, paper, lambda m, t=task, b=bench: pub.task_value(t, b, m))
+        hit_of = lambda m, t=task, b=bench: pub.task_value(t, b, m)  # noqa: E731
+        _add_paper(row, data.columns, paper, hit_of, far=task in far)
         table.rows.append(row)
     return [tables[b] for b in BENCHMARK_ORDER if b in tables]
 
@@ -265,6 +294,7 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
     """The paper's Tab. 2: one row per environment (category), then one average per benchmark."""
     stats = task_stats(data.finals)
     info = {f.task: (f.env, f.benchmark) for f in data.finals}
+    far = far_from_paper(data.finals)
     by_group: dict[tuple[str, str], list[str]] = defaultdict(list)
     for task, (env, bench) in info.items():
         by_group[(pub.group_of(env, bench), bench)].append(task)
@@ -306,7 +336,8 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
         row = Row(label, cells, "; ".join(notes))
         mark_bold(row)
         pairs = [(t, bench) for t in tasks]
-        _add_paper(row, data.columns, paper, lambda m, g=group, p=pairs: pub.group_value(g, m, p))
+        hit_of = lambda m, g=group, p=pairs: pub.group_value(g, m, p)  # noqa: E731
+        _add_paper(row, data.columns, paper, hit_of, far=any(t in far for t in tasks))
         table.rows.append(row)
     benches = [b for b in BENCHMARK_ORDER if any(v[1] == b for v in info.values())]
     for i, bench in enumerate(benches):
@@ -324,7 +355,8 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
         )
         mark_bold(row)
         pairs = [(t, bench) for t in tasks]
-        _add_paper(row, data.columns, paper, lambda m, p=pairs: pub.average_value(m, p))
+        hit_of = lambda m, p=pairs: pub.average_value(m, p)  # noqa: E731
+        _add_paper(row, data.columns, paper, hit_of, far=any(t in far for t in tasks))
         table.rows.append(row)
     return table
 
@@ -359,6 +391,72 @@ def per_setting_table(data: Collected) -> Table:
         cells = [Cell(mean, std), Cell(printed=str(tasks)), Cell(printed=str(n_seeds))]
         table.rows.append(Row(label, cells, rule_before=env_before not in (None, env)))
         env_before = env
+    return table
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    """'0-7', '0, 2, 5': runs of consecutive seeds as ranges."""
+    seeds, parts = sorted(set(seeds)), []
+    for s in seeds:
+        if parts and s == parts[-1][1] + 1:
+            parts[-1][1] = s
+        else:
+            parts.append([s, s])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in parts)
+
+
+def _short_commit(commit: str) -> str:
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
+def provenance_table(data: Collected) -> Table:
+    """What the numbers were made with, per task and agent (from the runs' config.json): preset,
+    steps, dataset and its size, evaluation episodes, seeds, success timing, gfp version and git
+    commit; several values of one field are all listed."""
+    table = Table(
+        name="provenance",
+        title="Provenance: what the runs were made with",
+        label_header="Task, agent",
+        header=[
+            "Preset",
+            "Steps",
+            "Dataset (size)",
+            "Eval episodes",
+            "Seeds",
+            "Timing",
+            "gfp",
+            "Commit",
+        ],  # fmt: skip
+        caption="From each run's config.json; 'not recorded' where a run predates the field.",
+    )
+    groups: dict[tuple[str, str], list[SeedScore]] = defaultdict(list)
+    for f in [*data.finals, *data.per_setting]:
+        groups[(f.task, f.column.agent)].append(f)
+
+    def values(fs: Sequence[SeedScore], get) -> str:
+        got = sorted({get(f) for f in fs} - {""}, key=lambda v: (len(v), v))
+        return ", ".join(got) if got else "not recorded"
+
+    for task, agent in sorted(groups, key=lambda k: (_task_order(k[0], groups[k][0].benchmark),
+                                                      AGENT_LABEL.get(k[1], k[1]))):  # fmt: skip
+        fs = list({f.run_dir: f for f in groups[(task, agent)]}.values())  # one per run
+
+        def dataset(f: SeedScore) -> str:
+            name, size = f.provenance.get("dataset", ""), f.provenance.get("dataset_size", "")
+            return f"{name} ({size})" if name and size else name
+
+        cells = [
+            values(fs, lambda f: f.provenance.get("preset", "")),
+            values(fs, lambda f: str(f.total_steps) if f.total_steps >= 0 else ""),
+            values(fs, dataset),
+            values(fs, lambda f: f.provenance.get("eval_episodes", "")),
+            _seed_text([f.seed for f in fs]) + f" ({len(fs)} run{'s' * (len(fs) != 1)})",
+            values(fs, lambda f: f.success_timing),
+            values(fs, lambda f: f.provenance.get("gfp_version", "")),
+            values(fs, lambda f: _short_commit(f.provenance.get("git_commit", ""))),
+        ]
+        label = f"{task}, {AGENT_LABEL.get(agent, agent)}"
+        table.rows.append(Row(label, [Cell(printed=c) for c in cells]))
     return table
 
 
