@@ -758,3 +758,55 @@ def test_paper_columns_far_from_the_budget_are_a_reference_without_marks():
     assert published.mean == 89.5 and published.check is None
     md = render.markdown(table)
     assert "✓" not in md and "✗" not in md
+
+
+# ---- LaTeX that compiles and fits (issue 20, item 5) --------------------------------------------
+def _outside_math(line: str) -> str:
+    return re.sub(r"\$[^$]*\$", "", line)
+
+
+def test_latex_symbols_are_in_math_mode():
+    assert render.tex_escape("P(X > baseline)") == "P(X $>$ baseline)"
+    assert render.tex_escape("a < b | c") == "a $<$ b \\textbar{} c"
+
+
+LATEX_DOC = r"""\documentclass{article}
+\usepackage{booktabs,graphicx,amssymb}
+\newsavebox\gfptable
+\begin{document}
+\sbox\gfptable{\input{TABLE}}
+\typeout{GFPWIDTH=\the\wd\gfptable;LINEWIDTH=\the\linewidth}
+\noindent\usebox\gfptable
+\end{document}
+"""
+
+
+def test_latex_tables_compile_and_fit_the_text_width(report_dir, tmp_path):
+    """Every table of a whole report (the widest: per-environment with --paper, 6 columns, and
+    the provenance table): math mode for < and >, scaled to the line width when wider; compiled
+    in a standard article where pdflatex is installed, its width measured against \\linewidth."""
+    out, _ = report_dir
+    texs = sorted((out / "tables").glob("*.tex"))
+    assert {"per_env.tex", "aggregates.tex", "provenance.tex"} <= {p.name for p in texs}
+    for path in texs:
+        src = path.read_text()
+        body = [line for line in src.splitlines() if not line.startswith("%")]
+        assert body[0] == render.FIT_WIDTH and body[-1] == r"\end{tabular}}", path.name
+        for line in body[1:]:
+            assert not re.search(r"[<>]", _outside_math(line)), (path.name, line)
+    assert "P(X $>$ " in (out / "tables" / "aggregates.tex").read_text()
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        return  # no TeX installation here: the source checks above are what can be checked
+    for path in texs:
+        doc = tmp_path / f"{path.stem}_doc.tex"
+        doc.write_text(LATEX_DOC.replace("TABLE", str(path)))
+        proc = subprocess.run(
+            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", doc.name],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        log = (tmp_path / f"{path.stem}_doc.log").read_text(errors="replace")
+        assert proc.returncode == 0, (path.name, log[-2000:])
+        assert "Missing $ inserted" not in log and "Overfull \\hbox" not in log, path.name
+        m = re.search(r"GFPWIDTH=([\d.]+)pt;LINEWIDTH=([\d.]+)pt", log)
+        assert m and float(m[1]) <= float(m[2]) + 0.01, (path.name, m and m.groups())
