@@ -810,3 +810,59 @@ def test_latex_tables_compile_and_fit_the_text_width(report_dir, tmp_path):
         assert "Missing $ inserted" not in log and "Overfull \\hbox" not in log, path.name
         m = re.search(r"GFPWIDTH=([\d.]+)pt;LINEWIDTH=([\d.]+)pt", log)
         assert m and float(m[1]) <= float(m[2]) + 0.01, (path.name, m and m.groups())
+
+
+# ---- degenerate figures (issue 20, item 6) ------------------------------------------------------
+def _figures_of(monkeypatch, make):
+    """The matplotlib figures `make()` saves (kept open to be inspected)."""
+    from gfp.report import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    make(figures)
+    return saved
+
+
+def _curves(ax):
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+@pytest.mark.parametrize("value", [0.0, 100.0])
+def test_constant_scores_give_readable_axes_and_visible_lines(monkeypatch, tmp_path, value):
+    """All-zero or constant scores (every column the same): a y axis of at least 10 points with
+    no offset (not 98-102), and each coinciding curve drawn in its own dash and width."""
+    rows = []
+    for task in ("pen-human-v1", "pen-cloned-v1"):  # D4RL: normalized return, no 0-100 axis
+        for agent in ("gfp", "fql", "rebrac"):
+            for seed in (0, 1):
+                for step in (1000, 2000, 3000):
+                    rows.append(result_row(task, agent, "actor", seed, step, math.nan,
+                                           normalized_score=value, total_steps=3000,
+                                           run_dir=f"/r/{task}/{agent}/{seed}"))  # fmt: skip
+    data = collect(rows)
+    figs = _figures_of(
+        monkeypatch,
+        lambda f: (
+            f.plot_env_curves(data, tmp_path, "normalized return"),
+            f.plot_task_curves(data, tmp_path, "normalized return"),
+        ),  # fmt: skip
+    )
+    assert len(figs) == 3  # the environments figure, one per environment (2) of tasks
+    for fig in figs:
+        fig.canvas.draw()
+        for ax in [a for a in fig.axes if a.get_visible()]:
+            lo, hi = ax.get_ylim()
+            assert hi - lo >= 10 and lo <= value <= hi, (lo, hi)
+            assert ax.yaxis.get_offset_text().get_text() == ""
+            styles = {(line.get_linestyle(), line.get_linewidth()) for line in _curves(ax)}
+            assert len(styles) == len(_curves(ax)) == 3  # none hidden under another
+
+
+def test_success_curves_of_all_zeros_span_zero_to_a_hundred(monkeypatch, tmp_path):
+    rows = [result_row(TASKS[0], agent, "actor", 0, step, 0.0, run_dir=f"/r/{agent}")
+            for agent in ("gfp", "fql") for step in (1000, 2000, 3000, 4000)]  # fmt: skip
+    data = collect(rows)
+    (fig,) = _figures_of(monkeypatch, lambda f: f.plot_env_curves(data, tmp_path, "success", True))
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    assert ax.get_ylim() == (-3, 103)
+    assert len({(ln.get_linestyle(), ln.get_linewidth()) for ln in _curves(ax)}) == 2

@@ -54,6 +54,40 @@ def colors(columns: Sequence[Column]) -> dict[Column, Any]:
     return {c: cmap(i % 10) for i, c in enumerate(columns)}
 
 
+# Curves of several columns can coincide (all-zero or constant scores): each column gets its own
+# dash pattern and the earlier ones a thicker line, so a curve under another still shows
+LINE_STYLES = ("-", "--", "-.", ":")
+MIN_SPAN = 10.0  # the least y range of a score axis (x 100), so a flat curve reads as flat
+
+
+def line_style(i: int) -> dict[str, Any]:
+    """Matplotlib line keywords of the i-th column."""
+    return {"ls": LINE_STYLES[i % len(LINE_STYLES)], "lw": max(2.6 - 0.5 * i, 1.0)}
+
+
+def _readable_y(ax, percent: bool) -> None:
+    """A y axis that reads as what it shows: 0-100 for success rates; for other scores at least
+    MIN_SPAN around the data (a constant 100 is not drawn on a 98-102 axis), never an offset."""
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    if percent:
+        ax.set_ylim(-3, 103)
+        return
+    panels = ax.get_shared_y_axes().get_siblings(ax)  # panels sharing y: all their data
+    ys = [
+        y
+        for panel in panels
+        for line in panel.get_lines()
+        for y in np.asarray(line.get_ydata(), float)
+        if np.isfinite(y)
+    ]
+    if not ys:
+        return
+    lo, hi = min(ys), max(ys)
+    if hi - lo < MIN_SPAN:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - MIN_SPAN / 2, mid + MIN_SPAN / 2)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -76,8 +110,7 @@ def _steps_label(ax, percent: bool) -> None:
     ax.set_xlabel("gradient steps")
     ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
     ax.xaxis.set_major_formatter(FuncFormatter(_steps_text))
-    if percent:  # success rates: the full 0-100 range, so flat curves read as what they are
-        ax.set_ylim(-3, 103)
+    _readable_y(ax, percent)  # success rates: 0-100, so flat curves read as what they are
 
 
 def _mean_band(per_seed: dict[int, dict[int, float]]) -> tuple[np.ndarray, ...]:
@@ -91,16 +124,16 @@ def _mean_band(per_seed: dict[int, dict[int, float]]) -> tuple[np.ndarray, ...]:
     return np.array(steps), np.array(mean), np.array(std)
 
 
-def _draw(ax, per_seed, color, label) -> None:
+def _draw(ax, per_seed, color, label, i: int = 0) -> None:
     steps, mean, std = _mean_band(per_seed)
     ax.plot(
         steps,
         mean,
         color=color,
-        lw=1.3,
         label=label,
         marker="o" if len(steps) < 8 else None,
         ms=2.5,
+        **line_style(i),
     )
     ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, lw=0)
 
@@ -145,10 +178,10 @@ def plot_task_curves(
         width = TEXT_WIDTH if len(tasks) > 1 else COLUMN_WIDTH
         fig, axes = _grid(plt, len(tasks), width)
         for ax, task in zip(axes, tasks, strict=True):
-            for col in data.columns:
+            for i, col in enumerate(data.columns):
                 per_seed = data.curves.get((task, col))
                 if per_seed:
-                    _draw(ax, per_seed, col_colors[col], col.label)
+                    _draw(ax, per_seed, col_colors[col], col.label, i)
             ax.set_title(_short_task(task))
             _steps_label(ax, percent)
         for ax in axes[:: min(len(tasks), 3)]:
@@ -195,9 +228,9 @@ def plot_env_curves(
     width = TEXT_WIDTH if len(groups) > 1 else COLUMN_WIDTH
     fig, axes = _grid(plt, len(groups), width)
     for ax, group in zip(axes, groups, strict=True):
-        for col in data.columns:
+        for i, col in enumerate(data.columns):
             if (group, col) in curves:
-                _draw(ax, curves[(group, col)], col_colors[col], col.label)
+                _draw(ax, curves[(group, col)], col_colors[col], col.label, i)
         n = len({f.task for f in data.finals if _group(f) == group})
         ax.set_title(f"{group_label(group)} ({n} task{'s' * (n > 1)})")
         _steps_label(ax, percent)
@@ -222,8 +255,9 @@ def plot_profile(agg: dict[str, Any], data: Collected, out_dir: Path) -> Path | 
     col_colors = {c.key: v for c, v in colors(data.columns).items()}
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.3))
     tau = np.array(sub["profile"]["tau"])
-    for key, prof in sub["profile"]["fraction_of_runs_above"].items():
-        ax.plot(tau, prof["point"], color=col_colors[key], lw=1.3, label=agg["columns"][key])
+    for i, (key, prof) in enumerate(sub["profile"]["fraction_of_runs_above"].items()):
+        style = line_style(i)
+        ax.plot(tau, prof["point"], color=col_colors[key], label=agg["columns"][key], **style)
         ax.fill_between(tau, prof["low"], prof["high"], color=col_colors[key], alpha=0.2, lw=0)
     ax.set_xlabel(r"score $\tau$")
     ax.set_ylabel(r"fraction of runs with score $> \tau$")
