@@ -292,9 +292,7 @@ def test_host_and_device_frame_data_train_bit_identically():
     on_device = make_sampler(tr, agent.batch_keys)
     on_host = P.frame_sampler(tr, agent.batch_keys, placement="host")
     assert isinstance(on_host, F.HostFrameSampler)
-    assert np.shares_memory(
-        on_host.data_host["frames"], tr["observations"]
-    )  # no copy in host memory
+    assert np.shares_memory(on_host.arrays["frames"], tr["observations"])  # no copy in host memory
     # One block per chunk: the same minibatches, shifts and program as on the device.
     a = train(agent, on_device, init_states(agent, [3, 4]), steps=6, log_every=6, progress=False)
     b = train(agent, on_host, init_states(agent, [3, 4]), steps=6, log_every=6, progress=False)

@@ -149,25 +149,30 @@ _plan = jax.jit(plan_indices, static_argnums=(1, 2, 3))
 
 # ---- the samplers --------------------------------------------------------------------------------
 class FrameSampler(Sampler):
-    """Frame data on the device. Each update splits the state's key into (next, update, batch,
-    aug) keys: the batch key picks the rows, whose K + 1 frames are gathered by index."""
+    """Frame data on the device (`arrays`, the chunk's `data`). Each update splits the state's
+    key into (next, update, batch, aug) keys: the batch key picks the rows, whose K + 1 frames
+    are gathered by index."""
 
     def __init__(self, arrays: Mapping[str, Any]):
-        self.data = dict(arrays)
+        self.arrays = dict(arrays)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.arrays
 
     @property
     def size(self) -> int:
-        return int(self.data["frame_start"].shape[0])
+        return int(self.arrays["frame_start"].shape[0])
 
     @property
     def nbytes(self) -> int:
-        return sum(int(a.nbytes) for a in self.data.values())
+        return sum(int(a.nbytes) for a in self.arrays.values())
 
     def keys(self) -> set[str]:
-        return {*self.data, *OBS_KEYS}  # observations come from the frames
+        return {*self.arrays, *OBS_KEYS}  # observations come from the frames
 
     def select(self, keys: Sequence[str]) -> FrameSampler:
-        return type(self)({k: v for k, v in self.data.items() if k in keys or k in FRAME_KEYS})
+        return type(self)({k: v for k, v in self.arrays.items() if k in keys or k in FRAME_KEYS})
 
     def minibatch(self, config, data, rng, fed=None):
         nxt, upd, k_batch, k_aug = split_key(rng)
@@ -178,37 +183,23 @@ class FrameSampler(Sampler):
 
 
 class HostFrameSampler(FrameSampler):
-    """Frame data kept in host memory (NumPy): a fed sampler. The rows of the next updates are
-    planned from the seeds' keys (the same draws as on the device), their frames gathered here by
-    `GATHER_THREADS` threads and put on the device a block of updates at a time, so host and
-    device placement give the same minibatches and the same results."""
+    """Frame data kept in host memory (NumPy `arrays`): a fed sampler, nothing of it goes to the
+    jitted chunk. The rows of the next updates are planned from the seeds' keys (the same draws
+    as on the device), their frames gathered here by `GATHER_THREADS` threads and put on the
+    device a block of updates at a time, so host and device placement give the same minibatches
+    and the same results."""
 
     fed = True
 
-    def __init__(self, arrays: Mapping[str, np.ndarray]):
-        super().__init__(arrays)
-        self.data_host, self.data = self.data, {}  # nothing of it goes to the jitted chunk
-
     @property
-    def size(self) -> int:
-        return int(self.data_host["frame_start"].shape[0])
-
-    @property
-    def nbytes(self) -> int:
-        return sum(int(a.nbytes) for a in self.data_host.values())
-
-    def keys(self) -> set[str]:
-        return {*self.data_host, *OBS_KEYS}
-
-    def select(self, keys: Sequence[str]) -> HostFrameSampler:
-        keep = {k: v for k, v in self.data_host.items() if k in keys or k in FRAME_KEYS}
-        return HostFrameSampler(keep)
+    def data(self) -> dict[str, Any]:
+        return {}
 
     def gather(self, idx: np.ndarray, k: int) -> dict[str, np.ndarray]:
         """Minibatches of rows `idx` (any leading shape, e.g. (seeds, steps, B)), with their
         frames as `clip` (..., K + 1, H, W, C): the values `gather_clip` gives, copied once into
         the output by `GATHER_THREADS` threads (NumPy's take releases the GIL)."""
-        a, flat = self.data_host, idx.reshape(-1)
+        a, flat = self.arrays, idx.reshape(-1)
         frames, n = a["frames"], len(a["frames"])
         ci = clip_indices(flat, a["frame_start"], a["frame_next"], k, xp=np)
         tail = ci >= n
@@ -232,7 +223,7 @@ class HostFrameSampler(FrameSampler):
 
     def block_steps(self, seeds: int, config: Any) -> int:
         """Updates per prefetched block: about BLOCK_BYTES of gathered frames (all seeds)."""
-        frame = self.data_host["frames"][0]
+        frame = self.arrays["frames"][0]
         per_step = seeds * config.batch_size * (config.frame_stack + 1) * frame.nbytes
         return max(1, BLOCK_BYTES // max(per_step, 1))
 
