@@ -102,7 +102,7 @@ def make_first_actions(agent: Agent, policy: str = "actor") -> Callable:
     return jax.jit(jax.vmap(one))
 
 
-# ---- the host side: environments, counters, the loop ------------------------------------------
+# ---- the host side: environments and counters; the phase the driver advances ----------------
 def reset_seed(seed: int, env: int, episode: int) -> int:
     """The reset seed of a collection episode (distinct from evaluation's seed + i)."""
     return int(np.random.SeedSequence([seed, env, episode, 0x0F1]).generate_state(1)[0])
