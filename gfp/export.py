@@ -82,16 +82,21 @@ __all__ = [
 
 
 # ---- the function ---------------------------------------------------------------------------
-def policy_function(
-    agent: Agent, params: Any, policy: str, deterministic: bool = False
-) -> Callable[..., jax.Array]:
-    """f(obs, z) (or f(obs) when `deterministic`: z = 0) = agent.action(params, obs, z, policy),
-    the parameters closed over so that they become the exported graph's constants."""
+def check_policy(agent: Agent, policy: str) -> None:
+    """A ConfigError unless `agent` has the policy `policy`."""
     if policy not in agent.policies:
         raise ConfigError(
             f"agent {agent.name!r} has no policy {policy!r}; its policies: "
             + ", ".join(agent.policies)
         )
+
+
+def policy_function(
+    agent: Agent, params: Any, policy: str, deterministic: bool = False
+) -> Callable[..., jax.Array]:
+    """f(obs, z) (or f(obs) when `deterministic`: z = 0) = agent.action(params, obs, z, policy),
+    the parameters closed over so that they become the exported graph's constants."""
+    check_policy(agent, policy)
     params = jax.tree.map(jnp.asarray, params)
     if deterministic:
 
@@ -552,8 +557,9 @@ def cli_main(
         parse_opset(opset)
     elif opset is not None:
         raise ConfigError("--opset is for --format onnx")
-    check_out(run_dir, out, overwrite)
     agent, params, cfg = load_run(run_dir)
+    check_policy(agent, policy)  # what was asked for, before whether it may be written
+    check_out(run_dir, out, overwrite)
     meta = export_policy(
         agent,
         params,
