@@ -43,7 +43,7 @@ from gfp.bench.suite import machine, versions
 from gfp.bench.timing import interleave, log, summary
 from gfp.deploy import load_policy
 from gfp.export import export_policy
-from gfp.run import resolve_config
+from gfp.presets import resolve
 
 TASK = "cube-single-noisy-singletask-task1-v0"
 OBS_DIM, ACT_DIM = 28, 5
@@ -84,7 +84,7 @@ def build_cases(sizes: list[str], threads: int | None, tmp: Path) -> dict[str, d
     cases: dict[str, dict[str, Any]] = {}
     rng = np.random.default_rng(0)
     for size in sizes:
-        config, _ = resolve_config("gfp", TASK, preset=size)
+        config, _ = resolve("gfp", TASK, size)
         agent = make_agent("gfp", config, obs_dim=OBS_DIM, action_dim=ACT_DIM)
         params = jax.device_put(agent.init(jax.random.PRNGKey(0)).params)
         jitted = jax.jit(agent.action, static_argnums=3)

@@ -539,15 +539,16 @@ def test_default_job_generates_a_missing_dataset_and_reuses_a_present_one(tmp_pa
     """`gfp train` with no arguments (gfp.run.ensure_default_dataset) is not refused by the
     existing-dataset rule: it generates only when the file is missing."""
     from gfp import run
+    from gfp.job import DEFAULT_TASK
 
-    stem = dataset_file_stem(run.DEFAULT_TASK)
+    stem = dataset_file_stem(DEFAULT_TASK)
     monkeypatch.setitem(OFFICIAL_SIZES, stem, (1000, 30))  # short episodes, for speed
     monkeypatch.setattr(os, "cpu_count", lambda: 1)  # in this process: no workers to start
-    run.ensure_default_dataset(run.DEFAULT_TASK, tmp_path, episodes=1)
+    run.ensure_default_dataset(DEFAULT_TASK, tmp_path, episodes=1)
     train = tmp_path / f"{stem}.npz"
     made = train.read_bytes()
     assert _load(train)["terminals"].shape == (30,)
-    run.ensure_default_dataset(run.DEFAULT_TASK, tmp_path, episodes=3)  # present: reused as is
+    run.ensure_default_dataset(DEFAULT_TASK, tmp_path, episodes=3)  # present: reused as is
     assert train.read_bytes() == made
 
 
