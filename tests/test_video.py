@@ -47,11 +47,16 @@ def _run(code: str, timeout: float = 300) -> dict:
 
 @pytest.fixture
 def fresh_render(monkeypatch):
-    """gfp.render as if in a new process that has not imported mujoco nor chosen a backend."""
+    """gfp.render as if in a new process that has not imported mujoco nor chosen a backend.
+    MUJOCO_GL is restored by hand afterwards: configure_gl sets it, and later tests' subprocesses
+    (which inherit this process's environment) must not find a backend chosen here."""
     monkeypatch.delitem(sys.modules, "mujoco", raising=False)
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.setattr(render, "_chosen", None)
-    return render
+    before = os.environ.pop("MUJOCO_GL", None)
+    yield render
+    os.environ.pop("MUJOCO_GL", None)
+    if before is not None:
+        os.environ["MUJOCO_GL"] = before
 
 
 def test_configure_gl_chooses_a_backend_that_renders_headless():
@@ -85,7 +90,7 @@ def test_falls_back_to_osmesa_and_names_the_missing_packages(fresh_render, monke
     assert render.configure_gl() == "osmesa" and tried == ["egl", "osmesa"]  # kept: no new probe
 
     monkeypatch.setattr(render, "_chosen", None)
-    monkeypatch.delenv("MUJOCO_GL")
+    del os.environ["MUJOCO_GL"]  # (not through monkeypatch: it would put "osmesa" back after)
     monkeypatch.setattr(render, "_failure", lambda backend: f"lib{backend} not found")
     with pytest.raises(ConfigError) as err:
         render.configure_gl()
