@@ -120,10 +120,6 @@ class ReplaySampler(Sampler):
     def data(self) -> dict[str, Any]:
         return {"buffer": self.buffers, "offline": self.offline}
 
-    @property
-    def size(self) -> int:
-        return self.buffers.capacity
-
     def keys(self) -> set[str]:
         return set(self.buffers.data)
 

@@ -38,11 +38,6 @@ class Sampler:
     data_axes: Any = None
     fed: bool = False
 
-    @property
-    def size(self) -> int:
-        """Rows to draw from."""
-        raise NotImplementedError
-
     def keys(self) -> set[str]:
         """The batch keys this sampler's minibatches can carry."""
         raise NotImplementedError
@@ -91,10 +86,6 @@ class ArraySampler(Sampler):
 
     def __init__(self, arrays: Mapping[str, jax.Array]):
         self.data = dict(arrays)
-
-    @property
-    def size(self) -> int:
-        return int(self.data["actions"].shape[0])
 
     def keys(self) -> set[str]:
         return set(self.data)
