@@ -92,6 +92,27 @@ def test_toml_spec_blocks_share_the_top_level(tmp_path):
         load_spec(path)
 
 
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "a binary file, not a TOML sweep spec"),
+        (
+            'tasks = "cube-single-noisy"\nagents = "gfp"  # r\xe9glage\n'.encode("latin-1"),
+            "not UTF-8 text (byte 0xe9 on line 2); a TOML sweep spec must be UTF-8",
+        ),  # fmt: skip
+    ],
+)
+def test_a_binary_or_non_utf8_spec_is_one_line(tmp_path, capsys, content, says):
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(content)
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(spec), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"gfp: error: {spec}: {says}\n"
+    assert not (tmp_path / "out").exists()
+
+
 # ---- planning -----------------------------------------------------------------------------------
 def fake_run(job, seed: int, *, finished: bool, seeds=None) -> None:
     """A run directory as gfp train leaves it (config.json; summary.json once finished)."""

@@ -229,16 +229,34 @@ def block_from_fields(fields: Mapping[str, Any], where: str) -> Block:
         raise ConfigError(f"{where}: {e}") from None
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A spec file's tables; ConfigError in one line for a file that cannot be read, a binary
+    file or one that is not UTF-8 (TOML files are UTF-8 by definition), and for invalid TOML."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if b"\0" in raw:
+        raise ConfigError(f"{path}: a binary file, not a TOML sweep spec")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {raw[e.start]:#04x} on line {line}); a TOML sweep "
+            "spec must be UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
 def load_spec(path: Path | str, **overrides: Any) -> SweepSpec:
     """A TOML spec file. `overrides` (fields given on the command line next to it, e.g. steps)
     replace the file's values in every block; a `grid` override is merged key by key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    data = _read_toml(path)
     blocks = data.pop("block", None)
     top = _check_fields(data, str(path))
     overrides = {k: v for k, v in overrides.items() if v is not None}
