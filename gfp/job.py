@@ -269,15 +269,84 @@ def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[st
     return out
 
 
+# The keys of config.json besides the recorded settings: the job's (`job_record`) and the run
+# directory's own (its seed, the dataset it trains on, versions; gfp.run.run_config).
+_JOB_KEYS = ("task", "agent", "seeds", "agent_config", "agent_config_sources", "config_hash")
+_RUN_DIR_KEYS = ("seed", "dataset", "versions")
+
+
+def record_keys() -> list[str]:
+    """Every top-level key a run's config.json may hold (a record made by an earlier gfp holds a
+    subset)."""
+    recorded = [s.name for s in run_settings.schema() if s.recorded]
+    return [*_JOB_KEYS[:3], *recorded, *_JOB_KEYS[3:], *_RUN_DIR_KEYS]
+
+
+def check_record_keys(record: Mapping[str, Any], where: str) -> None:
+    """ConfigError naming `where` and the key for a top-level key no gfp writes: a new run refuses
+    an unknown setting, so a resumed one must not drop it silently."""
+    unknown = sorted(set(record) - set(record_keys()))
+    require(
+        not unknown,
+        f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (config.json holds "
+        f"{', '.join(record_keys())}); undo the edit",
+    )
+
+
+def check_record_seed(record: Mapping[str, Any], seeds: Sequence[int], where: str) -> None:
+    """A run directory's `seed` is one of the job's `seeds`, and for a multi-seed run the one of
+    its folder (seedS). `seeds` is the one source of the seeds trained: a `seed` edited alone
+    would train another seed than every later tool (results, reports, export) labels it with."""
+    seed = record.get("seed")
+    require(is_int(seed) and seed >= 0, f"{where}: seed = {seed!r} must be an integer >= 0")
+    if len(seeds) == 1:
+        require(
+            seed == seeds[0],
+            f"{where}: seed = {seed} disagrees with seeds = {list(seeds)} (the run trains seeds; "
+            "undo the edit, or start a new run with --seed and another --out)",
+        )
+        return
+    folder = Path(where).parent.name
+    require(
+        seed in seeds and folder == f"seed{seed}",
+        f"{where}: seed = {seed} is not this folder's seed of seeds = {list(seeds)} (folder "
+        f"{folder}); undo the edit",
+    )
+
+
+def _check_sibling_records(job: TrainJob, record: Mapping[str, Any], where: str) -> None:
+    """The other seeds' config.json of a multi-seed run describe the same run (only the first is
+    read to rebuild the job; an edit of another would go unnoticed and mislabel its results)."""
+    for run_dir in job.run_dirs():
+        path = run_dir / "config.json"
+        if not path.is_file() or path.resolve() == Path(where).resolve():
+            continue
+        try:
+            sibling = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: cannot be read as JSON ({e})") from None
+        require(isinstance(sibling, dict), f"{path}: expected a JSON object")
+        check_record_keys(sibling, str(path))
+        check_record_seed(sibling, job.seeds, str(path))
+        keys = changed_keys(record, sibling)
+        require(
+            not keys,
+            f"{path}: differs from {where} in {', '.join(keys)} (the seeds of one run share their "
+            "settings); undo the edit",
+        )
+
+
 def job_from_record(
     record: Mapping[str, Any], where: Path | str, out: Path, **flags: Any
 ) -> TrainJob:
-    """The job a run's config.json describes, validated like a new one: a missing or mistyped key,
-    an unknown or invalid option is a ConfigError naming `where` and the key. `flags`: the job's
-    own fields (video, progress)."""
+    """The job a run's config.json describes, validated like a new one: a missing, unknown or
+    mistyped key, an invalid option, a seed that is not the run's are a ConfigError naming `where`
+    and the key; so is another seed's config.json of a multi-seed run that disagrees. `flags`: the
+    job's own fields (video, progress)."""
     where = str(where)
     for key in ("task", "agent", "seed", "agent_config"):
         require(key in record, f"{where}: missing key {key!r}")
+    check_record_keys(record, where)
     values = run_settings.from_record(record, where)
     require(isinstance(record["agent_config"], dict), f"{where}: agent_config must be an object")
     agent = record["agent"]
@@ -289,7 +358,7 @@ def job_from_record(
     config = config_from_dict(agent, record["agent_config"], f"{where}: agent_config")
     sources = record.get("agent_config_sources")
     try:
-        return TrainJob(
+        job = TrainJob(
             task=record["task"],
             agent=agent,
             config=config,
@@ -303,3 +372,6 @@ def job_from_record(
         )
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    check_record_seed(record, job.seeds, where)
+    _check_sibling_records(job, record, where)
+    return job

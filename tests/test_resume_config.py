@@ -156,3 +156,60 @@ def test_eval_prints_results_before_a_failed_save(finished_run, tmp_path, capsys
     assert "actor/success" in captured.out and "vabc/success" in captured.out
     assert "could not be saved" in captured.err and "Read-only" in captured.err
     assert not (finished_run / "eval_final.json").exists()
+
+
+def test_resume_refuses_top_level_edits_a_new_run_would(finished_run, tmp_path, capsys):
+    """An unknown top-level key was dropped silently, and `seed` edited without `seeds` trained
+    seed 0 while results and reports labelled the run seed 7: both are one line naming the key."""
+    cases = [
+        ({"unknown_key": 1}, "'unknown_key'"),
+        ({"seed": 7}, "seed = 7 disagrees with seeds = [0]"),
+        ({"seed": True}, "seed = True"),
+    ]
+    for edit, words in cases:
+        run = unfinished_copy(finished_run, tmp_path / "run")
+        cfg = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**cfg, **edit}))
+        code, err = resume(run, capsys)
+        assert code == 2 and err.count("\n") == 0 and words in err, (edit, err)
+        assert str(run / "config.json") in err, err
+        assert not (run / "params.msgpack").exists()  # refused before training
+
+
+def _seed_records(tmp_path: Path, seeds: list[int]) -> Path:
+    """A multi-seed run's config.json files (the job part and seed, as gfp.run writes them)."""
+    from gfp.job import job_record, make_train_job
+
+    job = make_train_job(TINY_TASK, "gfp", seeds=seeds, out=tmp_path, steps=20, preset="cpu")
+    for seed, run_dir in zip(seeds, job.run_dirs(), strict=True):
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({**job_record(job), "seed": seed}))
+    return tmp_path
+
+
+def _from_record(root: Path, seed: int):
+    from gfp.job import job_from_record
+
+    path = root / f"seed{seed}" / "config.json"
+    return job_from_record(json.loads(path.read_text()), path, root)
+
+
+def test_multi_seed_records_agree_with_their_folders_and_each_other(tmp_path):
+    from gfp.errors import ConfigError
+
+    root = _seed_records(tmp_path / "ok", [0, 1])
+    assert _from_record(root, 0).seeds == [0, 1]
+    # seed1/config.json saying seed 0: its results would be labelled seed 0 twice
+    root = _seed_records(tmp_path / "swapped", [0, 1])
+    path = root / "seed1" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "seed": 0}))
+    with pytest.raises(ConfigError, match=r"seed1/config.json: seed = 0 is not this folder's seed"):
+        _from_record(root, 0)
+    # another seed's run-defining setting edited: only seed0's record rebuilds the job
+    root = _seed_records(tmp_path / "edited", [0, 1])
+    path = root / "seed1" / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["agent_config"]["alpha"] = 123.0
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"seed1/config.json: differs from .* agent_config.alpha"):
+        _from_record(root, 0)
