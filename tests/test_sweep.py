@@ -6,6 +6,7 @@ when run again, records a diverged run as failed while the others complete, and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -158,6 +159,38 @@ def test_plan_layout_is_stable_and_skips_what_the_folder_holds(tmp_path):
     assert make_plan(spec, tmp_path).units == []
     retried = make_plan(spec, tmp_path, retry_failed=True).units
     assert [(u.job.seeds, u.clear) for u in retried] == [([1], [b.config_dir / "seed1"])]
+
+
+def test_config_folders_are_named_after_their_values_and_found_by_id(tmp_path):
+    from gfp.results import config_id
+    from gfp.sweep.plan import NAME_MAX, config_dirname
+
+    spec = SweepSpec([block(grid={"lr": ["1e-3", "3e-4"], "batch_size": ["16"], **TINY})])
+    a, b = make_plan(spec, tmp_path).units
+    cid = config_id(TINY_TASK, "bc", job_record(a.job)["agent_config"], 300)
+    assert a.config_dir.name == f"lr=0.001-{cid}"  # the swept key only; the fixed ones are in cid
+    assert b.config_dir.name.startswith("lr=0.0003-")
+    assert {r.config_id for r in make_plan(spec, tmp_path).runs} >= {cid}
+    # unsafe characters and long names stay one bounded, file-system safe folder name
+    name = config_dirname({"encoder": "a/b c", "dims": (256,) * 40}, "0123456789")
+    assert name.startswith("encoder=a_b_c") and name.endswith("-0123456789")
+    assert len(name) <= NAME_MAX + 11 and "/" not in name and " " not in name
+    assert config_dirname({}, "0123456789") == "0123456789"
+    # a folder an older sweep made (the id alone) is found and resumed; so is one another block's
+    # grid named otherwise (lr fixed here: named after every grid key, same configuration)
+    old = tmp_path / "old"
+    legacy = old / TINY_TASK / "bc" / cid
+    fake_run(dataclasses.replace(a.job, out=legacy), 0, finished=True)
+    fake_run(dataclasses.replace(a.job, out=legacy), 1, finished=False)
+    (unit, _) = make_plan(spec, old).units
+    assert unit.config_dir == legacy and unit.resume
+    alone = SweepSpec([block(grid={"lr": ["1e-3"], "batch_size": ["16"], **TINY})])
+    assert [u.config_dir for u in make_plan(alone, old).units] == [legacy]
+    assert (
+        make_plan(alone, tmp_path / "new")
+        .units[0]
+        .config_dir.name.startswith("lr=0.001,batch_size=16,actor_hidden_dims=16x16,")
+    )
 
 
 def test_a_folder_holds_one_setting_per_configuration(tmp_path):

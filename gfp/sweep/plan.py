@@ -6,7 +6,10 @@ Layout: one folder per (task, agent, configuration), holding one run directory p
     SWEEP_DIR/<task>/<agent>/<config_id>/seed<S>/   (config.json, metrics.csv, eval.csv, ...)
 
 where `config_id` is `gfp.results.config_id` of the resolved agent configuration (the same id
-results.csv carries), so a configuration keeps its folder whatever command or block named it. A
+results.csv carries), so a configuration keeps its folder whatever command or block named it. The
+folder's name is the configuration's swept values, readable, then that id: `alpha=10,eta=0.3-<id>`
+(`config_dirname`); a configuration is found by its id alone, so a folder made by an older gfp
+(the id only) or named after another block's grid is the one used again. A
 unit of work (one Ray task) is one `TrainJob` over several seeds of one configuration, vmapped;
 its `out` is the configuration folder (or the seed folder for a single seed), so `run_dirs()` are
 the seedS folders either way.
@@ -53,6 +56,48 @@ def task_dirname(task: str) -> str:
     """A task as one folder name: Minari ids and file paths lose their slashes."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", task.strip()).strip("._")
     return name or "task"
+
+
+NAME_MAX = 80  # characters of a configuration folder's readable part (the id follows it)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]+")
+
+
+def _value_text(value: Any) -> str:
+    """A resolved hyperparameter as short text: 0.001, 256x256, true."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return "x".join(_value_text(v) for v in value) or "none"
+    return str(value)
+
+
+def config_dirname(values: dict[str, Any], cid: str) -> str:
+    """A configuration folder's name: its grid values, readable and file-system safe (letters,
+    digits and . _ = , + - only; at most NAME_MAX characters, cut at a whole value where it can
+    be), then '-' and the configuration id, which alone identifies it: 'alpha=10,eta=0.3-<id>'.
+    No values: the id alone."""
+    text = ",".join(f"{k}={_value_text(v)}" for k, v in values.items())
+    text = _UNSAFE.sub("_", text).strip("._-,")
+    if len(text) > NAME_MAX:
+        cut = text[:NAME_MAX]
+        text = (cut.rsplit(",", 1)[0] if "," in cut else cut).rstrip("._-,=")
+    return f"{text}-{cid}" if text else cid
+
+
+def find_config_dir(parent: Path, cid: str, name: str, seen: dict[Path, dict[str, Path]]) -> Path:
+    """The folder of configuration `cid` under `parent` (SWEEP_DIR/<task>/<agent>): an existing
+    one named `<cid>` (older sweeps) or `<anything>-<cid>`, else `parent/name`. `seen` caches each
+    parent's listing for one planning."""
+    if parent not in seen:
+        found: dict[str, Path] = {}
+        if parent.is_dir():
+            for d in sorted(parent.iterdir()):
+                if d.is_dir():
+                    found.setdefault(d.name.rsplit("-", 1)[-1], d)
+        seen[parent] = found
+    return seen[parent].setdefault(cid, parent / name)
 
 
 def format_point(point: dict[str, Any]) -> str:
@@ -144,16 +189,22 @@ def read_seed_dir(path: Path) -> SeedDir:
 
 
 # ---- planning -----------------------------------------------------------------------------------
-def block_jobs(block: Block, sweep_dir: Path) -> Iterable[tuple[TrainJob, Path, dict[str, Any]]]:
+def block_jobs(
+    block: Block, sweep_dir: Path, folders: dict[Path, dict[str, Path]] | None = None
+) -> Iterable[tuple[TrainJob, Path, dict[str, Any]]]:
     """(job over all the block's seeds, configuration folder, grid point) for every task x agent x
-    grid point of a block; each job built, so validated, here."""
+    grid point of a block; each job built, so validated, here. The folder is named after the
+    swept values (keys with several values; without any, every grid key) and found by the
+    configuration id (`find_config_dir`; `folders` caches the listings)."""
     from gfp.tasks import expand_tasks
 
     tasks = expand_tasks(",".join(block.tasks))
     grids = block.grid_for_agents()
+    folders = {} if folders is None else folders
     for task in tasks:
         for agent in block.agents:
             grid = grids[agent]
+            named = [k for k, v in grid.items() if len(v) > 1] or list(grid)
             for values in itertools.product(*grid.values()):
                 point = dict(zip(grid, values, strict=True))
                 try:
@@ -172,7 +223,9 @@ def block_jobs(block: Block, sweep_dir: Path) -> Iterable[tuple[TrainJob, Path, 
                         f"{where}{task}, {agent}, {format_point(point)}: {e}"
                     ) from None
                 cid = config_id(task, agent, job_record(job)["agent_config"], job.steps)
-                yield job, sweep_dir / task_dirname(task) / agent / cid, point
+                name = config_dirname({k: getattr(job.config, k) for k in named}, cid)
+                parent = sweep_dir / task_dirname(task) / agent
+                yield job, find_config_dir(parent, cid, name, folders), point
 
 
 def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -242,8 +295,9 @@ def make_plan(spec: SweepSpec, sweep_dir: Path | str, *, retry_failed: bool = Fa
     settings."""
     sweep_dir = Path(sweep_dir)
     configs: dict[Path, tuple[TrainJob, dict[str, Any]]] = {}
+    folders: dict[Path, dict[str, Path]] = {}
     for block in spec.blocks:
-        for job, config_dir, point in block_jobs(block, sweep_dir):
+        for job, config_dir, point in block_jobs(block, sweep_dir, folders):
             if config_dir in configs:  # the same configuration named twice: one job, all seeds
                 had, _ = configs[config_dir]
                 diff = _same_settings(job_record(had), job_record(job))
@@ -258,7 +312,7 @@ def make_plan(spec: SweepSpec, sweep_dir: Path | str, *, retry_failed: bool = Fa
     runs: list[PlannedRun] = []
     units: list[Unit] = []
     for config_dir, (job, point) in configs.items():
-        cid = config_dir.name
+        cid = config_id(job.task, job.agent, job_record(job)["agent_config"], job.steps)
         runs += [
             PlannedRun(config_dir / f"seed{s}", job.task, job.agent, cid, s, job.total_steps, point)
             for s in job.seeds
