@@ -258,6 +258,37 @@ def test_status_counts_runs_and_estimates_the_time_left(tmp_path):
     assert "resumes them from their checkpoints):\n  t/bc/c/seed3  step 400/1000" in text
 
 
+def test_the_progress_line_shows_the_latest_evaluation(tmp_path):
+    from gfp.sweep.worker import _proc_start
+
+    runs = [PlannedRun(tmp_path / "t" / "bc" / "c" / f"seed{s}", "t", "bc", "c", s, 1000, {})
+            for s in range(3)]  # fmt: skip
+    write_sweep_file(Plan(tmp_path, runs, [], []), "test")
+    done, running, stopped = (r.path for r in runs)
+    header = "step,actor/success,actor/return,vabc/success,eval_seconds\n"
+    evals = {
+        done: header + "500,0.2,1,0.1,3\n1000,0.6,2,0.3,3\n",
+        running: header + "200,0.1,1,0.1,3\n400,0.4,1,0.5,3\n600,0.9",  # half a row: not yet
+        stopped: header + "800,1.0,1,1.0,3\n",  # newest file, but not done or running
+    }
+    for i, (p, text) in enumerate(evals.items()):
+        p.mkdir(parents=True)
+        (p / "eval.csv").write_text(text)
+        os.utime(p / "eval.csv", (1e9 + i, 1e9 + i))
+    (done / "summary.json").write_text("{}")
+    me = {"host": os.uname().nodename, "pid": os.getpid(), "proc_start": _proc_start(os.getpid())}
+    (running / WORKER).write_text(json.dumps(me))
+    line = format_line(Scanner(tmp_path).scan())
+    assert line.endswith(" | last eval: actor success 0.4 at step 400 (t/bc/c/seed1)")
+    (running / WORKER).unlink()  # it stopped: the done run's evaluation is the latest
+    assert format_line(Scanner(tmp_path).scan()).endswith(
+        " | last eval: actor success 0.6 at step 1000 (t/bc/c/seed0)"
+    )
+    # a task scored by return (no success): the return is shown
+    (done / "eval.csv").write_text("step,actor/success,actor/return\n1000,nan,12.5\n")
+    assert "last eval: actor return 12.5 at step 1000" in format_line(Scanner(tmp_path).scan())
+
+
 # ---- datasets -----------------------------------------------------------------------------------
 def test_datasets_are_made_once_before_the_runs(tmp_path, tiny_ogbench_dir, monkeypatch):
     import gfp.datagen.generate as generate

@@ -11,7 +11,9 @@ Each run sweep.json lists is, by its run directory:
 Progress is the step of a run's last metrics.csv row; the rate is the sum over running runs of
 their last logged updates per second (per seed, so a run of 8 vmapped seeds counts 8 updates per
 step); the ETA is the updates left over that rate. The rate excludes evaluation time, so the ETA
-leans optimistic. This module imports neither JAX nor Ray.
+leans optimistic. The latest evaluation is the last row of the most recently written eval.csv
+among done and running runs: its first policy's success (the deployed one-step actor for GFP and
+FQL; the return where the task has no success). This module imports neither JAX nor Ray.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import os
 import socket
 import time
@@ -32,6 +35,18 @@ REMOTE_ALIVE_S = 1800.0
 _RATE = "time/updates_per_s"
 
 
+@dataclasses.dataclass(frozen=True)
+class LastEval:
+    """A run's last evaluation: when eval.csv was written, its step, the figure shown."""
+
+    mtime: float
+    step: int
+    policy: str
+    metric: str
+    value: float
+    run: str = ""  # the run directory, relative to the sweep folder (set by Scanner)
+
+
 @dataclasses.dataclass
 class RunStatus:
     path: Path
@@ -41,30 +56,55 @@ class RunStatus:
     rate: float = 0.0
     error: str = ""
     where: str = ""  # host:pid of a running run
+    last_eval: LastEval | None = None
 
     @property
     def total(self) -> int:
         return int(self.entry.get("steps") or 0)
 
 
-def last_metrics(path: Path) -> tuple[int, float]:
-    """(step, updates per second) of the last complete row of a metrics.csv; (0, 0) if none."""
+def _last_row(path: Path) -> dict[str, str]:
+    """The last complete row of a CSV log (reading its header and its tail only); {} if none."""
     try:
         with path.open("rb") as f:
-            header = f.readline().decode()
+            header = f.readline().decode(errors="replace")
             size = f.seek(0, os.SEEK_END)
             f.seek(max(len(header), size - 8192))
             tail = f.read().decode(errors="replace")
     except OSError:
-        return 0, 0.0
+        return {}
     lines = [x for x in tail.split("\n")[:-1] if x]  # the last piece may be half a row
     if not header.strip() or not lines:
-        return 0, 0.0
-    row = next(csv.DictReader(io.StringIO(header + lines[-1] + "\n")), None) or {}
+        return {}
+    return next(csv.DictReader(io.StringIO(header + lines[-1] + "\n")), None) or {}
+
+
+def last_metrics(path: Path) -> tuple[int, float]:
+    """(step, updates per second) of the last complete row of a metrics.csv; (0, 0) if none."""
+    row = _last_row(path)
     try:
         return int(float(row.get("step") or 0)), float(row.get(_RATE) or 0.0)
     except ValueError:
         return 0, 0.0
+
+
+def last_eval(path: Path) -> LastEval | None:
+    """The last complete row of an eval.csv as a LastEval (module docstring); None if none."""
+    row = _last_row(path)
+    try:
+        mtime, step = path.stat().st_mtime, int(float(row.get("step") or 0))
+    except (OSError, ValueError):
+        return None
+    policies = [c.rpartition("/")[0] for c in row if c.endswith(("/success", "/return"))]
+    for metric in ("success", "return"):
+        for policy in dict.fromkeys(policies):
+            try:
+                value = float(row.get(f"{policy}/{metric}") or "nan")
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                return LastEval(mtime, step, policy, metric, value)
+    return None
 
 
 def _worker_alive(info: dict[str, Any] | None, files: list[Path]) -> bool:
@@ -81,7 +121,8 @@ def _worker_alive(info: dict[str, Any] | None, files: list[Path]) -> bool:
 
 def run_status(path: Path, entry: dict[str, Any]) -> RunStatus:
     if (path / "summary.json").is_file():
-        return RunStatus(path, entry, "done", step=int(entry.get("steps") or 0))
+        steps = int(entry.get("steps") or 0)
+        return RunStatus(path, entry, "done", step=steps, last_eval=last_eval(path / "eval.csv"))
     try:
         failed = read_json(path / FAILED)
     except Exception:  # a damaged marker still marks a failed run
@@ -95,7 +136,8 @@ def run_status(path: Path, entry: dict[str, Any]) -> RunStatus:
         info = None
     if _worker_alive(info, [path / WORKER, path / "metrics.csv"]):
         where = f"{info.get('host')}:{info.get('pid')}"
-        return RunStatus(path, entry, "running", step=step, rate=rate, where=where)
+        evaluated = last_eval(path / "eval.csv")
+        return RunStatus(path, entry, "running", step, rate, where=where, last_eval=evaluated)
     return RunStatus(path, entry, "pending", step=step)
 
 
@@ -106,6 +148,7 @@ class Snapshot:
     updates_per_s: float
     updates_left: int
     eta_s: float | None
+    last_eval: LastEval | None = None  # the newest evaluation of a done or running run
 
 
 class Scanner:
@@ -128,7 +171,13 @@ class Scanner:
         rate = sum(r.rate for r in runs if r.state == "running")
         left = sum(max(r.total - r.step, 0) for r in runs if r.state in ("running", "pending"))
         eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
-        return Snapshot(runs, counts, rate, left, eta)
+        evals = [
+            dataclasses.replace(r.last_eval, run=rel)
+            for (rel, _), r in zip(sorted(entries.items()), runs, strict=True)
+            if r.last_eval is not None and r.state in ("done", "running")
+        ]
+        newest = max(evals, key=lambda e: (e.mtime, e.run), default=None)
+        return Snapshot(runs, counts, rate, left, eta, newest)
 
     def forget(self, rel: str) -> None:
         self.final.pop(rel, None)
@@ -150,14 +199,19 @@ def _rate(x: float) -> str:
 
 
 def format_line(snap: Snapshot) -> str:
-    """'12/48 done, 4 running, 1 failed, 31 pending | 5.2k updates/s | ETA 1h23m'."""
+    """'12/48 done, 4 running, 1 failed, 31 pending | 5.2k updates/s | ETA 1h23m', then the latest
+    evaluation where there is one: ' | last eval: actor success 0.40 at step 20000 (RUN)'."""
     c = snap.counts
     total = sum(c.values())
-    return (
+    line = (
         f"{c['done']}/{total} done, {c['running']} running, {c['failed']} failed, "
         f"{c['pending']} pending | {_rate(snap.updates_per_s)} updates/s | "
         f"ETA {_duration(snap.eta_s)}"
     )
+    e = snap.last_eval
+    if e is not None:
+        line += f" | last eval: {e.policy} {e.metric} {e.value:.3g} at step {e.step} ({e.run})"
+    return line
 
 
 def format_status(sweep_dir: Path | str) -> str:
