@@ -42,7 +42,7 @@ import functools
 import hashlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ __all__ = [
     "FORMATS",
     "SIDECAR_SUFFIX",
     "cli_main",
+    "dimension_info",
     "export_policy",
     "input_specs",
     "onnx_bytes",
@@ -374,6 +375,202 @@ def _check(
     return {"max_abs_diff": worst, "batch_sizes": sizes, "tolerance": TOLERANCE}
 
 
+# ---- what each dimension means (the sidecar's observation/action names) ----------------------
+# OGBench's manipulation envs build a state observation from `compute_ob_info()` in a fixed order
+# (ogbench/manipspace/envs/{cube,scene,puzzle}_env.py, `compute_observation`), with these
+# constants; `_manipspace_observation` repeats that order to name each dimension, and the names
+# are kept only when the values it rebuilds equal the env's own observation.
+_XYZ_CENTER = np.array([0.425, 0.0, 0.0])
+_XYZ_SCALE, _GRIPPER_SCALE = 10.0, 3.0
+_BUTTON_SCALE, _DRAWER_SCALE, _WINDOW_SCALE = 120.0, 18.0, 15.0
+_MANIPSPACE_OBJECTS = {  # env class -> the object groups its compute_observation appends
+    "CubeEnv": ("cubes",),
+    "SceneEnv": ("cubes", "buttons", "drawer_window"),
+    "PuzzleEnv": ("buttons",),
+}
+# ManipSpaceEnv.set_control: action[:3] moves the effector (x, y, z), action[3] turns it about
+# the vertical axis, action[4] changes the gripper opening; each relative to the current pose.
+MANIPSPACE_ACTION_NAMES = ("dx", "dy", "dz", "dyaw", "gripper")
+
+
+def _manipspace_observation(env: Any) -> tuple[list[str], np.ndarray] | None:
+    """(a name per dimension, the values rebuilt from compute_ob_info()) of an OGBench
+    manipulation env's state observation, or None for an env class whose layout is not known."""
+    groups = _MANIPSPACE_OBJECTS.get(type(env).__name__)
+    if groups is None:
+        return None
+    info = env.compute_ob_info()
+    names: list[str] = []
+    values: list[np.ndarray] = []
+
+    def add(label: str, value: Any) -> None:
+        value = np.atleast_1d(np.asarray(value, np.float64))
+        names.extend([label] if value.size == 1 else [f"{label}[{i}]" for i in range(value.size)])
+        values.append(value.ravel())
+
+    def add_yaw(key: str) -> None:
+        add(f"cos({key})", np.cos(info[key]))
+        add(f"sin({key})", np.sin(info[key]))
+
+    add("proprio/joint_pos", info["proprio/joint_pos"])
+    add("proprio/joint_vel", info["proprio/joint_vel"])
+    add("proprio/effector_pos", (info["proprio/effector_pos"] - _XYZ_CENTER) * _XYZ_SCALE)
+    add_yaw("proprio/effector_yaw")
+    add("proprio/gripper_opening", info["proprio/gripper_opening"] * _GRIPPER_SCALE)
+    add("proprio/gripper_contact", info["proprio/gripper_contact"])
+    if "cubes" in groups:
+        for i in range(env._num_cubes):
+            key = f"privileged/block_{i}"
+            add(f"{key}_pos", (info[f"{key}_pos"] - _XYZ_CENTER) * _XYZ_SCALE)
+            add(f"{key}_quat", info[f"{key}_quat"])
+            add_yaw(f"{key}_yaw")
+    if "buttons" in groups:
+        for i in range(env._num_buttons):
+            key = f"privileged/button_{i}"
+            state = np.eye(env._num_button_states)[env._cur_button_states[i]]
+            for s, v in enumerate(state):
+                add(f"{key}_state=={s}", v)
+            add(f"{key}_pos", info[f"{key}_pos"] * _BUTTON_SCALE)
+            add(f"{key}_vel", info[f"{key}_vel"])
+    if "drawer_window" in groups:
+        add("privileged/drawer_pos", info["privileged/drawer_pos"] * _DRAWER_SCALE)
+        add("privileged/drawer_vel", info["privileged/drawer_vel"])
+        add("privileged/window_pos", info["privileged/window_pos"] * _WINDOW_SCALE)
+        add("privileged/window_vel", info["privileged/window_vel"])
+    return names, np.concatenate(values)
+
+
+_NO_DATA_NAMES = "; the dataset stores plain arrays, without feature names"
+
+
+def _unnamed(reason: str) -> dict[str, Any]:
+    return {"names": None, "names_source": reason}
+
+
+def _env_dimensions(
+    env_name: str, pixels: bool, obs_dim: int, act_dim: int
+) -> dict[str, dict[str, Any]]:
+    """The environment's word on each dimension (see `dimension_info`); raises whatever building
+    the environment raises."""
+    import gymnasium
+
+    from gfp.tasks import parse_task
+
+    task = parse_task(env_name)
+    if task.source == "ogbench":
+        import ogbench  # noqa: F401  (registers the OGBench environments)
+
+        # A visual task's env renders every observation (needs OpenGL); its state twin has the
+        # same class and action space, which is all that is read here.
+        env = gymnasium.make(task.env_id, **({"ob_type": "states"} if pixels else {}))
+    else:
+        from gfp.evaluate import make_env
+
+        env = make_env(env_name)
+    try:
+        space, base = env.action_space, env.unwrapped
+        kind = f"{task.env_id or env_name} ({type(base).__name__})"
+        action: dict[str, Any]
+        if isinstance(space, gymnasium.spaces.Box) and space.shape == (act_dim,):
+            action = {
+                "low": np.asarray(space.low, np.float64).tolist(),
+                "high": np.asarray(space.high, np.float64).tolist(),
+                "bounds_source": f"{kind}: its gymnasium action space",
+            }
+        else:
+            action = {
+                "low": None,
+                "high": None,
+                "bounds_source": f"{kind}: its action space {space} is not a Box of {act_dim}",
+            }
+        manipspace = type(base).__name__ in _MANIPSPACE_OBJECTS
+        if manipspace and act_dim == len(MANIPSPACE_ACTION_NAMES):
+            action |= {
+                "names": list(MANIPSPACE_ACTION_NAMES),
+                "names_source": f"{kind}: ogbench ManipSpaceEnv.set_control (action[:3] moves "
+                "the effector in x, y, z, action[3] turns it about z, action[4] changes the "
+                "gripper opening; relative to the current pose)",
+            }
+        else:
+            action |= _unnamed(f"{kind} does not name its action dimensions" + _NO_DATA_NAMES)
+
+        if pixels:
+            observation = _unnamed("pixel observations: frames, see 'frames'")
+        elif manipspace:
+            base.reset(seed=0)
+            layout = _manipspace_observation(base)
+            own = np.asarray(base.compute_observation(), np.float64).ravel()
+            if layout is None or len(layout[0]) != obs_dim or own.size != obs_dim:
+                observation = _unnamed(
+                    f"{kind}: its observation ({own.size} dims) is not the run's ({obs_dim})"
+                )
+            elif not np.allclose(layout[1], own, rtol=1e-6, atol=1e-6):
+                observation = _unnamed(
+                    f"{kind}: the installed ogbench builds its observation in another order "
+                    "than the one gfp names"
+                )
+            else:
+                observation = {
+                    "names": layout[0],
+                    "names_source": f"{kind}: ogbench's compute_observation, the keys of "
+                    "compute_ob_info() in its order (positions centred at (0.425, 0, 0) and "
+                    "scaled by 10, gripper opening by 3, buttons by 120, drawer by 18, window "
+                    "by 15, as there), checked against the env's own observation",
+                }
+        else:
+            observation = _unnamed(
+                f"{kind} does not name its observation dimensions (a gymnasium Box has bounds "
+                "only)" + _NO_DATA_NAMES
+            )
+    finally:
+        env.close()
+    return {"observation": observation, "action": action}
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_env_dimensions(
+    env_name: str, pixels: bool, obs_dim: int, act_dim: int
+) -> str:  # JSON text: every caller gets its own copy
+    import json
+    import warnings
+
+    with warnings.catch_warnings():  # gymnasium's Box and GLFW warnings say nothing to a user
+        warnings.simplefilter("ignore")
+        return json.dumps(_env_dimensions(env_name, pixels, obs_dim, act_dim))
+
+
+def dimension_info(cfg: Mapping[str, Any], agent: Agent) -> dict[str, dict[str, Any]]:
+    """What each observation and action dimension means, as the run's environment states it:
+    {"observation": {"names", "names_source"}, "action": {"names", "names_source", "low",
+    "high", "bounds_source"}}. Names only where the env or dataset gives them (OGBench's
+    manipulation envs: their compute_observation layout, checked against the env; their action
+    [dx, dy, dz, dyaw, gripper]); otherwise "names": null and "names_source" says why. Bounds from
+    the env's gymnasium action space. The datasets gfp loads carry no feature names: OGBench and
+    D4RL files store plain arrays, and Minari datasets are loaded only with a flat Box
+    observation space (gfp.data.minari_loader)."""
+    import json
+
+    ds = cfg.get("dataset") or {}
+    env_name = ds.get("env_name") or cfg.get("task")
+    pixels = np.dtype(agent.obs_spec.dtype) == np.uint8
+    obs_dim, act_dim = int(np.prod(agent.obs_spec.shape)), int(agent.action_dim)
+    if not env_name:
+        reason = "the run records no environment" + _NO_DATA_NAMES
+        return {
+            "observation": _unnamed(reason),
+            "action": _unnamed(reason) | {"low": None, "high": None, "bounds_source": reason},
+        }
+    try:
+        found = json.loads(_cached_env_dimensions(str(env_name), pixels, obs_dim, act_dim))
+    except Exception as e:  # any environment package's failure: the export goes on without
+        reason = f"the environment {env_name} could not be built ({' '.join(str(e).split())[:200]})"
+        return {
+            "observation": _unnamed(reason + _NO_DATA_NAMES),
+            "action": _unnamed(reason) | {"low": None, "high": None, "bounds_source": reason},
+        }
+    return found
+
+
 # ---- export ---------------------------------------------------------------------------------
 def _versions(fmt: str, blob: bytes) -> dict[str, Any]:
     import gfp
@@ -413,12 +610,14 @@ def export_policy(
     deterministic: bool = False,
     run_info: dict[str, Any] | None = None,
     opset: int | str | None = None,
+    dimensions: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Export `policy` of `agent` with `params` to `out` (format `fmt`), check it against gfp's own
     actions, then write the model and its sidecar FILE.json (each atomically, the sidecar last, with
     the model's sha256 so a mismatched pair is detected). `run_info` adds the run's task, agent
-    and config hash to the sidecar; `opset` the ONNX opset (None: the lowest the graph needs).
-    Returns the sidecar's content."""
+    and config hash to the sidecar; `opset` the ONNX opset (None: the lowest the graph needs);
+    `dimensions` what each observation and action dimension means (`dimension_info`; None: not
+    recorded, names null). Returns the sidecar's content."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     batch = parse_batch(batch)
@@ -456,10 +655,15 @@ def export_policy(
         "agent": agent.name,
         "policy": policy,
         **(run_info or {}),
-        "observation": {"shape": list(agent.obs_spec.shape), "dtype": agent.obs_spec.dtype},
+        "observation": {
+            "shape": list(agent.obs_spec.shape),
+            "dtype": agent.obs_spec.dtype,
+            **_dimensions_part(dimensions, "observation"),
+        },
         **frame_info(agent),
         "action_dim": agent.action_dim,
         "action_range": [-1.0, 1.0],
+        "action": {"dim": agent.action_dim, **_dimensions_part(dimensions, "action")},
         "batch": batch,
         "deterministic": deterministic,
         "noise": "z = 0 (baked in)"
@@ -475,6 +679,16 @@ def export_policy(
     atomic_write_bytes(out, blob)
     atomic_write_json(sidecar_path(out), meta)
     return meta
+
+
+def _dimensions_part(dimensions: Mapping[str, Mapping[str, Any]] | None, part: str) -> dict:
+    """The sidecar's names (and for actions bounds) of `part`; null ones saying why when the
+    caller gave none."""
+    if dimensions is not None:
+        return dict(dimensions[part])
+    reason = "not recorded: exported without the run's environment (export_policy(dimensions=None))"
+    out = _unnamed(reason)
+    return out | {"low": None, "high": None, "bounds_source": reason} if part == "action" else out
 
 
 def frame_info(agent: Agent) -> dict[str, Any]:
@@ -570,6 +784,7 @@ def cli_main(
         deterministic=deterministic,
         run_info=run_info(cfg),
         opset=opset,
+        dimensions=dimension_info(cfg, agent),
     )
     spec = meta["observation"]
     k = meta["frame_stack"]

@@ -38,15 +38,23 @@ def small_config(agent: str = "gfp", **kw):
 
 
 def write_run(
-    path: Path, agent_name: str, spec: ObsSpec, *, config_hash: bool = True, seed=0, **config
+    path: Path,
+    agent_name: str,
+    spec: ObsSpec,
+    *,
+    config_hash: bool = True,
+    seed=0,
+    act_dim: int = ACT_DIM,
+    task: str = "cube-single-noisy-singletask-task1-v0",
+    **config,
 ):
     """A finished run directory (config.json, params.msgpack, summary.json), as gfp train writes
     one, with random parameters; returns (agent, params)."""
     config = small_config(agent_name, **config)
-    agent = make_agent(agent_name, config, obs_spec=spec, action_dim=ACT_DIM)
+    agent = make_agent(agent_name, config, obs_spec=spec, action_dim=act_dim)
     params = jax.device_get(agent.init(jax.random.PRNGKey(seed)).params)
     cfg = {
-        "task": "cube-single-noisy-singletask-task1-v0",
+        "task": task,
         "agent": agent_name,
         "seed": seed,
         "agent_config": json.loads(json.dumps(dataclasses.asdict(config))),
@@ -54,7 +62,7 @@ def write_run(
             "obs_dim": spec.flat_dim,
             "obs_shape": list(spec.shape),
             "obs_dtype": spec.dtype,
-            "act_dim": ACT_DIM,
+            "act_dim": act_dim,
         },
     }
     if config_hash:
@@ -159,7 +167,10 @@ def test_pixel_policy_takes_uint8_frames(tmp_path, fmt, policy):
     out = tmp_path / "pix"
     cli_main(tmp_path / "run", policy, fmt, out, "dynamic", False)
     loaded = load_policy(out)
-    assert loaded.meta["observation"] == {"shape": [16, 16, 6], "dtype": "uint8"}
+    assert {k: loaded.meta["observation"][k] for k in ("shape", "dtype")} == {
+        "shape": [16, 16, 6],
+        "dtype": "uint8",
+    }
     obs, z = random_inputs(spec, 3)
     assert np.max(np.abs(loaded(obs, z) - gfp_actions(agent, params, obs, z, policy))) < TOL
     with pytest.raises(ValueError, match="uint8"):
@@ -214,7 +225,8 @@ def training_stacks(frames: np.ndarray) -> np.ndarray:
 def test_pixel_sidecar_records_frame_stack_and_order(stacked_pixel_run, capsys):
     out, agent, _ = stacked_pixel_run
     meta = json.loads(sidecar_path(out).read_text())
-    assert meta["observation"] == {"shape": [12, 12, 9], "dtype": "uint8"}
+    assert (meta["observation"]["shape"], meta["observation"]["dtype"]) == ([12, 12, 9], "uint8")
+    assert meta["observation"]["names"] is None and "pixel" in meta["observation"]["names_source"]
     assert meta["frame_stack"] == K
     frames = meta["frames"]
     assert frames["frame_shape"] == list(FRAME) and frames["dtype"] == "uint8"
@@ -329,7 +341,7 @@ def test_sidecar_says_what_a_user_needs(gfp_run, tmp_path):
     cli_main(run_dir, "actor", "onnx", out, 1, False)
     meta = json.loads(sidecar_path(out).read_text())
     assert sidecar_path(out).name == "actor.onnx.json"
-    assert meta["observation"] == {"shape": [OBS_DIM], "dtype": "float32"}
+    assert (meta["observation"]["shape"], meta["observation"]["dtype"]) == ([OBS_DIM], "float32")
     assert meta["action_dim"] == ACT_DIM
     assert (meta["task"], meta["agent"], meta["policy"]) == (
         "cube-single-noisy-singletask-task1-v0",
@@ -341,6 +353,80 @@ def test_sidecar_says_what_a_user_needs(gfp_run, tmp_path):
     assert meta["batch"] == 1 and meta["format"] == "onnx" and not meta["deterministic"]
     assert [i["shape"] for i in meta["inputs"]] == [[1, OBS_DIM], [1, ACT_DIM]]
     assert meta["check"]["max_abs_diff"] < TOL
+
+
+# ---- what each dimension means ------------------------------------------------------------------
+def assert_cube_dimensions(meta: dict, data) -> None:
+    """The sidecar of a cube-single policy names every dimension as OGBench's CubeEnv does: the
+    action [dx, dy, dz, dyaw, gripper] with the env's bounds, and observation names that fit the
+    dataset's values (each cos/sin pair on the unit circle, the cube's quaternion of norm 1, so a
+    shifted or reordered list fails)."""
+    import gymnasium
+    import ogbench  # noqa: F401  (registers the OGBench environments)
+
+    env = gymnasium.make("cube-single-singletask-task1-v0")
+    try:
+        space = env.action_space
+    finally:
+        env.close()
+    action = meta["action"]
+    assert action["names"] == ["dx", "dy", "dz", "dyaw", "gripper"]
+    assert len(action["names"]) == meta["action_dim"] == space.shape[0]
+    np.testing.assert_array_equal(action["low"], space.low)
+    np.testing.assert_array_equal(action["high"], space.high)
+    names = meta["observation"]["names"]
+    assert len(names) == meta["observation"]["shape"][0] == 28
+    assert "compute_observation" in meta["observation"]["names_source"]
+    obs = np.asarray(data["observations"], np.float64)
+    for key in ("proprio/effector_yaw", "privileged/block_0_yaw"):
+        c, s = names.index(f"cos({key})"), names.index(f"sin({key})")
+        np.testing.assert_allclose(obs[:, c] ** 2 + obs[:, s] ** 2, 1.0, atol=1e-4)
+    quat = [names.index(f"privileged/block_0_quat[{i}]") for i in range(4)]
+    np.testing.assert_allclose(np.linalg.norm(obs[:, quat], axis=1), 1.0, atol=1e-4)
+    # Not all columns are unit-norm pairs: the check above can tell the right columns apart.
+    joints = [names.index(f"proprio/joint_pos[{i}]") for i in range(2)]
+    assert np.max(np.abs(np.linalg.norm(obs[:, joints], axis=1) - 1.0)) > 0.05
+
+
+def test_sidecar_names_the_dimensions_of_an_ogbench_cube_run(tiny_ogbench_dir, tmp_path):
+    """A run on the tiny OGBench cube dataset (its dimensions, 28 -> 5): the sidecar's names and
+    bounds are the environment's, and gfp_deploy exposes them."""
+    data = np.load(tiny_ogbench_dir / "cube-single-noisy-v0.npz")
+    assert data["observations"].shape[1] == 28 and data["actions"].shape[1] == 5
+    write_run(tmp_path / "run", "gfp", ObsSpec((28,), "float32"), act_dim=5)
+    out = tmp_path / "actor.onnx"
+    cli_main(tmp_path / "run", "actor", "onnx", out, 1, False)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert_cube_dimensions(meta, data)
+    loaded = load_policy(out)
+    assert loaded.action_names == meta["action"]["names"]
+    assert loaded.observation_names == meta["observation"]["names"]
+    np.testing.assert_array_equal(loaded.action_low, -np.ones(5))
+    np.testing.assert_array_equal(loaded.action_high, np.ones(5))
+
+
+@pytest.mark.parametrize("task", ["hopper-medium-v2", "cube-single-noisy-singletask-task1-v0"])
+def test_sidecar_names_are_null_where_nothing_states_them(tmp_path, task):
+    """A D4RL task (its env names no dimension, or cannot be built here) and a run whose sizes
+    are not its env's (11 -> 3 on the cube task) get "names": null and a reason, never guesses."""
+    write_run(tmp_path / "run", "gfp", ObsSpec((OBS_DIM,), "float32"), task=task)
+    out = tmp_path / "p.stablehlo"
+    cli_main(tmp_path / "run", "actor", "stablehlo", out, 1, False)
+    meta = json.loads(sidecar_path(out).read_text())
+    for part in (meta["observation"], meta["action"]):
+        assert part["names"] is None and part["names_source"].strip()
+    if task.startswith("cube"):  # the env is built: its sizes are what does not fit
+        assert "not the run's (11)" in meta["observation"]["names_source"]
+    loaded = load_policy(out)
+    assert loaded.observation_names is None and loaded.action_names is None
+
+
+def test_export_without_a_run_records_null_names(gfp_run, tmp_path):
+    run_dir, agent, params = gfp_run
+    export_policy(agent, params, "actor", "stablehlo", tmp_path / "s")
+    meta = json.loads(sidecar_path(tmp_path / "s").read_text())
+    assert meta["observation"]["names"] is None and meta["action"]["names"] is None
+    assert meta["action"]["low"] is None and "not recorded" in meta["action"]["names_source"]
 
 
 def test_old_run_gets_its_config_hash_recomputed(tmp_path):
@@ -553,7 +639,9 @@ def test_gfp_train_then_gfp_export(tiny_ogbench_dir, tmp_path, capsys):
     agent, params, cfg = load_run(run_dir)
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["config_hash"] == cfg["config_hash"] and meta["task"] == TINY_TASK
-    assert meta["observation"] == {"shape": [28], "dtype": "float32"} and meta["action_dim"] == 5
+    assert (meta["observation"]["shape"], meta["observation"]["dtype"]) == ([28], "float32")
+    assert meta["action_dim"] == 5
+    assert_cube_dimensions(meta, np.load(tiny_ogbench_dir / "cube-single-noisy-v0.npz"))
     obs, z = random_inputs(agent.obs_spec, 16, act_dim=5)
     want = gfp_actions(agent, params, obs, z, "actor")
     assert np.max(np.abs(load_policy(out)(obs, z) - want)) < TOL

@@ -161,12 +161,19 @@ def check_sidecar(meta: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: unknown model format {meta['format']!r} in the sidecar")
 
 
+def _names(part: Mapping[str, Any] | None, flat: bool) -> list[str] | None:
+    names = (part or {}).get("names")
+    return list(names) if names is not None and flat else None
+
+
 class Policy:
     """An exported policy: call it with observations (and optionally noise) to get actions.
 
     Attributes: `meta` (the sidecar), `obs_shape`, `obs_dtype`, `action_dim`, `batch` (an int,
     or None for a dynamic batch), `deterministic` (no noise input), `frame_stack` (K, None when
-    the sidecar predates recording it), `frame_shape` (one frame as the environment gives it).
+    the sidecar predates recording it), `frame_shape` (one frame as the environment gives it),
+    `observation_names`, `action_names`, `action_low`, `action_high` (what each dimension means
+    and the environment's action bounds, None where the sidecar records none).
 
     Two ways to call it: `policy(obs)` with observations already stacked as the policy takes them
     (`obs_shape`), or `policy.reset()` at an episode's start and `policy.act(frame)` with each
@@ -188,6 +195,13 @@ class Policy:
         self.action_dim = int(meta["action_dim"])
         self.batch = None if meta["batch"] == "dynamic" else int(meta["batch"])
         self.deterministic = bool(meta["deterministic"])
+        # What each dimension means, where the run's environment says (None otherwise, and for
+        # sidecars written before gfp recorded it); the sidecar's names_source says why.
+        self.observation_names = _names(meta.get("observation"), len(self.obs_shape) == 1)
+        action = meta.get("action") or {}
+        self.action_names = _names(action, True)
+        self.action_low = None if action.get("low") is None else np.asarray(action["low"])
+        self.action_high = None if action.get("high") is None else np.asarray(action["high"])
         self.rng = np.random.default_rng(seed)
         k = meta.get("frame_stack")
         self.frame_stack = None if k is None else int(k)
