@@ -32,10 +32,19 @@ class RunOptions:
     gpus_per_run: float = 0.0
     """GPUs per run; a fraction (0.25) packs several runs onto one GPU."""
     max_retries: int = 3
-    """Times a run whose worker process died (SIGKILL, out of memory, lost node) is started again;
-    it resumes from its last checkpoint."""
+    """Times a run whose worker process died (SIGKILL, killed by Ray's memory monitor for lack of
+    memory, a lost node) is started again (Ray's max_retries); it resumes from its last
+    checkpoint. Errors are not retried: they are the run's failed.json."""
+    memory_per_run: float | None = None
+    """GiB of memory each run declares to Ray, so that a node receives no more runs than fit.
+    Unset: estimated from its dataset, networks, replay buffer and seeds
+    (gfp/sweep/resources.py)."""
     pin_cpus: bool = True
     """Pin each run's process to CPUs of its own (with a whole number of --cpus-per-run)."""
+    break_lock: bool = False
+    """Take the sweep folder over from the driver its lock names even if that one may still run
+    (on another host; see gfp/sweep/lock.py). A lock of a driver that is gone on this host is
+    taken over without it."""
 
 
 def _options(r: RunOptions) -> Any:
@@ -48,6 +57,8 @@ def _options(r: RunOptions) -> Any:
         max_retries=r.max_retries,
         pin_cpus=r.pin_cpus,
         generate_episodes=r.generate_episodes,
+        memory_per_run=r.memory_per_run,
+        break_lock=r.break_lock,
     )
 
 

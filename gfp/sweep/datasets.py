@@ -5,8 +5,10 @@ validated here, one at a time, so that no two workers ever generate or convert t
 bad dataset fails the sweep up front instead of failing every run that reads it. A missing OGBench
 dataset that gfp can generate offline is generated (the official number of episodes unless told
 otherwise); any other missing dataset is a DataError saying how to make it or where to get it.
-Datasets checked once are recorded in SWEEP_DIR/.datasets.json and not read again by later
-invocations (a run that resumes still checks that its data did not change).
+Datasets checked once are recorded in SWEEP_DIR/.datasets.json with their sizes (what each run's
+memory estimate reads, gfp/sweep/resources.py) and not read again by later invocations (a run
+that resumes still checks that its data did not change); a record without sizes (an older gfp's)
+is checked once more.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from gfp.errors import DataError
 from gfp.io import atomic_write_json
 from gfp.job import TrainJob
 from gfp.sweep.plan import read_json
+from gfp.sweep.resources import DatasetSize
 
 CHECKED = ".datasets.json"
 
@@ -65,7 +68,7 @@ def prepare_datasets(
     todo: dict[tuple[str, str], TrainJob] = {}
     for job in jobs:
         key = dataset_key(job)
-        if "|".join(key) not in checked:
+        if _size(checked.get("|".join(key))) is None:
             todo.setdefault(key, job)
     for (name, _), job in todo.items():
         missing = _generatable_missing(job.task, job.dataset_dir)
@@ -79,8 +82,34 @@ def prepare_datasets(
             data = load_dataset(job.task, job.dataset_dir)
         except DataError as e:
             raise DataError(f"dataset of {job.task}: {e}") from None
-        del data
-        checked["|".join(dataset_key(job))] = datetime.datetime.now().isoformat(timespec="seconds")
+        arrays = [*data.train.values(), *(data.val or {}).values()]
+        checked["|".join(dataset_key(job))] = {
+            "checked": datetime.datetime.now().isoformat(timespec="seconds"),
+            "rows": data.size,
+            "obs_dim": data.obs_dim,
+            "act_dim": data.act_dim,
+            "nbytes": sum(int(a.nbytes) for a in arrays),
+        }
+        del data, arrays
         sweep_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(record_path, checked)
     return len(todo)
+
+
+def _size(entry: object) -> DatasetSize | None:
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return DatasetSize(*(int(entry[k]) for k in ("rows", "obs_dim", "act_dim", "nbytes")))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def dataset_size(job: TrainJob, sweep_dir: Path) -> DatasetSize:
+    """The recorded size of `job`'s dataset (prepare_datasets has checked it); DataError if the
+    record lacks it."""
+    entry = (read_json(sweep_dir / CHECKED) or {}).get("|".join(dataset_key(job)))
+    size = _size(entry)
+    if size is None:
+        raise DataError(f"{sweep_dir / CHECKED}: no size recorded for the dataset of {job.task}")
+    return size

@@ -1,13 +1,15 @@
 """Running a plan on Ray: local by default (Ray started in this process with this machine's CPUs),
 or on a cluster (`address='auto'` or 'ray://HOST:PORT').
 
-One Ray task per unit (gfp/sweep/worker.py), with the CPUs and GPUs of `Options` as its resources
-so that Ray packs runs onto machines, in a fresh worker process (max_calls=1) whose environment
-limits its threads to its CPUs. A worker that dies is retried up to `max_retries` times and the
-retry resumes from the run's checkpoint. The driver shows progress from the run directories, and
-on Ctrl-C cancels the tasks gently (`ray.cancel`, which interrupts a task like SIGINT: the run
-writes a checkpoint and stops); a second Ctrl-C stops at once (runs then resume from their last
-checkpoint). results.csv is rebuilt from the run directories at the end, whatever happened.
+One Ray task per unit (gfp/sweep/worker.py), with the CPUs and GPUs of `Options` and its memory
+estimate as its resources (gfp/sweep/resources.py) so that Ray packs runs onto machines, in a
+fresh worker process (max_calls=1) whose environment limits its threads to its CPUs. A worker
+that dies (SIGKILL, Ray's out-of-memory kill, a lost node) is retried up to `max_retries` times
+and the retry resumes from the run's checkpoint. The driver shows progress from the run
+directories, and on Ctrl-C cancels the tasks gently (`ray.cancel`, which interrupts a task like
+SIGINT: the run writes a checkpoint and stops); a second Ctrl-C stops at once (runs then resume
+from their last checkpoint). results.csv is rebuilt from the run directories at the end, whatever
+happened.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from gfp.errors import ConfigError, GfpError
 from gfp.sweep.plan import FAILED, Plan, Unit, read_seed_dir, read_sweep_file, write_sweep_file
+from gfp.sweep.resources import GIB, estimate_memory, remote_options
 from gfp.sweep.status import Scanner, format_line
 
 
@@ -43,6 +46,8 @@ class Options:
     max_retries: int = 3
     pin_cpus: bool = True  # each run's process keeps to CPUs of its own (see worker.claim_cpus)
     generate_episodes: int | None = None  # size of generated datasets (None: official)
+    memory_per_run: float | None = None  # GiB a run declares to Ray (None: estimate_memory)
+    break_lock: bool = False  # take over the sweep folder from its driver (gfp/sweep/lock.py)
     num_cpus: int | None = None  # a local Ray's CPUs (None: this machine's)
     progress: bool = True
     refresh_s: float = 2.0
@@ -56,6 +61,8 @@ class Options:
             raise ConfigError(
                 f"--gpus-per-run {self.gpus_per_run}: more than one GPU must be a whole number"
             )
+        if self.memory_per_run is not None and not self.memory_per_run > 0:
+            raise ConfigError(f"--memory-per-run {self.memory_per_run} must be > 0 (GiB)")
         if not (isinstance(self.max_retries, int) and self.max_retries >= 0):
             raise ConfigError(f"--max-retries {self.max_retries} must be an integer >= 0")
 
@@ -78,27 +85,6 @@ def import_ray() -> Any:
             "gfp sweep runs on Ray, which is not installed: pip install 'gfp[sweep]'"
         ) from None
     return ray
-
-
-def worker_env(opts: Options, sweep_dir: Path) -> dict[str, str]:
-    """Environment of a run's worker process, set before it imports JAX: thread counts of the
-    numeric libraries at its CPU share, XLA's Eigen single-threaded for runs of one CPU, CPU-only
-    JAX for runs without a GPU (and a memory share for a fraction of one), and a persistent XLA
-    compilation cache in the sweep folder (a retried or resumed run compiles nothing again)."""
-    n = str(max(1, int(opts.cpus_per_run)))
-    env = {k: n for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    flags = os.environ.get("XLA_FLAGS", "")
-    if opts.cpus_per_run <= 1 and "xla_cpu_multi_thread_eigen" not in flags:
-        flags += " --xla_cpu_multi_thread_eigen=false"
-    if flags.strip():
-        env["XLA_FLAGS"] = flags.strip()
-    if opts.gpus_per_run == 0:
-        env["JAX_PLATFORMS"] = "cpu"
-    elif opts.gpus_per_run < 1:
-        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * opts.gpus_per_run:.3f}"
-    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        env["JAX_COMPILATION_CACHE_DIR"] = str((sweep_dir / ".jax_cache").resolve())
-    return env
 
 
 def connect(ray: Any, opts: Options) -> bool:
@@ -171,6 +157,30 @@ def check_shared_storage(ray: Any, sweep_dir: Path) -> None:
             f"the sweep folder {sweep_dir.resolve()} is not visible from node(s) "
             f"{', '.join(missing)}: on a cluster --out must be on storage every node sees (a "
             "shared file system mounted at the same path), as must the datasets"
+        )
+
+
+def unit_memory(unit: Unit, opts: Options, sweep_dir: Path) -> int:
+    """The memory a unit's task declares: --memory-per-run, else the estimate from its dataset's
+    recorded size (gfp/sweep/resources.py)."""
+    if opts.memory_per_run is not None:
+        return int(opts.memory_per_run * GIB)
+    from gfp.sweep.datasets import dataset_size
+
+    size = dataset_size(unit.job, sweep_dir)
+    return estimate_memory(unit.job, size, gpu=opts.gpus_per_run > 0)
+
+
+def check_memory_fits(ray: Any, memory: int) -> None:
+    """ConfigError if no alive node offers `memory` bytes of Ray's memory resource (Ray would keep
+    such a task pending for ever)."""
+    offered = [n.get("Resources", {}).get("memory", 0.0) for n in ray.nodes() if n.get("Alive")]
+    if offered and memory > max(offered):
+        raise ConfigError(
+            f"a run needs about {memory / GIB:.1f} GiB of memory (its dataset, networks and "
+            f"replay buffer; gfp/sweep/resources.py) and the largest node offers "
+            f"{max(offered) / GIB:.1f} GiB: use nodes with more memory, fewer seeds per run, or "
+            "set --memory-per-run"
         )
 
 
@@ -284,15 +294,13 @@ def execute(plan: Plan, opts: Options, command: str = "gfp sweep") -> Outcome:
             check_shared_storage(ray, sweep_dir)
         from gfp.sweep.worker import run_unit
 
-        remote = ray.remote(max_calls=1)(run_unit).options(
-            num_cpus=opts.cpus_per_run,
-            num_gpus=opts.gpus_per_run,
-            max_retries=opts.max_retries,
-            retry_exceptions=False,
-            runtime_env={"env_vars": worker_env(opts, sweep_dir)},
-        )
+        memory = {id(u): unit_memory(u, opts, sweep_dir) for u in plan.units}
+        check_memory_fits(ray, max(memory.values()))
+        remote = ray.remote(max_calls=1)(run_unit)
         pending = {
-            remote.remote(u.job, str(u.config_dir), opts.cpus_per_run, opts.pin_cpus): u
+            remote.options(**remote_options(opts, sweep_dir, memory[id(u)])).remote(
+                u.job, str(u.config_dir), opts.cpus_per_run, opts.pin_cpus
+            ): u
             for u in plan.units
         }
         with _sigint_counter() as hits:
