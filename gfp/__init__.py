@@ -10,12 +10,13 @@ Layout (the package is a picture of the architecture):
     gfp.evaluate  -> vectorised evaluation in OGBench / Gymnasium environments
     gfp.run       -> experiments: run directories, summaries; what the `gfp` command calls
 
-Python API:
-    data = gfp.load_dataset(task, dataset_dir)
+Python API (README.md, "Python API"):
+    data = gfp.load_dataset(task, gfp.ensure_dataset(task, "data", episodes=10))
     config, sources = gfp.resolve_config("gfp", task, preset="cpu")
     agent = gfp.make_agent("gfp", config, obs_dim=data.obs_dim, action_dim=data.act_dim)
-    states = gfp.fit(agent, data, steps=20_000, seeds=[0])
-    gfp.evaluate_policies(agent, gfp.unstack(states, 0).params, data.env_name, episodes=50)
+    states = gfp.fit(agent, data, steps=2_000, seeds=[0])
+    policy = gfp.Policy.from_fit(agent, states, data)   # or gfp.load_run(RUN_DIR)
+    policy.evaluate(episodes=10); policy.save(RUN_DIR); policy.act(obs)
 """
 
 __version__ = "0.1.0"
@@ -30,7 +31,9 @@ _API = {
     "load_dataset": "gfp.data.load",
     "evaluate_policies": "gfp.run",
     "fit": "gfp.run",
-    "load_run": "gfp.run",
+    "ensure_dataset": "gfp.api",
+    "load_run": "gfp.api",  # a Policy; gfp.run.load_run keeps the (agent, params, config) tuple
+    "Policy": "gfp.api",
     "resolve_config": "gfp.presets:resolve",
     "unstack": "gfp.engine.chunk",
 }

@@ -1,0 +1,327 @@
+"""The Python API's trained policy: `load_run(RUN_DIR)` gives a `Policy` (the agent, its final
+parameters and the run's config.json) that acts, evaluates and saves itself as a run directory;
+`Policy.from_fit` makes one from `gfp.fit`'s result, `ensure_dataset` generates a task's dataset.
+
+Actions are evaluation's (gfp.evaluate): `agent.act(params, obs, key)` through the same jitted
+`agent.policy_fn`, with the noise key `jax.random.PRNGKey(seed)`, so the same observation and seed
+always give the same action. Pixel runs trained with frame_stack K > 1 see the last K frames
+stacked along channels, oldest first, an episode's first frame repeated (gfp.engine.frames);
+`Policy.act` takes single frames and stacks them the same way (`reset()` at each episode start),
+as gfp_deploy's `policy.reset()` / `policy.act(frame)` do; `Policy.act_stacked` takes inputs that
+are already stacked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from gfp.agents.base import Agent, TrainState
+from gfp.data.load import Dataset
+from gfp.errors import ConfigError, DataError
+from gfp.job import DEFAULT_EPISODES, default_data_dir
+
+PARAMS = "params.msgpack"
+SUMMARY = "summary.json"
+
+
+def ensure_dataset(
+    task: str, dataset_dir: str | Path | None = None, episodes: int = DEFAULT_EPISODES
+) -> Path:
+    """Generate `task`'s OGBench dataset (`episodes` train episodes with OGBench's scripted
+    oracles, a tenth as many for validation) into `dataset_dir` unless it is there already;
+    returns the directory to pass to `load_dataset`. None: the gfp cache that `gfp train`'s default
+    job uses (~/.cache/gfp/data, or GFP_DATA_DIR)."""
+    from gfp.run import ensure_default_dataset
+
+    where = default_data_dir() if dataset_dir is None else Path(dataset_dir).expanduser()
+    ensure_default_dataset(task, where, episodes)
+    return where
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class Policy:
+    """A trained agent: `agent` (gfp.agents), `params` (its final parameters, host arrays),
+    `config` (the run's config.json as a dict), `summary` (its summary.json, None if it has
+    none) and `path` (the run directory it was loaded from or last saved to)."""
+
+    agent: Agent
+    params: Any
+    config: dict[str, Any]
+    summary: dict[str, Any] | None = None
+    path: Path | None = None
+    # One jitted policy function per policy name, reused by every call (jax.jit compiles once per
+    # input shape); the parameters put on the device once.
+    _fns: dict[str, Callable] = dataclasses.field(default_factory=dict, init=False)
+    _device_params: Any = dataclasses.field(default=None, init=False)
+    _stack: Any = dataclasses.field(default=None, init=False)
+
+    def __repr__(self) -> str:
+        spec = self.agent.obs_spec
+        where = f" from {self.path}" if self.path is not None else ""
+        return (
+            f"Policy({self.agent.name} on {self.config.get('task')}{where}: obs "
+            f"{spec.dtype}{list(spec.shape)} -> action[{self.agent.action_dim}], policies "
+            f"{', '.join(self.agent.policies)})"
+        )
+
+    # ---- making one ----------------------------------------------------------------------------
+    @classmethod
+    def from_fit(
+        cls, agent: Agent, states: TrainState, dataset: Dataset, *, seed_index: int = 0
+    ) -> Policy:
+        """The policy of seed number `seed_index` of `gfp.fit(agent, dataset, ...)`'s stacked
+        `states`, with a config.json record as `gfp train` writes one (task, agent, agent_config,
+        dataset) so that `save` and `load_run` round-trip it."""
+        from gfp.engine.chunk import unstack
+
+        n = int(np.shape(states.step)[0]) if np.ndim(states.step) else 1
+        if not 0 <= seed_index < n:
+            raise ConfigError(f"seed_index {seed_index} is out of range: the states hold {n} seeds")
+        state = unstack(states, seed_index) if np.ndim(states.step) else states
+        params = jax.device_get(state.params)
+        return cls(agent, params, fit_config(agent, dataset, int(jax.device_get(state.step))))
+
+    # ---- acting --------------------------------------------------------------------------------
+    @property
+    def frame_stack(self) -> int:
+        """K: how many observations (frames, oldest first) make one input of the networks."""
+        return int(self.agent.config.frame_stack)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """One observation as the environment gives it (for frame_stack K > 1: one frame)."""
+        shape = tuple(self.agent.obs_spec.shape)
+        return (*shape[:-1], shape[-1] // self.frame_stack)
+
+    def reset(self) -> None:
+        """Start an episode: the next `act` fills the frame stack with its frame (pixel runs with
+        frame_stack > 1; a no-op otherwise)."""
+        self._stack = None
+
+    def act(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
+        """The action of `policy` ('actor' or 'vabc' for GFP; `agent.policies`) for one
+        observation `obs` of shape `obs_shape`, or (N, *obs_shape) for N environments, as a numpy
+        array (action_dim,) or (N, action_dim). Deterministic: the noise comes from
+        `jax.random.PRNGKey(seed)`, as at evaluation. With frame_stack K > 1, `obs` is the newest
+        frame: it is pushed onto the episode's stack (the first after `reset()` fills it) and the
+        policy acts on the K frames stacked."""
+        if self.frame_stack > 1:
+            obs = self._push(obs)
+        return self.act_stacked(obs, policy, seed)
+
+    def act_stacked(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
+        """`act` for inputs already stacked as the networks take them (`agent.obs_spec.shape`, or
+        (N, *that)); the same as `act` when frame_stack is 1."""
+        fn = self._policy_fn(policy)
+        batch, single = self._as_batch(obs)
+        if self._device_params is None:
+            self._device_params = jax.device_put(self.params)
+        actions = np.asarray(fn(self._device_params, batch, jax.random.PRNGKey(seed)))
+        return actions[0] if single else actions
+
+    def _policy_fn(self, policy: str) -> Callable:
+        if policy not in self.agent.policies:
+            raise ConfigError(
+                f"agent {self.agent.name!r} has no policy {policy!r}; its policies: "
+                + ", ".join(self.agent.policies)
+            )
+        if policy not in self._fns:
+            self._fns[policy] = self.agent.policy_fn(policy)  # evaluation's function
+        return self._fns[policy]
+
+    def _as_batch(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """(a batch as evaluation feeds the policy, whether `obs` was one observation): pixels stay
+        uint8 (the encoders scale them), anything else becomes float32."""
+        spec = self.agent.obs_spec
+        obs = np.asarray(obs)
+        shape = tuple(spec.shape)
+        single = obs.shape == shape
+        if not single and obs.shape[1:] != shape:
+            raise DataError(
+                f"observations have shape {obs.shape}; this policy takes {list(shape)} or "
+                "(N, *that)"
+            )
+        if spec.dtype == "uint8":
+            if obs.dtype != np.uint8:
+                raise DataError(
+                    f"observations are {obs.dtype}; this pixel policy takes the uint8 frames"
+                )
+        else:
+            obs = obs.astype(np.float32)
+        return (obs[None] if single else obs), single
+
+    def _push(self, frame: Any) -> np.ndarray:
+        """The stacked input after `frame` (gfp_deploy's FrameStack: the rule of training)."""
+        from gfp.deploy import FrameStack
+
+        frame = np.asarray(frame)
+        want = self.obs_shape
+        if frame.shape[frame.ndim - len(want) :] != want or frame.ndim > len(want) + 1:
+            raise DataError(
+                f"frame has shape {frame.shape}; this policy takes single frames of {list(want)} "
+                f"(or (N, *that)), {self.frame_stack} stacked; act_stacked takes stacked inputs"
+            )
+        if self._stack is None:
+            self._stack = FrameStack(self.frame_stack)
+        try:
+            return self._stack.push(frame)
+        except ValueError as e:  # another batch size in the middle of an episode
+            raise DataError(f"{e}; call reset() before a new episode") from None
+
+    # ---- evaluating and saving -----------------------------------------------------------------
+    def evaluate(
+        self,
+        episodes: int = 50,
+        *,
+        seed: int = 0,
+        policies: Sequence[str] | None = None,
+        video_dir: str | Path | None = None,
+    ) -> dict[str, float]:
+        """`gfp.evaluate_policies` in the run's environment, with its success timing: mean
+        'POLICY/success', 'POLICY/return', 'POLICY/length' (and 'POLICY/normalized_score' where
+        the task has reference scores) for each policy."""
+        from gfp.run import evaluate_policies
+
+        env_name = (self.config.get("dataset") or {}).get("env_name")
+        if not env_name:
+            raise ConfigError(
+                "config.json: dataset.env_name is missing: the run names no environment to "
+                "evaluate in"
+            )
+        for policy in policies or ():
+            self._policy_fn(policy)  # an unknown name: one line, before any environment starts
+        return evaluate_policies(
+            self.agent,
+            self.params,
+            env_name,
+            episodes=episodes,
+            seed=seed,
+            policies=policies,
+            video_dir=Path(video_dir) if video_dir is not None else None,
+            success_timing=self.config.get("success_timing"),
+            task=self.config.get("task"),
+        )
+
+    def save(self, run_dir: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the policy as a run directory (config.json, params.msgpack, summary.json, with
+        gfp.rundir's atomic writes) that `load_run`, `gfp eval` and `gfp export` read; returns its
+        path. A directory that already holds a run is refused unless `overwrite`."""
+        from gfp.rundir import RunDir
+
+        path = Path(run_dir).expanduser()
+        if self.path is not None and path.resolve() == self.path.resolve():
+            raise ConfigError(
+                f"{path} is the run directory this policy was loaded from; save it elsewhere "
+                "(overwriting would remove the run's logs and checkpoints)"
+            )
+        held = [n for n in ("config.json", PARAMS, SUMMARY) if (path / n).exists()]
+        if held and not overwrite:
+            raise ConfigError(
+                f"{path} already holds a run ({', '.join(held)}); pass overwrite=True to replace "
+                "it, or choose another directory"
+            )
+        summary = self.summary or {
+            "task": self.config.get("task"),
+            "agent": self.agent.name,
+            **({"steps": self.config["steps"]} if "steps" in self.config else {}),
+        }
+        run = RunDir(path, overwrite=overwrite)
+        try:
+            run.write_config(self.config)
+            run.save_params(self.params)
+            run.write_summary(summary)  # a finished run: never taken for one to --resume
+        finally:
+            run.close()
+        self.path = path
+        return path
+
+
+def load_run(run_dir: str | Path) -> Policy:
+    """The `Policy` of a finished run directory (`gfp train`'s, or one `Policy.save` wrote):
+    its agent rebuilt from config.json and its final parameters, checked against that agent.
+    ConfigError (one line naming the file) for a directory that is not such a run."""
+    from gfp.run import load_run as load_tuple
+
+    path = Path(run_dir).expanduser()
+    try:
+        agent, params, config = load_tuple(path)
+    except ValueError as e:  # gfp.run.load_run decodes params.msgpack unchecked
+        raise ConfigError(f"{path / PARAMS}: cannot be read as gfp parameters ({e})") from None
+    check_params(agent, params, path / PARAMS)
+    summary = None
+    if (path / SUMMARY).exists():
+        try:
+            summary = json.loads((path / SUMMARY).read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path / SUMMARY}: cannot be read ({e})") from None
+    return Policy(agent, params, config, summary, path)
+
+
+def check_params(agent: Agent, params: Any, where: Path) -> None:
+    """ConfigError unless `params` has exactly the arrays (names, shapes, dtypes) of `agent`'s
+    parameters: a params.msgpack of another agent or configuration fails here, not inside jit."""
+    want = jax.eval_shape(agent.init, jax.random.PRNGKey(0)).params
+
+    def leaves(tree: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+        flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+        return {jax.tree_util.keystr(k): (str(np.dtype(a.dtype)), tuple(a.shape)) for k, a in flat}
+
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: holds {type(params).__name__}, not a parameter tree")
+    need, have = leaves(want), leaves(jax.tree.map(np.asarray, params))
+    for name in sorted(need.keys() | have.keys()):
+        if need.get(name) != have.get(name):
+            got = "missing" if name not in have else "{}{}".format(*have[name])
+            wanted = "absent" if name not in need else "{}{}".format(*need[name])
+            raise ConfigError(
+                f"{where}: array {name} is {got}, the {agent.name} agent of config.json needs "
+                f"{wanted}: not this run's parameters"
+            )
+
+
+def fit_config(agent: Agent, dataset: Dataset, steps: int) -> dict[str, Any]:
+    """config.json for parameters trained in Python: what `load_run` rebuilds the agent from
+    (agent, agent_config, dataset shapes) and what evaluation reads (task, environment, success
+    timing: gfp train's default), in the keys `gfp train` writes (gfp.run.run_config)."""
+    import flax
+
+    import gfp
+    from gfp.data.checks import dataset_fingerprint
+    from gfp.run import git_commit
+    from gfp.settings import RunSettings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunSettings)}
+    obs = dataset.train["observations"]
+    return {
+        "task": dataset.name,
+        "agent": agent.name,
+        "steps": steps,
+        "success_timing": defaults["success_timing"],
+        "agent_config": json.loads(json.dumps(dataclasses.asdict(agent.config))),
+        "dataset": {
+            "name": dataset.name,
+            "source": dataset.source,
+            "env_name": dataset.env_name,
+            "size": dataset.size,
+            "obs_dim": dataset.obs_dim,
+            "obs_shape": list(obs.shape[1:]),
+            "obs_dtype": str(obs.dtype),
+            "act_dim": dataset.act_dim,
+            "fingerprint": dataset_fingerprint(dataset),
+        },
+        "versions": {
+            "gfp": gfp.__version__,
+            "jax": jax.__version__,
+            "flax": flax.__version__,
+            "python": platform.python_version(),
+            "git_commit": git_commit(),
+        },
+    }
