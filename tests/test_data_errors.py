@@ -122,3 +122,68 @@ def test_typo_through_the_installed_command(tmp_path):
         "scene-play-singletask-task2-v0 or visual-scene-play-singletask-task2-v0 or "
         "scene-noisy-singletask-task2-v0?"
     ]
+
+
+def _shuffled_copy(src_dir: Path, dst_dir: Path, stem: str, key: str = "qpos") -> Path:
+    """src_dir's dataset `stem` with the rows of `key` shuffled in the train file."""
+    import shutil
+
+    dst_dir.mkdir()
+    shutil.copy(src_dir / f"{stem}-val.npz", dst_dir / f"{stem}-val.npz")
+    with np.load(src_dir / f"{stem}.npz") as f:
+        arrays = dict(f)
+    arrays[key] = arrays[key][np.random.default_rng(0).permutation(len(arrays[key]))]
+    np.savez(dst_dir / f"{stem}.npz", **arrays)
+    return dst_dir / f"{stem}.npz"
+
+
+def test_ogbench_qpos_that_is_not_the_observations_is_refused(tiny_ogbench_dir, tmp_path, capsys):
+    """Singletask rewards are relabelled from qpos: shuffled qpos rows trained on wrong rewards
+    silently. The generated dataset loads; the shuffled copy is one line naming file and row."""
+    from gfp.data.load import load_dataset
+
+    assert load_dataset(TASK, tiny_ogbench_dir).size > 0
+    bad = _shuffled_copy(tiny_ogbench_dir, tmp_path / "data", "cube-single-noisy-v0")
+    before = bad.read_bytes()
+    err = cli_error(capsys, "data", "info", TASK, "--dataset-dir", str(bad.parent))
+    assert f"{bad}: row " in err and "qpos[0:6] (arm joint positions)" in err, err
+    assert "do not belong to the observations" in err
+    err = cli_error(capsys, "train", "--task", TASK, "--dataset-dir", str(bad.parent),
+                    "--out", str(tmp_path / "run"), *SMALL)  # fmt: skip
+    assert f"{bad}: row " in err
+    assert not (tmp_path / "run").exists() and bad.read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, family, refused",
+    [
+        ("cube-double-play-v0", "cube", ["qpos"]),
+        ("scene-play-v0", "scene", ["qpos"]),
+        ("puzzle-3x3-play-v0", "puzzle", ["qpos", "button_states"]),
+        ("pointmaze-medium-navigate-v0", "pointmaze", ["qpos"]),
+    ],
+)
+def test_ogbench_info_layouts_hold_on_generated_data(tmp_path, name, family, refused):
+    """The observation/qpos/button_states correspondences the check uses are those of OGBench's
+    own environments: data generated with its oracles passes every one of them (each compared
+    column holds something that changes), and a shuffled qpos or button_states is refused."""
+    from gfp.data.validate import _ogbench_links, check_ogbench_info
+    from gfp.datagen.generate import generate
+    from gfp.errors import DataError
+
+    generate(name, 2, tmp_path, workers=1, seed=0, episode_length=101, progress=False)
+    with np.load(tmp_path / f"{name}.npz") as f:
+        data = dict(f)
+    check_ogbench_info(data, name, family)
+    buttons = data["button_states"].shape[1] if "button_states" in data else 0
+    links = _ogbench_links(family, data["observations"].shape[1], data["qpos"].shape[1], buttons)
+    assert links, "the family's layout must be recognised"
+    for link in links:
+        if link.source == "qpos":  # buttons may stay put in two short episodes
+            assert data["qpos"][:, link.cols].std(axis=0).min() > 0, link.what
+    for key in refused:
+        shuffled = dict(data)
+        shuffled[key] = data[key][np.random.default_rng(1).permutation(len(data[key]))]
+        with pytest.raises(DataError, match=rf"{name}: row \d+: observations\[.*{key}\["):
+            check_ogbench_info(shuffled, name, family)

@@ -86,6 +86,8 @@ def load(task: Task, dataset_dir: Path | None, *, validation: bool, antmaze: boo
         with NpzReader(p) as raw:
             arrays = {k: raw[k] for k in _OGBENCH_KEYS if k in raw}
         V.validate_ogbench_arrays(arrays, str(p), info_keys=info_keys, visual=visual)
+        if not visual:  # the relabelled rewards come from qpos: it must be the observations'
+            V.check_ogbench_info(arrays, str(p), family)
         shapes[p] = {k: v.shape[1:] for k, v in arrays.items()}
         del arrays
 
