@@ -187,3 +187,16 @@ def test_ogbench_info_layouts_hold_on_generated_data(tmp_path, name, family, ref
         shuffled[key] = data[key][np.random.default_rng(1).permutation(len(data[key]))]
         with pytest.raises(DataError, match=rf"{name}: row \d+: observations\[.*{key}\["):
             check_ogbench_info(shuffled, name, family)
+
+
+def test_generate_out_naming_a_file_is_one_line_and_the_file_is_untouched(tmp_path, capsys):
+    """--out PATH where PATH (or a folder above it) is an existing file: a traceback from mkdir
+    (FileExistsError / NotADirectoryError) before; now one line, exit 2, the file as it was."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"my notes\n")
+    for out in (path, path / "sub"):
+        err = cli_error(capsys, "data", "generate", "cube-single-noisy-v0", "--episodes", "1",
+                        "--episode-length", "5", "--workers", "1", "--out", str(out))  # fmt: skip
+        assert f"--out {out}" in err and "a file, not a directory" in err, err
+        assert path.read_bytes() == b"my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing else written

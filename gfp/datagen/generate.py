@@ -32,8 +32,8 @@ from gfp.datagen import shards
 from gfp.datagen.collectors import Spec
 from gfp.datagen.shards import Job
 from gfp.datagen.visual import make_collector, visual_names
-from gfp.errors import ConfigError, DataError, Interrupted
-from gfp.io import atomic_savez, clean_stale_tmp, die_with_parent
+from gfp.errors import ConfigError, DataError, Interrupted, WriteError
+from gfp.io import atomic_savez, clean_stale_tmp, die_with_parent, os_reason
 from gfp.tasks import dataset_file_stem  # the task registry parses task names
 
 __all__ = [
@@ -265,6 +265,20 @@ def _refuse_existing(train_path: Path) -> None:
         )
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """`out_dir` is a directory or can become one: ConfigError, before any work, where it or a
+    folder above it is a file (which is left as it is)."""
+    for path in (out_dir, *out_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is" if path == out_dir else f"is inside {path}, which is"
+                raise ConfigError(
+                    f"--out {out_dir} {what} a file, not a directory (the dataset is written to "
+                    "OUT/NAME.npz and OUT/NAME-val.npz); choose a directory"
+                )
+            return
+
+
 # --------------------------------------------------------------------------------------------------
 # Public entry point.
 
@@ -302,8 +316,8 @@ def generate(
         DataError: an unknown name, one that needs OGBench's downloaded expert policies, or an
             existing dataset without `overwrite`.
         ConfigError: a non-positive episode count, episode length or worker count, a negative
-            seed, or a dataset too large for this machine's memory (checked up front, and again
-            exactly once the first episode is collected).
+            seed, an `out_dir` that is a file, or a dataset too large for this machine's memory
+            (checked up front, and again exactly once the first episode is collected).
         Interrupted: Ctrl-C (exit code 130 in the CLI). Finished episodes are kept as shards,
             and rerunning the same call continues from them; so does a rerun after a kill.
     """
@@ -327,10 +341,14 @@ def generate(
     _check_fits(name, episodes, rows, _MIN_ROW_BYTES, total_memory)
 
     out_dir = Path(out_dir).expanduser()
+    _check_out_dir(out_dir)
     train_path, val_path = out_dir / f"{name}.npz", out_dir / f"{name}-val.npz"
     if not overwrite:
         _refuse_existing(train_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"could not create the directory {out_dir}: {os_reason(e)}") from e
 
     # Shards are keyed by everything that changes an episode's content (the simulator and oracle
     # versions too), not by the episode count, so a rerun with more episodes reuses them.
