@@ -20,3 +20,6 @@ def tiny_ogbench_dir(tmp_path_factory):
 def pytest_configure(config):
     # Tests over ~20 s carry @pytest.mark.slow: CI runs them, `-m "not slow"` leaves them out.
     config.addinivalue_line("markers", "slow: takes over ~20 s (CI runs it; -m 'not slow' skips)")
+    # Tests of the accelerator's code paths (tests/test_gpu.py): benchmarks/device/run.sh runs
+    # `-m gpu` on the device machine; they pass on the CPU too and run with the rest there.
+    config.addinivalue_line("markers", "gpu: accelerator code paths (also pass on the CPU)")
