@@ -8,7 +8,9 @@ data-generation worker processes import this module, and they must start without
 An atomic write goes to a temp file in the target's directory, is fsynced, replaces the target
 with os.replace and then fsyncs the directory, so a kill never leaves a half-written file and a
 failed write (full disk, permissions, read-only file system) leaves the previous version intact;
-it raises `WriteError` saying so.
+it raises `WriteError` saying so. The temp file (which mkstemp creates 0600, whatever the umask)
+gets the mode an ordinary `open(path, "w")` would give, 0o666 & ~umask (`file_mode`), so a shared
+run directory or dataset stays readable by whoever the umask lets read it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +51,35 @@ def fsync_dir(path: str | Path) -> None:
             os.close(fd)
 
 
+_UMASK_LOCK = threading.Lock()
+_fallback_umask: int | None = None  # read once where /proc is not there (see current_umask)
+
+
+def current_umask() -> int:
+    """The process's umask. Linux states it in /proc/self/status ('Umask:', since 4.7), which
+    reads it without changing it; elsewhere it can only be read by setting it (os.umask), which
+    for that moment gives every file another thread creates mode 0o666: so that swap is done
+    once, under a lock, and its value kept."""
+    global _fallback_umask
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as f,
+    ):
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        if _fallback_umask is None:
+            _fallback_umask = os.umask(0o022)
+            os.umask(_fallback_umask)
+        return _fallback_umask
+
+
+def file_mode() -> int:
+    """The mode `open(path, "w")` gives a new file: 0o666 minus the umask's bits."""
+    return 0o666 & ~current_umask()
+
+
 def _atomic_write(
     path: str | Path,
     write: Callable[[IO[bytes]], None],
@@ -64,6 +96,11 @@ def _atomic_write(
         # Dot-prefixed and ending in '.tmp' (never '.npz', '.json', ...), so a leftover after a
         # kill can't be mistaken for a real file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, file_mode())  # mkstemp's 0600, whatever the umask asks for
+        except BaseException:
+            os.close(fd)
+            raise
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
