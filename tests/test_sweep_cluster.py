@@ -7,6 +7,12 @@ onto it, a node removed mid-run, the driver SIGKILLed and restarted, a folder a 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +101,151 @@ def test_dataset_sizes_are_recorded_when_checked(tmp_path, tiny_ogbench_dir):
     nbytes = sum(a.nbytes for a in [*data.train.values(), *data.val.values()])
     assert size.nbytes == nbytes
     assert prepare_datasets([job], tmp_path, log=print) == 0
+
+
+# ---- one driver per sweep folder ----------------------------------------------------------------
+HOLD = """
+import sys
+from gfp.sweep.lock import driver_lock
+with driver_lock(sys.argv[1], command="gfp sweep (holder)"):
+    print("held", flush=True)
+    sys.stdin.readline()  # hold until the test closes our stdin
+"""
+
+
+def python_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+@pytest.fixture
+def held_lock(tmp_path):
+    """Another process holding tmp_path/'sweep''s driver lock (until the test ends)."""
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=python_env())  # fmt: skip
+    assert proc.stdout.readline() == "held\n"  # it holds the lock now
+    yield out, proc
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+
+
+def test_a_second_driver_is_refused_in_one_line(held_lock, capsys):
+    from gfp.sweep.lock import read_lock
+    from gfp.sweep.plan import SWEEP_FILE
+    from gfp.sweep.status import format_status
+
+    out, holder = held_lock
+    info = read_lock(out)
+    assert (info["pid"], info["host"]) == (holder.pid, socket.gethostname())
+    argv = ["sweep", "--tasks", TINY_TASK, "--agents", "bc", "--seeds", "0", "--out", str(out)]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        f"gfp: error: {out} is being driven by pid {holder.pid} on {socket.gethostname()} since "
+        f"{info['started']}; watch it with gfp sweep status {out}\n"
+    )
+    assert not (out / SWEEP_FILE).exists()  # nothing planned or written
+    # --break-lock does not take a lock its live holder still holds (flock): the same refusal
+    with pytest.raises(SystemExit):
+        main([*argv, "--break-lock"])
+    assert "is being driven by pid" in capsys.readouterr().err
+    # status reads without the lock
+    (out / SWEEP_FILE).write_text('{"runs": {}}')
+    assert f"driven by pid {holder.pid} on {socket.gethostname()}" in format_status(out)
+
+
+def test_a_stale_lock_is_taken_over(tmp_path):
+    from gfp.sweep.lock import LOCK, driver_lock, proc_start, read_lock
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid names no process now
+    host = socket.gethostname()
+    mine = {"host": host, "pid": os.getpid(), "proc_start": proc_start(os.getpid())}
+    notes = []
+    for stale in (
+        {"host": host, "pid": dead.pid, "proc_start": "1", "started": "2026-01-01T00:00:00"},
+        mine | {"proc_start": "1", "started": "earlier"},  # our pid, reused: another process
+    ):
+        (out / LOCK).write_text(json.dumps(stale))
+        with driver_lock(out, log=notes.append):
+            assert read_lock(out)["pid"] == os.getpid()
+            assert read_lock(out)["proc_start"] == mine["proc_start"]
+        assert not (out / LOCK).exists()  # released
+    assert notes == [
+        f"taking over {out} from the driver pid {dead.pid} on {host} since 2026-01-01T00:00:00 "
+        "(no longer running)",
+        f"taking over {out} from the driver pid {os.getpid()} on {host} since earlier "
+        "(no longer running)",
+    ]
+    # a live driver's record (without its flock, e.g. from a host that shares no locks) stays
+    (out / LOCK).write_text(json.dumps(mine | {"started": "now"}))
+    live = pytest.raises(ConfigError, match=f"driven by pid {os.getpid()} on {host} since now")
+    with live, driver_lock(out, log=notes.append):
+        pass
+    # another host's driver cannot be checked from here: refused, unless --break-lock
+    (out / LOCK).write_text(json.dumps({"host": "elsewhere", "pid": 7, "started": "t"}))
+    other = pytest.raises(ConfigError, match="on elsewhere since t; .*--break-lock if that driver")
+    with other, driver_lock(out, log=notes.append):
+        pass
+    with driver_lock(out, break_lock=True, log=notes.append):
+        assert read_lock(out)["host"] == host
+    assert (
+        notes[-1] == f"taking over {out} from the driver pid 7 on elsewhere since t (--break-lock)"
+    )
+
+
+def wait_for(condition, proc: subprocess.Popen | None = None, what: str = "it") -> None:
+    """Poll `condition` until it holds (an event in the files), failing if `proc` exits first."""
+    deadline = time.monotonic() + 600
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"exited {proc.returncode} before {what}: {proc.communicate()[1][-3000:]}")
+        assert time.monotonic() < deadline, f"no {what} within 10 minutes"
+        time.sleep(0.1)
+
+
+def tiny_argv(data_dir: Path, out: Path, *extra: str, steps: int = 300) -> list[str]:
+    return ["sweep", "--tasks", TINY_TASK, "--agents", "bc", "--seeds", "0", "--preset", "cpu",
+            "--grid", "actor_hidden_dims=16x16", "--grid", "value_hidden_dims=16x16", "--grid",
+            "batch_size=16", "--steps", str(steps), "--log-every", "50", "--checkpoint-every",
+            "50", "--eval-every", str(steps), "--eval-episodes", "1", "--dataset-dir",
+            str(data_dir), "--out", str(out), *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_second_driver_leaves_the_first_ones_runs_alone(tiny_ogbench_dir, tmp_path, capsys):
+    from gfp.sweep.lock import read_lock
+    from gfp.sweep.plan import FAILED, WORKER
+    from gfp.sweep.status import format_status
+
+    out = tmp_path / "sweep"
+    argv = tiny_argv(tiny_ogbench_dir, out, steps=1_000_000)  # trains until stopped
+    first = subprocess.Popen([sys.executable, "-m", "gfp.cli", *argv], env=python_env(), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        # the event: the lock names the first driver and its run has logged a row
+        wait_for(lambda: (read_lock(out) or {}).get("pid") == first.pid
+                 and any(out.rglob("metrics.csv")), first, "a training run")  # fmt: skip
+        (run,) = [p.parent for p in out.rglob("metrics.csv")]
+        worker = json.loads((run / WORKER).read_text())
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"gfp: error: {out} is being driven by pid {first.pid} on ")
+        assert err.endswith(f"; watch it with gfp sweep status {out}\n") and err.count("\n") == 1
+        # the first driver's run is untouched: still running in the same worker, not failed
+        assert not (run / FAILED).exists()
+        assert json.loads((run / WORKER).read_text()) == worker
+        assert "1 running" in format_status(out) and first.poll() is None
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 130, err[-3000:]
+    assert read_lock(out) is None  # released on the way out

@@ -117,14 +117,22 @@ def ray_session(opts: Options):
             ray.shutdown()
 
 
-def _path_exists(path: str) -> tuple[bool, str]:
+def _path_exists(path: str, token: str | None = None) -> tuple[bool, str]:
+    """On a node: whether `path` exists there (and, given `token`, is a file holding it)."""
     import socket
 
-    return os.path.exists(path), socket.gethostname()
+    if token is None:
+        return os.path.exists(path), socket.gethostname()
+    try:
+        with open(path) as f:
+            return f.read() == token, socket.gethostname()
+    except OSError:
+        return False, socket.gethostname()
 
 
-def invisible_nodes(ray: Any, path: Path) -> list[str]:
-    """The alive nodes of the cluster on which `path` does not exist."""
+def invisible_nodes(ray: Any, path: Path, token: str | None = None) -> list[str]:
+    """The alive nodes of the cluster on which `path` does not exist (or, given `token`, is not
+    a file holding that text), each as 'ADDRESS (HOST)'; one task per node, pinned to it."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(num_cpus=0, max_retries=0)(_path_exists)
@@ -132,7 +140,7 @@ def invisible_nodes(ray: Any, path: Path) -> list[str]:
     refs = [
         probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(str(path))
+        ).remote(str(path), token)
         for n in nodes
     ]
     found = ray.get(refs, timeout=300)
@@ -145,11 +153,14 @@ def invisible_nodes(ray: Any, path: Path) -> list[str]:
 
 def check_shared_storage(ray: Any, sweep_dir: Path) -> None:
     """On a cluster every node must see the sweep folder (the runs write there, the driver reads
-    there): a probe file written here must exist on every node, else ConfigError naming them."""
+    there): a marker file the driver writes into it, with a random token, must be found with that
+    token by a task on every alive node, else ConfigError naming the nodes that cannot see it.
+    Runs before any run is submitted."""
+    token = f"gfp sweep storage probe {secrets.token_hex(8)}\n"
     probe = sweep_dir.resolve() / f".probe-{secrets.token_hex(6)}"
-    probe.write_text("gfp sweep storage probe\n")
+    probe.write_text(token)
     try:
-        missing = invisible_nodes(ray, probe)
+        missing = invisible_nodes(ray, probe, token)
     finally:
         probe.unlink(missing_ok=True)
     if missing:

@@ -215,11 +215,17 @@ def format_line(snap: Snapshot) -> str:
 
 
 def format_status(sweep_dir: Path | str) -> str:
-    """What `gfp sweep status` prints: the progress line, then the running runs (step of steps,
+    """What `gfp sweep status` prints: the progress line, the driver (gfp/sweep/lock.py), then the
+    running runs (step of steps,
     where), the stopped ones (pending, with a step logged) and the failed ones with their
     errors."""
+    from gfp.sweep.lock import describe, holder_alive, read_lock
+
     snap = Scanner(sweep_dir).scan()
     lines = [f"{sweep_dir}: {format_line(snap)}"]
+    driver = read_lock(sweep_dir)  # read, never taken: status works while a driver runs
+    if driver and holder_alive(driver) is not False:
+        lines.append(f"driven by {describe(driver)}: {driver.get('command', '')}")
     root = Path(sweep_dir)
     running = [r for r in snap.runs if r.state == "running"]
     if running:

@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import io
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from gfp.agents.configs import config_class
 from gfp.errors import ConfigError, DataError, Interrupted
 from gfp.sweep.executor import Options, execute, ray_session
+from gfp.sweep.lock import driver_lock
 from gfp.sweep.plan import Plan, make_plan
 from gfp.sweep.spec import Block, SweepSpec
 
@@ -190,7 +192,9 @@ def run_tune(
 
     spec_check = SweepSpec([dataclasses.replace(block, agents=[agent], grid={**fixed, **first})])
     make_plan(spec_check, out)  # every setting of phase 1 validated before anything runs
-    with ray_session(opts):
+    lock = driver_lock(out, break_lock=opts.break_lock, command=command,
+                       log=lambda text: print(f"gfp tune: {text}", file=sys.stderr))  # fmt: skip
+    with lock, ray_session(opts):
         from gfp.results import build_results
 
         plans = [phase(first)]

@@ -24,10 +24,12 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import json
 import os
 import socket
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +37,7 @@ from typing import IO, Any
 from gfp.errors import DivergenceError, GfpError, Interrupted
 from gfp.io import atomic_write_json
 from gfp.job import TrainJob, job_from_record
+from gfp.sweep.lock import proc_start as _proc_start
 from gfp.sweep.plan import FAILED, WORKER, out_for, read_seed_dir
 
 _CLAIMS: list[IO[str]] = []  # CPU claim locks, held until the process exits
@@ -75,15 +78,6 @@ def _now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
 
-def _proc_start(pid: int) -> str | None:
-    """The start time of process `pid` (clock ticks since boot), which tells a live worker from a
-    later process that reuses its pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def write_failed(run_dir: Path, error: BaseException | str, **extra: Any) -> None:
     """failed.json: the one-line error of a run that a retry cannot fix."""
     text = str(error) if isinstance(error, str) else _one_line(error)
@@ -100,13 +94,42 @@ def _one_line(e: BaseException) -> str:
     return text if isinstance(e, GfpError) else f"{type(e).__name__}: {text}"
 
 
+def _ray_node() -> str | None:
+    """The Ray node this process runs on (None outside a Ray worker)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # an older Ray, or none: the node is only informative
+        return None
+
+
+def _wait_for_previous(job: TrainJob, timeout_s: float = 300.0) -> None:
+    """Wait until no other live process on this host is announced in the job's run directories:
+    a worker of a driver that was killed (SIGKILL) is stopped by Ray shortly after, and this run
+    must not start on its files before then (the run directory's lock would refuse it). Waits for
+    those processes to exit, at most `timeout_s`; on other hosts nothing can be checked."""
+    deadline = time.monotonic() + timeout_s
+    for d in job.run_dirs():
+        try:
+            info = json.loads((d / WORKER).read_text())
+        except (OSError, ValueError):
+            continue
+        pid = info.get("pid") if info.get("host") == socket.gethostname() else None
+        if not isinstance(pid, int) or pid == os.getpid() or info.get("proc_start") is None:
+            continue
+        while _proc_start(pid) == info["proc_start"] and time.monotonic() < deadline:
+            print(f"[{_now()}] waiting for pid {pid}, which still holds {d}", flush=True)
+            time.sleep(1.0)
+
+
 @contextlib.contextmanager
 def _announced(job: TrainJob):
     """.worker.json in each run directory while this process trains it (what `gfp sweep status`
-    reads to tell a running run from a stopped one)."""
+    reads to tell a running run from a stopped one): host, pid, start time, Ray node."""
     pid = os.getpid()
     info = {"host": socket.gethostname(), "pid": pid, "proc_start": _proc_start(pid)}
-    info["started"] = _now()
+    info |= {"node": _ray_node(), "started": _now()}
     for d in job.run_dirs():
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_json(d / WORKER, info)
@@ -172,6 +195,7 @@ def run_unit(job: TrainJob, config_dir: str, cpus: float = 1.0, pin: bool = True
             return {"status": "failed" if failed else "done", "failed": failed}
         print(f"[{_now()}] {'resuming' if now.resume else 'starting'} seeds {now.seeds}",
               flush=True)  # fmt: skip
+        _wait_for_previous(now)
         try:
             with _announced(now):
                 from gfp.run import run_training  # JAX: imported after the CPUs are pinned
