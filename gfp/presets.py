@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import functools
 import os
 import re
@@ -98,7 +99,15 @@ from gfp.agents.configs import (
     parse_value,
 )
 from gfp.errors import ConfigError
-from gfp.tasks import PAPER_ENVS, PAPER_TASKS, task_env
+from gfp.tasks import (
+    D4RL_TASKS,
+    OGBENCH_DATASETS,
+    PAPER_ENVS,
+    PAPER_TASKS,
+    REFERENCE_SCORES,
+    parse_task,
+    task_env,
+)
 
 PRESETS: tuple[str, ...] = ("paper", "cpu", "awr")
 TABLE_PATH = Path(__file__).with_name("presets.csv")
@@ -108,6 +117,7 @@ FLAG_SOURCE = "flag"
 DEFAULT_SOURCE = "default (paper Tab. 4)"
 USER_PRESETS_ENV = "GFP_PRESETS"
 _USER_PRESET = re.compile(r"[A-Za-z][\w-]*")
+_VERSIONED = re.compile(r"-v\d+$")
 
 
 def user_presets_path() -> Path:
@@ -280,12 +290,63 @@ class _Resolved:
     task_rows: int  # how many paper rows matched the task specifically (not via '*')
 
 
+def _close(name: str, choices: list[str]) -> str:
+    """'; did you mean X?' for the valid names closest to a misspelled one, else ''."""
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def check_agent(agent: str) -> None:
+    """ConfigError for an agent that is not one of the agents' Configs, naming the closest."""
+    configs = _configs()
+    if agent not in configs:
+        raise ConfigError(
+            f"unknown agent {agent!r} (choices: {', '.join(configs)}){_close(agent, list(configs))}"
+        )
+
+
+# Every task name the registry knows by heart (gfp/tasks.py): the paper's 144, every OGBench
+# singletask task, and the D4RL/Minari names with reference returns. A misspelled name is
+# compared with these.
+_KNOWN_TASKS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [
+            *PAPER_TASKS,
+            *(f"{d}-singletask-task{i}-v0" for d in OGBENCH_DATASETS for i in range(1, 6)),
+            *D4RL_TASKS,
+            *REFERENCE_SCORES,
+        ]
+    )
+)
+
+
+def check_task(task: str) -> None:
+    """ConfigError for a task name that is a misspelling of a known one (gfp/tasks.py), naming
+    the closest. Only a full name (one ending in its version, -v<digits>) is checked: the
+    registry refuses a malformed OGBench name itself, and one it would read as a D4RL-style file
+    or a Minari id is refused when it is close to a known task but none. An environment name
+    without version (`antmaze-large`, the table's selectors), a file path, or a name close to no
+    known task (a user's own data) passes."""
+    name = task.strip()
+    if not _VERSIONED.search(name) or Path(name).expanduser().exists():
+        return
+    parsed = parse_task(name)  # ConfigError naming the closest OGBench tasks for a typo
+    if parsed.source not in ("d4rl", "minari") or parsed.benchmark not in ("other", "minari"):
+        return
+    if name in _KNOWN_TASKS or task_env(name) in _ALL_ENVS:
+        return
+    hint = _close(name, list(_KNOWN_TASKS))
+    if hint:
+        raise ConfigError(f"unknown task {name!r}{hint}")
+
+
 def _resolve(
     agent: str,
     task: str | None,
     preset: str = "paper",
     overrides: Mapping[str, Any] | None = None,
 ) -> _Resolved:
+    check_agent(agent)
     config_cls = config_class(agent, _configs())
     table = [*load_table(), *_preset_rows(preset)]
     if preset != "paper" and not any(r.preset == preset and r.agent in (ANY, agent) for r in table):
@@ -369,7 +430,11 @@ def resolve(
 
 
 def format_presets(agent: str, task: str | None, preset: str = "paper") -> str:
-    """A readable table of every field: value, source and note (what `gfp presets` prints)."""
+    """A readable table of every field: value, source and note (what `gfp presets` prints).
+    A misspelled agent or task is a ConfigError naming the closest valid names."""
+    check_agent(agent)
+    if task is not None:
+        check_task(task)
     r = _resolve(agent, task, preset)
     lines = [f"agent {agent}, preset {preset}, task {task or '(none)'}"]
     if task is None:

@@ -1,0 +1,61 @@
+"""The CLI's rough edges: misspelled names get the closest valid ones, help texts hold no source
+notes, wrong arguments suggest the right command, multi-seed evaluation, the end-of-train table,
+library warnings kept out of the output, the progress bar's scores, and one-line errors for bad
+numbers, a closed pipe and a device out of memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from gfp.cli import main
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    """Run `gfp ARGV` expecting bad input: exit status 2 and one line `gfp: error: ...`."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("gfp: error: "), line
+    assert "Traceback" not in captured.err and captured.out == ""
+    return line
+
+
+# ---- a. gfp presets: misspelled task or agent -----------------------------------------------
+@pytest.mark.parametrize(
+    ("task", "suggested"),
+    [
+        ("cube-single-noisy-singletsk-task1-v0", "cube-single-noisy-singletask-task1-v0"),
+        ("hoper-medium-v2", "hopper-medium-v2"),
+        ("D4RL/pen/humen-v2", "D4RL/pen/human-v2"),
+        ("antmaze-larg-play-v2", "antmaze-large-play-v2"),
+    ],
+)
+def test_presets_of_a_misspelled_task_names_the_closest(task, suggested, capsys):
+    line = one_line_error(["presets", task], capsys)
+    assert "did you mean" in line and suggested in line, line
+
+
+def test_presets_of_a_misspelled_agent_names_the_closest(capsys):
+    line = one_line_error(["presets", "cube-single-noisy-singletask-task1-v0", "--agent", "gfq"],
+                          capsys)  # fmt: skip
+    assert "unknown agent 'gfq'" in line and "did you mean gfp" in line, line
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "cube-single-noisy-singletask-task1-v0",  # a paper task: its rows
+        "pointmaze-medium-navigate-singletask-task1-v0",  # a task outside the paper: defaults
+        "hopper-medium-v2",  # D4RL, outside the paper
+        "antmaze-large",  # an environment selector without version
+        "my-own-data",  # a user's D4RL-style file name, close to no task
+    ],
+)
+def test_presets_of_valid_names_still_print_the_table(task, capsys):
+    main(["presets", task])
+    out = capsys.readouterr().out
+    assert out.startswith(f"agent gfp, preset paper, task {task}")
+    assert "field" in out and "alpha" in out
