@@ -131,14 +131,17 @@ class Info:
     dataset_dir: Path | None = None
 
 
+# tyro takes a field's docstring, or else the comments next to it, as its help text: lint
+# comments never go on or beside a field.
 @dataclasses.dataclass
 class Data:
     """Datasets: generate offline, inspect."""
 
-    command: Union[  # noqa: UP007
-        Annotated[Generate, tyro.conf.subcommand("generate")],
-        Annotated[Info, tyro.conf.subcommand("info")],
-    ]
+    command: (
+        Annotated[Generate, tyro.conf.subcommand("generate")]
+        | Annotated[Info, tyro.conf.subcommand("info")]
+    )
+    """Generate a dataset, or describe one."""
 
 
 @dataclasses.dataclass

@@ -59,3 +59,46 @@ def test_presets_of_valid_names_still_print_the_table(task, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"agent gfp, preset paper, task {task}")
     assert "field" in out and "alpha" in out
+
+
+# ---- b. help texts ----------------------------------------------------------------------------
+def help_texts(monkeypatch) -> dict[str, str]:
+    """`gfp [SUBCOMMAND...] --help` of the top level and of every subcommand (found by walking
+    the subcommand lists), on a line wide enough that no word is broken."""
+    import contextlib
+    import io
+    import re
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    texts: dict[str, str] = {}
+    todo: list[list[str]] = [[]]
+    while todo:
+        argv = todo.pop()
+        buf = io.StringIO()
+        out, err = contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf)
+        with out, err, pytest.raises(SystemExit) as e:
+            main([*argv, "--help"])
+        assert e.value.code in (0, None), (argv, buf.getvalue())
+        texts[" ".join(["gfp", *argv])] = buf.getvalue()
+        todo += [[*argv, m] for m in re.findall(r"•\s+([\w-]+)", buf.getvalue())]
+    return texts
+
+
+def test_help_texts_hold_no_lint_comments_issue_notes_or_outside_files(monkeypatch):
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = help_texts(monkeypatch)
+    assert {"gfp", "gfp train", "gfp eval", "gfp data", "gfp data info", "gfp presets",
+            "gfp sweep", "gfp report", "gfp export"} <= set(texts)  # fmt: skip
+    forbidden = re.compile(r"noqa|\bUP0\d\d\b|type: ignore|fmt: skip|the issue|issue's|"
+                           r"\bissue \d|github\.com|ZhangJL16|seohongpark", re.I)  # fmt: skip
+    source_file = re.compile(r"[\w./-]+\.(?:py|md|ya?ml|sh|ipynb)\b")
+    for command, text in texts.items():
+        assert not forbidden.search(text), (command, forbidden.search(text)[0])
+        for name in source_file.findall(text):
+            # a source file, or a document named by its path, is one of this repository's (a
+            # bare 'report.md' is a file the command writes)
+            if "/" in name or name.endswith(".py"):
+                assert (root / name).is_file(), (command, name)

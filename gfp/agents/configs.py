@@ -308,7 +308,7 @@ class BaseConfig:
         3,
         "Random shift: images are edge-padded by aug_pad pixels and cropped back at a random "
         "offset in [0, 2 aug_pad], the same for every frame of a sample (the reference code's "
-        "padding of 3, utils/datasets.py).",
+        "padding of 3).",
         ge=0,
         le=32,
     )
