@@ -54,9 +54,11 @@ from gfp.agents import Agent
 from gfp.deploy import (
     EPISODE_START,
     FRAME_ORDER,
+    SELF_TEST_TOLERANCE,
     SIDECAR_SUFFIX,
     STACK_AXIS,
     min_onnxruntime,
+    self_test_inputs,
     sidecar_path,
 )
 from gfp.errors import ConfigError, GfpError
@@ -571,6 +573,24 @@ def dimension_info(cfg: Mapping[str, Any], agent: Agent) -> dict[str, dict[str, 
     return found
 
 
+def _self_test(
+    fmt: str, blob: bytes, agent: Agent, batch: int | str, deterministic: bool
+) -> dict[str, Any]:
+    """The sidecar's `self_test`: the exported model's actions on gfp_deploy.self_test_inputs,
+    which every load repeats, so a damaged file that still loads is refused."""
+    n = 1 if batch == "dynamic" else int(batch)
+    spec = agent.obs_spec
+    inputs = self_test_inputs(spec.shape, spec.dtype, agent.action_dim, n, deterministic)
+    actions = np.asarray(_run_exported(fmt, blob, inputs), np.float64)
+    return {
+        "batch": n,
+        "inputs": "gfp_deploy.self_test_inputs(observation shape, dtype, action_dim, batch, "
+        "deterministic)",
+        "actions": actions.tolist(),
+        "tolerance": SELF_TEST_TOLERANCE,
+    }
+
+
 # ---- export ---------------------------------------------------------------------------------
 def _versions(fmt: str, blob: bytes) -> dict[str, Any]:
     import gfp
@@ -642,6 +662,7 @@ def export_policy(
     else:
         blob = stablehlo_bytes(fn, specs)
     check = _check(fmt, blob, fn, agent, batch, deterministic)
+    self_test = _self_test(fmt, blob, agent, batch, deterministic)
 
     dim = BATCH_NAME if batch == "dynamic" else batch
     inputs = [{"name": "obs", "shape": [dim, *agent.obs_spec.shape], "dtype": agent.obs_spec.dtype}]
@@ -674,6 +695,7 @@ def export_policy(
         "outputs": [{"name": "action", "shape": [dim, agent.action_dim], "dtype": "float32"}],
         **({"onnx": _onnx_info(blob, lowest)} if fmt == "onnx" else {}),
         "check": check,
+        "self_test": self_test,
         "versions": _versions(fmt, blob),
     }
     atomic_write_bytes(out, blob)

@@ -27,8 +27,11 @@ onnxruntime cannot load is refused with one line naming both versions.
 This module imports only the standard library and numpy (onnxruntime when a model is loaded), so
 it can also be copied on its own onto a robot. Loading a `--format stablehlo` file is supported
 too, but that needs JAX (`jax.export.deserialize`); ONNX is the format for machines without it.
-Bad input raises ValueError, a missing file FileNotFoundError, a missing runtime ImportError, each
-with a one-line message.
+Bad input raises `InvalidInput` (observations or noise of the wrong shape or dtype, NaN or inf in
+them), a damaged or mismatched model `InvalidModel` (the sha256 differs from the sidecar's, the
+runtime cannot load it, its inputs/outputs are not the sidecar's shapes, or it no longer gives the
+actions recorded at export: `self_test`); both are ValueError (`DeployError`). A missing file
+raises FileNotFoundError, a missing runtime ImportError; each with a one-line message.
 """
 
 from __future__ import annotations
@@ -43,6 +46,26 @@ from typing import Any
 import numpy as np
 
 SIDECAR_SUFFIX = ".json"
+
+
+class DeployError(ValueError):
+    """A policy that cannot be loaded or called as asked; the message is one line naming the file
+    or the input and what is wrong."""
+
+
+class InvalidInput(DeployError):
+    """Observations or noise the policy cannot take: shape, dtype, or NaN / inf values."""
+
+
+class InvalidModel(DeployError):
+    """A model file that is not the one its sidecar describes, or that the runtime cannot load."""
+
+
+# The self-test recorded at export (sidecar `self_test`): inputs made by integer arithmetic alone
+# (`self_test_inputs`, identical on every machine and numpy version), the actions the exported
+# model gave on them, and the tolerance a load accepts. A flipped byte in the weights still loads
+# and runs, and only gives other actions: this is what catches it.
+SELF_TEST_TOLERANCE = 1e-4
 _REQUIRED = (
     "format",
     "model_sha256",
@@ -146,6 +169,111 @@ class FrameStack:
         return np.concatenate(self._frames, axis=STACK_AXIS)
 
 
+def _hashed(n: int, salt: int) -> np.ndarray:
+    """n pseudo-random integers in [0, 2**32) from Knuth's multiplicative hash (exact in int64)."""
+    k = np.arange(n, dtype=np.int64) + salt * 1_000_003
+    return (k * 2654435761 + 12345) % (1 << 32)
+
+
+def self_test_inputs(
+    obs_shape: Sequence[int], obs_dtype: Any, action_dim: int, batch: int, deterministic: bool
+) -> list[np.ndarray]:
+    """The self-test's inputs: obs (batch, *obs_shape) (floats in [-2, 2), or integers over the
+    dtype's range) and, unless `deterministic`, z (batch, action_dim) in [-2, 2)."""
+    dtype = np.dtype(obs_dtype)
+    size = batch * int(np.prod(obs_shape))
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        obs = (info.min + _hashed(size, 1) % (int(info.max) - int(info.min) + 1)).astype(dtype)
+    else:
+        obs = (_hashed(size, 1) / float(1 << 32) * 4.0 - 2.0).astype(dtype)
+    inputs = [obs.reshape(batch, *obs_shape)]
+    if not deterministic:
+        z = _hashed(batch * action_dim, 2) / float(1 << 32) * 4.0 - 2.0
+        inputs.append(z.astype(np.float32).reshape(batch, action_dim))
+    return inputs
+
+
+def _non_finite(name: str, x: np.ndarray, names: Sequence[str] | None = None) -> str | None:
+    """None if `x` (batch, *shape) is finite, else a message naming the input, the rows and the
+    dimensions (with their names when known) that hold NaN or inf."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return None
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return None
+    flat = bad.reshape(len(x), -1)
+    rows = np.flatnonzero(flat.any(axis=1))
+    dims = np.flatnonzero(flat.any(axis=0))
+    kinds = " and ".join(k for k, m in (("NaN", np.isnan(x)), ("inf", np.isinf(x))) if m.any())
+    shown = [
+        f"{d} ({names[d]})" if names is not None and d < len(names) else str(d) for d in dims[:8]
+    ]
+    more = f" and {len(dims) - 8} more" if len(dims) > 8 else ""
+    return (
+        f"{name} holds {kinds} in row(s) {', '.join(map(str, rows[:8]))}"
+        f"{' ...' if len(rows) > 8 else ''} at dimension(s) {', '.join(shown)}{more}; the "
+        "policy takes finite values only"
+    )
+
+
+def _shape_text(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _dims_agree(recorded: Sequence[Any], model: Sequence[Any]) -> bool:
+    """Sidecar shape (ints, 'batch') against a model's (ints, or str / None for a free axis)."""
+    if len(recorded) != len(model):
+        return False
+    for r, m in zip(recorded, model, strict=True):
+        r_free, m_free = not isinstance(r, int), not isinstance(m, int)
+        if r_free != m_free or (not r_free and r != m):
+            return False
+    return True
+
+
+def check_model_signature(
+    where: str,
+    meta: Mapping[str, Any],
+    inputs: Sequence[tuple[str, Sequence[Any]]],
+    outputs: Sequence[tuple[str, Sequence[Any]]],
+) -> None:
+    """InvalidModel unless the model's inputs and outputs (name, shape) are the sidecar's
+    `inputs` / `outputs`, and those agree with its `observation` shape and `action_dim`."""
+    obs_shape = list(meta["observation"]["shape"])
+    action_dim = int(meta["action_dim"])
+    for kind, recorded, actual in (
+        ("input", meta["inputs"], inputs),
+        ("output", meta.get("outputs") or [], outputs),
+    ):
+        if not recorded:
+            continue
+        if [r["name"] for r in recorded] != [a[0] for a in actual]:
+            raise InvalidModel(
+                f"{where}: the sidecar lists {kind}s {[r['name'] for r in recorded]}, the model "
+                f"has {[a[0] for a in actual]}; export it again"
+            )
+        for r, (name, shape) in zip(recorded, actual, strict=True):
+            if not _dims_agree(r["shape"], shape):
+                raise InvalidModel(
+                    f"{where}: the sidecar says {kind} {name!r} has shape "
+                    f"{_shape_text(r['shape'])}, the model's is {_shape_text(shape)}; "
+                    "export it again"
+                )
+    obs_in = list(meta["inputs"][0]["shape"][1:])
+    if obs_in != obs_shape:
+        raise InvalidModel(
+            f"{where}: the sidecar's observation shape {_shape_text(obs_shape)} is not its input "
+            f"'obs' shape {_shape_text(obs_in)} without the batch axis; export it again"
+        )
+    for spec in [*meta["inputs"][1:], *(meta.get("outputs") or [])]:
+        if list(spec["shape"][1:]) != [action_dim]:
+            raise InvalidModel(
+                f"{where}: the sidecar's action_dim {action_dim} does not fit its "
+                f"{spec['name']!r} shape {_shape_text(spec['shape'])}; export it again"
+            )
+
+
 def sidecar_path(model: str | Path) -> Path:
     """The JSON written next to an exported model: FILE.json (so `policy.onnx` and
     `policy.stablehlo` exported side by side keep separate ones)."""
@@ -247,25 +375,28 @@ class Policy:
                     f" ({self.frame_stack} frames of {list(self.frame_shape)} stacked; feed "
                     "single frames with policy.reset() and policy.act(frame))"
                 )
-            raise ValueError(
+            raise InvalidInput(
                 f"observations have shape {obs.shape}; this policy takes {list(self.obs_shape)} "
                 f"or (batch, *that){hint}"
             )
         if not np.can_cast(obs.dtype, self.obs_dtype, "same_kind"):
-            raise ValueError(
+            raise InvalidInput(
                 f"observations are {obs.dtype}; this policy takes {self.obs_dtype} "
                 "(pixel policies take the uint8 frames, not normalised floats)"
             )
+        bad = _non_finite("observation (input 'obs')", obs, self.observation_names)
+        if bad is not None:
+            raise InvalidInput(bad)
         n = obs.shape[0]
         if self.batch is not None and n != self.batch:
-            raise ValueError(
+            raise InvalidInput(
                 f"this policy was exported for batches of {self.batch}, not {n} "
                 "(export with --batch dynamic for any batch size)"
             )
         inputs = [np.ascontiguousarray(obs, self.obs_dtype)]
         if self.deterministic:
             if z is not None:
-                raise ValueError("this policy was exported with --deterministic: it takes no z")
+                raise InvalidInput("this policy was exported with --deterministic: it takes no z")
         else:
             if z is None:
                 z = self.rng.standard_normal((n, self.action_dim), np.float32)
@@ -273,7 +404,10 @@ class Policy:
             if single and z.shape == (self.action_dim,):
                 z = z[None]
             if z.shape != (n, self.action_dim):
-                raise ValueError(f"z has shape {z.shape}; expected ({n}, {self.action_dim})")
+                raise InvalidInput(f"z has shape {z.shape}; expected ({n}, {self.action_dim})")
+            bad = _non_finite("noise (input 'z')", z)
+            if bad is not None:
+                raise InvalidInput(bad)
             inputs.append(np.ascontiguousarray(z))
         actions = np.asarray(self._run(inputs))
         return actions[0] if single else actions
@@ -334,7 +468,14 @@ def _onnx_runner(
             blob, opts, providers=list(providers or ["CPUExecutionProvider"])
         )
     except Exception as e:  # onnxruntime raises its own pybind classes
-        raise ValueError(_load_error(where, meta, ort.__version__, str(e))) from None
+        raise InvalidModel(_load_error(where, meta, ort.__version__, str(e))) from None
+    if meta is not None:
+        check_model_signature(
+            where,
+            meta,
+            [(i.name, list(i.shape)) for i in sess.get_inputs()],
+            [(o.name, list(o.shape)) for o in sess.get_outputs()],
+        )
 
     def run(inputs: list[np.ndarray]) -> np.ndarray:
         return sess.run(None, dict(zip(names, inputs, strict=True)))[0]
@@ -379,7 +520,9 @@ def _load_error(where: str, meta: Mapping[str, Any] | None, version: str, error:
     return f"{where}: onnxruntime {version} cannot load the model: {first}"
 
 
-def _stablehlo_runner(blob: bytes) -> Callable[[list[np.ndarray]], np.ndarray]:
+def _stablehlo_runner(
+    blob: bytes, where: str = "model"
+) -> Callable[[list[np.ndarray]], np.ndarray]:
     try:
         from jax import export
     except ImportError:
@@ -387,7 +530,12 @@ def _stablehlo_runner(blob: bytes) -> Callable[[list[np.ndarray]], np.ndarray]:
             "a --format stablehlo policy needs JAX (pip install jax); export with --format onnx "
             "to run without it"
         ) from None
-    exported = export.deserialize(bytearray(blob))
+    try:
+        exported = export.deserialize(bytearray(blob))
+    except Exception as e:  # flatbuffers / MLIR errors of a damaged file
+        raise InvalidModel(
+            f"{where}: JAX cannot deserialize the model ({' '.join(str(e).split())[:300]})"
+        ) from None
     return lambda inputs: np.asarray(exported.call(*inputs))
 
 
@@ -411,18 +559,56 @@ def load_policy(
     try:
         meta = json.loads(side.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{side}: cannot be read as JSON ({e})") from None
+        raise InvalidModel(f"{side}: cannot be read as JSON ({' '.join(str(e).split())})") from None
     if not isinstance(meta, dict):
-        raise ValueError(f"{side}: not a gfp export sidecar")
+        raise InvalidModel(f"{side}: not a gfp export sidecar")
     check_sidecar(meta, str(side))
     blob = path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != meta["model_sha256"]:
-        raise ValueError(
+        raise InvalidModel(
             f"{path} is not the model {side.name} describes (sha256 differs); export it again"
         )
     if meta["format"] == "onnx":
         names = [i["name"] for i in meta["inputs"]]
         run = _onnx_runner(blob, names, threads, providers, str(path), meta)
     else:
-        run = _stablehlo_runner(blob)
-    return Policy(path, meta, run, seed)
+        run = _stablehlo_runner(blob, str(path))
+    policy = Policy(path, meta, run, seed)
+    run_self_test(policy, run)
+    return policy
+
+
+def run_self_test(policy: Policy, run: Callable[[list[np.ndarray]], np.ndarray]) -> None:
+    """InvalidModel unless the model gives the actions its sidecar's `self_test` recorded at
+    export (sidecars without one, from older exports, are not tested)."""
+    test = policy.meta.get("self_test")
+    if not test:
+        return
+    where = str(policy.path)
+    inputs = self_test_inputs(
+        policy.obs_shape,
+        policy.obs_dtype,
+        policy.action_dim,
+        int(test["batch"]),
+        policy.deterministic,
+    )
+    want = np.asarray(test["actions"], np.float64)
+    try:
+        got = np.asarray(run(inputs), np.float64)
+    except Exception as e:  # the runtime's own classes
+        raise InvalidModel(
+            f"{where}: the model fails on its self-test inputs ({' '.join(str(e).split())[:300]})"
+            "; export it again"
+        ) from None
+    if got.shape != want.shape:
+        raise InvalidModel(
+            f"{where}: the model returns shape {list(got.shape)} on its self-test, the sidecar "
+            f"recorded {list(want.shape)}; export it again"
+        )
+    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    tol = float(test.get("tolerance", SELF_TEST_TOLERANCE))
+    if not diff <= tol:  # NaN fails too
+        raise InvalidModel(
+            f"{where}: the model's actions on its self-test differ from those recorded at export "
+            f"by {diff:.3g} (> {tol:g}): the file is damaged; export it again"
+        )
