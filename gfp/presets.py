@@ -320,6 +320,12 @@ _KNOWN_TASKS: tuple[str, ...] = tuple(
 )
 
 
+def close_tasks(name: str) -> list[str]:
+    """The known task names (the registry's, above) closest to a misspelled `name`, best first;
+    [] when none is close."""
+    return difflib.get_close_matches(name.strip(), list(_KNOWN_TASKS), n=3, cutoff=0.6)
+
+
 def check_task(task: str) -> None:
     """ConfigError for a task name that is a misspelling of a known one (gfp/tasks.py), naming
     the closest. Only a full name (one ending in its version, -v<digits>) is checked: the
@@ -335,9 +341,9 @@ def check_task(task: str) -> None:
         return
     if name in _KNOWN_TASKS or task_env(name) in _ALL_ENVS:
         return
-    hint = _close(name, list(_KNOWN_TASKS))
-    if hint:
-        raise ConfigError(f"unknown task {name!r}{hint}")
+    close = close_tasks(name)
+    if close:
+        raise ConfigError(f"unknown task {name!r}; did you mean {' or '.join(close)}?")
 
 
 def _resolve(

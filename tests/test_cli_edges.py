@@ -102,3 +102,29 @@ def test_help_texts_hold_no_lint_comments_issue_notes_or_outside_files(monkeypat
             # bare 'report.md' is a file the command writes)
             if "/" in name or name.endswith(".py"):
                 assert (root / name).is_file(), (command, name)
+
+
+# ---- c. gfp data info: the wrong argument -----------------------------------------------------
+@pytest.mark.parametrize("name", ["missing.npz", "./missing", "/nonexistent/data.hdf5"])
+def test_data_info_of_a_missing_path_suggests_the_commands(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(["data", "info", name], capsys)
+    assert f"{name}: no such file or directory" in line
+    assert "gfp data info TASK" in line and "gfp data generate NAME --out DIR" in line, line
+
+
+def test_data_info_of_a_misspelled_task_names_the_closest(tmp_path, capsys):
+    line = one_line_error(["data", "info", "hoper-medium-v2", "--dataset-dir", str(tmp_path)],
+                          capsys)  # fmt: skip
+    assert "did you mean hopper-medium-v2" in line, line
+
+
+def test_data_info_of_a_run_directory_points_to_gfp_eval(tmp_path, capsys):
+    import json
+
+    (tmp_path / "run" / "seed0").mkdir(parents=True)
+    config = {"task": "cube-single-noisy-singletask-task1-v0", "agent": "gfp"}
+    (tmp_path / "run" / "seed0" / "config.json").write_text(json.dumps(config))
+    line = one_line_error(["data", "info", str(tmp_path / "run")], capsys)
+    assert f"`gfp eval {tmp_path / 'run'}`" in line
+    assert "`gfp data info cube-single-noisy-singletask-task1-v0`" in line, line

@@ -7,12 +7,15 @@ counts and the distribution of episode returns.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from gfp.data.load import Dataset, load_dataset
 from gfp.data.scores import normalized_score, reference_scores
+from gfp.errors import ConfigError, DataError
+from gfp.tasks import FILE_SUFFIXES, parse_task
 
 _MAX_DISTINCT = 10  # list reward values individually when there are at most this many
 _HIST_BINS = 10
@@ -125,6 +128,53 @@ def format_info(ds: Dataset) -> str:
     return "\n".join(lines)
 
 
+_USAGE = (
+    "`gfp data info` takes a dataset file (.npz, .hdf5, .h5), a Minari dataset directory or a "
+    "task name (`gfp data info TASK`, e.g. cube-single-noisy-singletask-task1-v0, with "
+    "--dataset-dir DIR where its files are); to make an OGBench dataset: "
+    "`gfp data generate NAME --out DIR`"
+)
+
+
+def _check_argument(text: str) -> None:
+    """The arguments that are no dataset at all, each with the command that fits it: a path that
+    does not exist, or a gfp run directory (the registry explains the other directories)."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        configs = [c for c in (path / "config.json", *sorted(path.glob("seed*/config.json")))
+                   if c.is_file()]  # fmt: skip
+        if configs:
+            try:
+                task = json.loads(configs[0].read_text()).get("task")
+            except (OSError, ValueError, AttributeError):
+                task = None  # the suggestion then names no task
+            data = f"gfp data info {task}" if isinstance(task, str) else "gfp data info TASK"
+            raise ConfigError(
+                f"{text} is a gfp run directory, not a dataset: `gfp eval {text}` evaluates "
+                f"it, and `{data}` describes its data"
+            )
+    elif not path.exists() and (
+        text.startswith(("/", "./", "../", "~")) or path.suffix in FILE_SUFFIXES
+    ):
+        raise DataError(f"{text}: no such file or directory; {_USAGE}")
+
+
 def dataset_info(task_or_path: str, dataset_dir: str | Path | None = None) -> str:
-    """Load ``task_or_path`` like training does and return the readable report."""
-    return format_info(load_dataset(task_or_path, dataset_dir))
+    """Load ``task_or_path`` like training does and return the readable report. An argument
+    that is no dataset is a one-line error suggesting the command that fits (a misspelled
+    task name: the closest known ones)."""
+    from gfp.presets import close_tasks
+
+    text = str(task_or_path).strip()
+    _check_argument(text)
+    try:
+        return format_info(load_dataset(task_or_path, dataset_dir))
+    except DataError as e:
+        # a plain name the registry does not know reads as a D4RL-style file name, which is
+        # then not found: a misspelling of a known task is far more likely
+        if parse_task(text).benchmark != "other" or not close_tasks(text):
+            raise
+        raise DataError(
+            f"no dataset found for {text!r}, and it is no known task; did you mean "
+            f"{' or '.join(close_tasks(text))}?"
+        ) from e
