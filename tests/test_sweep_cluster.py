@@ -249,3 +249,189 @@ def test_a_second_driver_leaves_the_first_ones_runs_alone(tiny_ogbench_dir, tmp_
         _, err = first.communicate(timeout=300)
     assert first.returncode == 130, err[-3000:]
     assert read_lock(out) is None  # released on the way out
+
+
+# ---- on a multi-node Ray cluster on this machine -----------------------------------------------
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Ray's own test cluster: a head and two worker nodes of one CPU each, as separate raylets
+    on this machine; shut down after the module. Tests that remove or add nodes restore it."""
+    from ray.cluster_utils import Cluster
+
+    cache = str(tmp_path_factory.mktemp("jax_cache"))
+    old = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache  # the raylets' workers inherit it
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        for _ in range(2):
+            c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        yield c
+    finally:
+        c.shutdown()
+        if old is None:
+            os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+        else:
+            os.environ["JAX_COMPILATION_CACHE_DIR"] = old
+
+
+def worker_nodes(cluster) -> dict[str, object]:
+    """The cluster's non-head nodes by Ray node id (the head holds the cluster: never removed)."""
+    return {n.node_id: n for n in cluster.list_all_nodes() if n is not cluster.head_node}
+
+
+def cluster_argv(data_dir: Path, out: Path, cluster, steps: int = 300) -> list[str]:
+    """Three configurations (one per node), one seed each."""
+    argv = tiny_argv(data_dir, out, "--address", cluster.address, steps=steps)
+    return [*argv, "--grid", "lr=1e-3,3e-4,1e-4"]
+
+
+def finished_rows(out: Path) -> list[tuple[str, int, str]]:
+    from gfp.results import read_results_csv
+
+    rows = read_results_csv(out / "results.csv")
+    assert all(r["finished"] for r in rows)
+    return sorted((str(Path(r["run_dir"]).relative_to(out)), r["step"], r["policy"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_a_sweep_onto_a_cluster_survives_a_lost_node(cluster, tiny_ogbench_dir, tmp_path, capsys):
+    import threading
+
+    from gfp.sweep.plan import WORKER
+
+    steps = 2000  # long enough that a run is still training after its first checkpoint
+    # (a) the sweep onto the cluster runs to completion: the uninterrupted reference
+    ref = tmp_path / "reference"
+    main(cluster_argv(tiny_ogbench_dir, ref, cluster, steps))
+    assert "3/3 runs done, 0 failed" in capsys.readouterr().out
+    runs = sorted(str(p.parent.relative_to(ref)) for p in ref.rglob("summary.json"))
+    assert len(runs) == 3
+    assert finished_rows(ref) == [(r, steps, "actor") for r in runs]
+    # (b) the same sweep again; the node running a run is removed once that run has written its
+    # first checkpoint (the event: checkpoint.msgpack and the worker's node in .worker.json)
+    out = tmp_path / "sweep"
+    nodes = worker_nodes(cluster)
+    lost: dict = {}
+
+    def remove_a_node_mid_run():
+        def victim():
+            for w in out.rglob(WORKER):
+                try:
+                    node = json.loads(w.read_text()).get("node")
+                except (OSError, ValueError):
+                    continue  # being written or removed
+                run = w.parent
+                if node in nodes and (run / "checkpoint.msgpack").exists():
+                    return run, node
+            return None
+
+        wait_for(lambda: victim() is not None or lost.get("stop"), what="a checkpoint")
+        if lost.get("stop"):
+            return
+        run, node = victim()
+        cluster.remove_node(nodes[node], allow_graceful=False)
+        lost.update(run=run, finished=(run / "summary.json").exists())
+
+    watcher = threading.Thread(target=remove_a_node_mid_run, daemon=True)
+    watcher.start()
+    try:
+        main(cluster_argv(tiny_ogbench_dir, out, cluster, steps))
+    finally:
+        lost["stop"] = True
+        watcher.join(timeout=60)
+        if len(worker_nodes(cluster)) < 2:  # restore head + 2 workers for the next tests
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+    assert lost.get("run") and lost["finished"] is False, "no node was removed mid-run"
+    assert "3/3 runs done, 0 failed" in capsys.readouterr().out
+    log = (lost["run"].parent / "worker.log").read_text()
+    assert log.count("gfp sweep worker pid") == 2 and "resuming seeds [0]" in log  # retried
+    assert finished_rows(out) == finished_rows(ref)
+    for run in runs:  # the interrupted run ends where the uninterrupted one does, bit for bit
+        assert (out / run / "params.msgpack").read_bytes() == (
+            ref / run / "params.msgpack"
+        ).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_killed_driver_is_restarted_and_the_sweep_continues(cluster, tiny_ogbench_dir,
+                                                               tmp_path, capsys):  # fmt: skip
+    from gfp.sweep.lock import read_lock
+
+    out = tmp_path / "sweep"
+    argv = cluster_argv(tiny_ogbench_dir, out, cluster, steps=2000)
+    driver = subprocess.Popen([sys.executable, "-m", "gfp.cli", *argv], env=python_env(),
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        wait_for(lambda: any(out.rglob("checkpoint.msgpack")), driver, "a checkpoint")
+    finally:
+        driver.kill()  # SIGKILL: no results.csv, its lock left behind
+        driver.communicate(timeout=60)
+    assert read_lock(out)["pid"] == driver.pid and not list(out.rglob("summary.json"))
+    main(argv)  # the same command again
+    captured = capsys.readouterr()
+    assert f"taking over {out} from the driver pid {driver.pid}" in captured.err
+    assert "3/3 runs done, 0 failed" in captured.out
+    runs = sorted(str(p.parent.relative_to(out)) for p in out.rglob("summary.json"))
+    assert len(runs) == 3
+    rows = finished_rows(out)
+    assert rows == [(r, 2000, "actor") for r in runs]  # one row per run, none twice
+    assert read_lock(out) is None
+
+
+SITE = """
+import builtins, io, os
+
+_hidden = os.environ.get("GFP_TEST_HIDDEN")
+if _hidden:  # this node's processes cannot see _hidden (a mount the node lacks)
+    _stat, _open = os.stat, builtins.open
+
+    def _hides(path):
+        try:
+            p = os.fsdecode(path)
+        except TypeError:
+            return False
+        return p == _hidden or p.startswith(_hidden + os.sep)
+
+    def stat(path, *a, **k):
+        if _hides(path):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return _stat(path, *a, **k)
+
+    def open_(file, *a, **k):
+        if _hides(file):
+            raise FileNotFoundError(2, "No such file or directory", file)
+        return _open(file, *a, **k)
+
+    os.stat, builtins.open, io.open = stat, open_, open_
+"""
+
+
+@pytest.mark.slow
+def test_a_folder_a_node_cannot_see_is_refused_before_anything_runs(cluster, tiny_ogbench_dir,
+                                                                     tmp_path, capsys):  # fmt: skip
+    """'Cannot see' simulated: a third node is started whose processes find no file under the
+    sweep folder (a sitecustomize on its PYTHONPATH makes os.stat and open fail there, as on a
+    machine that lacks the mount); the driver's check runs a task on every node that must read
+    the marker file the driver wrote into the folder."""
+    out = tmp_path / "sweep"
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITE)
+    blind = cluster.add_node(
+        num_cpus=1, env_vars={"PYTHONPATH": str(site), "GFP_TEST_HIDDEN": str(out.resolve())}
+    )
+    try:
+        cluster.wait_for_nodes()
+        with pytest.raises(SystemExit) as e:
+            main(cluster_argv(tiny_ogbench_dir, out, cluster))
+    finally:
+        cluster.remove_node(blind)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"gfp: error: the sweep folder {out.resolve()} is not visible from node")
+    assert err.count(f"({socket.gethostname()})") == 1  # the blind node only
+    assert "on storage every node sees" in err
+    assert not list(out.rglob("config.json")) and not list(out.rglob(".probe-*"))  # nothing ran
