@@ -375,3 +375,12 @@ def job_from_record(
     check_record_seed(record, job.seeds, where)
     _check_sibling_records(job, record, where)
     return job
+
+
+def resume_hint(job: TrainJob) -> str:
+    """How to go on with `job` after it stopped: `--resume` once one of its run directories holds
+    a config.json (a run with no checkpoint yet resumes from scratch), else the same command
+    again (nothing that a new run would refuse was written)."""
+    if any((d / "config.json").is_file() for d in job.run_dirs()):
+        return f"continue with: gfp train --resume {job.out}"
+    return "nothing was written yet: run the same command again"

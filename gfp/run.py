@@ -36,9 +36,9 @@ from gfp.engine.placement import make_sampler
 from gfp.errors import ConfigError, DivergenceError, Interrupted, WriteError
 from gfp.evaluate import evaluate, evaluation_seed
 from gfp.io import os_reason
-from gfp.job import DEFAULT_EPISODES, TrainJob, changed_keys, job_record, run_defining
+from gfp.job import DEFAULT_EPISODES, TrainJob, changed_keys, job_record, resume_hint, run_defining
 from gfp.rundir import CHECKPOINT, CsvLog, RunDir, restore_state, stack_states
-from gfp.signals import stop_on_signals
+from gfp.signals import interruptible, stop_on_signals
 
 
 def ensure_default_dataset(task: str, dataset_dir: Path, episodes: int = DEFAULT_EPISODES) -> None:
@@ -482,6 +482,7 @@ class Training:
         return summaries
 
 
+@interruptible(resume_hint)  # a signal before or after the training loop: one line, 130/143
 def run_training(job: TrainJob) -> list[dict[str, Any]]:
     """Train job.seeds side by side and write one run directory per seed; returns the summaries.
 
