@@ -23,6 +23,7 @@ every instant both names hold a whole, verified checkpoint.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import hashlib
 import json
@@ -53,17 +54,32 @@ from gfp.io import (
 CHECKPOINT = "checkpoint.msgpack"  # the newest checkpoint
 PREV_CHECKPOINT = "checkpoint.prev.msgpack"  # the one before it
 CHECKPOINT_FORMAT = 2  # 1: no header and no integrity check (refused: it cannot be verified)
-_MAGIC = b"GFPCKPT\n"
+PARAMS = "params.msgpack"  # the final parameters
+PARAMS_FORMAT = 1  # before it (no format): a bare msgpack, read without a check and with a note
 # magic, format, payload length, sha256 of (magic, format, length, payload); little-endian.
 _HEADER = struct.Struct("<8sIQ32s")
 _SIGNED = struct.Struct("<8sIQ")  # the part of the header the sha256 covers
+
+
+@dataclasses.dataclass(frozen=True)
+class Sealed:
+    """A kind of file written behind the integrity header: its magic (which also tells the kinds
+    apart: a checkpoint copied over params.msgpack is refused), its format, its name in messages."""
+
+    magic: bytes  # 8 bytes
+    format: int
+    name: str
+
+
+CHECKPOINT_FILE = Sealed(b"GFPCKPT\n", CHECKPOINT_FORMAT, "checkpoint")
+PARAMS_FILE = Sealed(b"GFPPARM\n", PARAMS_FORMAT, "parameters file")
 # Files a run writes; --overwrite removes them (and tb/) before a new run starts.
 RUN_FILES = (
     "config.json",
     "metrics.csv",
     "eval.csv",
     "summary.json",
-    "params.msgpack",
+    PARAMS,
     CHECKPOINT,
     PREV_CHECKPOINT,
     "eval_final.json",
@@ -73,13 +89,13 @@ CSV_ONLY = ("eval_seed",)
 
 
 class _Untrusted(Exception):
-    """A checkpoint file that must not be used; the message completes "PATH ..."."""
+    """A sealed file that must not be used; the message completes "PATH ..."."""
 
 
-def _seal(payload: bytes) -> bytes:
-    """The checkpoint file for `payload`: the header (with its sha256) followed by the payload."""
-    signed = _SIGNED.pack(_MAGIC, CHECKPOINT_FORMAT, len(payload))
-    return _HEADER.pack(_MAGIC, CHECKPOINT_FORMAT, len(payload), _digest(signed, payload)) + payload
+def _seal(payload: bytes, kind: Sealed = CHECKPOINT_FILE) -> bytes:
+    """The file for `payload`: the header of `kind` (with its sha256) followed by the payload."""
+    signed = _SIGNED.pack(kind.magic, kind.format, len(payload))
+    return _HEADER.pack(kind.magic, kind.format, len(payload), _digest(signed, payload)) + payload
 
 
 def _digest(signed: bytes, payload: bytes) -> bytes:
@@ -88,17 +104,23 @@ def _digest(signed: bytes, payload: bytes) -> bytes:
     return h.digest()
 
 
-def _verified_payload(path: Path) -> bytes:
-    """The payload of the checkpoint file `path` once its header and sha256 check out; otherwise
-    _Untrusted saying what is wrong."""
+def _read(path: Path) -> bytes:
     try:
-        blob = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise _Untrusted(f"cannot be read ({os_reason(e)})") from e
-    if not blob.startswith(_MAGIC):
+
+
+def _verified_payload(
+    path: Path, kind: Sealed = CHECKPOINT_FILE, blob: bytes | None = None
+) -> bytes:
+    """The payload of the `kind` file `path` (its bytes `blob`, if already read) once its header
+    and sha256 check out; otherwise _Untrusted saying what is wrong."""
+    blob = _read(path) if blob is None else blob
+    if not blob.startswith(kind.magic):
         raise _Untrusted(
-            "is not a gfp checkpoint with an integrity check (no gfp header: damaged, another "
-            "file, or written by a gfp before checkpoint format 2)"
+            f"is not a gfp {kind.name} with an integrity check (no gfp header: damaged, another "
+            f"file, or written by a gfp before {kind.name} format {kind.format})"
         )
     if len(blob) < _HEADER.size:
         raise _Untrusted(f"is truncated ({len(blob)} bytes, shorter than the header)")
@@ -110,9 +132,36 @@ def _verified_payload(path: Path) -> bytes:
         )
     if _digest(blob[: _SIGNED.size], payload) != digest:
         raise _Untrusted("is corrupt (sha256 mismatch)")
-    if version != CHECKPOINT_FORMAT:
-        raise _Untrusted(f"has checkpoint format {version}; this gfp reads {CHECKPOINT_FORMAT}")
+    if version != kind.format:
+        raise _Untrusted(f"has {kind.name} format {version}; this gfp reads {kind.format}")
     return bytes(payload)
+
+
+def _headerless_params(blob: bytes) -> bool:
+    """Whether `blob` is a params.msgpack from before PARAMS_FORMAT: a bare msgpack of a tree of
+    parameters (a map), nothing after it."""
+    try:
+        return isinstance(flax.serialization.msgpack_restore(blob), dict)
+    except Exception:  # msgpack raises its own kinds (ExtraData, FormatError, ValueError, ...)
+        return False
+
+
+def params_payload(path: Path) -> bytes:
+    """The serialized parameters (flax msgpack) a params.msgpack file holds, verified by its
+    header; a file from before PARAMS_FORMAT is taken as it is, with a one-line note on stderr.
+    ConfigError naming the file if it is damaged, truncated or not a parameters file."""
+    try:
+        blob = _read(path)
+        if not blob.startswith(PARAMS_FILE.magic) and _headerless_params(blob):
+            print(
+                f"gfp: note: {path} has no integrity header (written by a gfp before parameters "
+                f"file format {PARAMS_FORMAT}); its parameters are used unverified",
+                file=sys.stderr,
+            )
+            return blob
+        return _verified_payload(path, PARAMS_FILE, blob)
+    except _Untrusted as e:
+        raise ConfigError(f"{path} {e}; the run's final parameters cannot be used") from None
 
 
 def _checkpoint_problem(path: Path) -> str | None:
@@ -372,12 +421,19 @@ class RunDir:
         return json.loads((self.path / "summary.json").read_text())
 
     def save_params(self, params: Any) -> None:
-        atomic_write_bytes(
-            self.path / "params.msgpack", flax.serialization.msgpack_serialize(params)
-        )
+        """The final parameters, behind the integrity header (`PARAMS_FILE`)."""
+        payload = flax.serialization.msgpack_serialize(params)
+        atomic_write_bytes(self.path / PARAMS, _seal(payload, PARAMS_FILE))
 
     def load_params(self) -> Any:
-        return flax.serialization.msgpack_restore((self.path / "params.msgpack").read_bytes())
+        """The final parameters, verified (`params_payload`); ConfigError naming the file if it
+        cannot be trusted or decoded."""
+        path = self.path / PARAMS
+        payload = params_payload(path)
+        try:
+            return flax.serialization.msgpack_restore(payload)
+        except Exception as e:  # verified, yet not a msgpack: written by something else
+            raise ConfigError(f"{path} cannot be decoded as gfp parameters ({e})") from None
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, state: Any, meta: Mapping[str, Any]) -> None:

@@ -109,7 +109,7 @@ def run_pixels(placement: str, steps: int, seeds: list[int], work: Path) -> dict
     (work / "params.msgpack").write_bytes(params)
     return {"run": {
         "params_sha256": hashlib.sha256(params).hexdigest(),
-        "params_sums": param_sums(work / "params.msgpack"),
+        "params_sums": param_sums(params),
         "metrics": strip_time(path),
     }}  # fmt: skip
 
@@ -139,6 +139,7 @@ def run_case(name: str, data_dir: Path, work: Path) -> dict:
     """Run one case into `work` and return its digests."""
     from gfp.job import make_train_job
     from gfp.run import run_training
+    from gfp.rundir import params_payload
 
     spec = dict(CASES[name])
     if "pixels" in spec:
@@ -160,8 +161,11 @@ def run_case(name: str, data_dir: Path, work: Path) -> dict:
     out = {}
     for run in job.run_dirs():
         key = run.name if len(job.seeds) > 1 else "run"
-        entry = {"params_sha256": hashlib.sha256((run / "params.msgpack").read_bytes()).hexdigest()}
-        entry["params_sums"] = param_sums(run / "params.msgpack")
+        # the serialized parameters behind params.msgpack's integrity header (what the file held
+        # before it had one, so the recorded hashes stay about the parameters)
+        params = params_payload(run / "params.msgpack")
+        entry = {"params_sha256": hashlib.sha256(params).hexdigest()}
+        entry["params_sums"] = param_sums(params)
         entry["metrics"] = strip_time(run / "metrics.csv")
         if (run / "explore.csv").exists():
             entry["explore"] = (run / "explore.csv").read_text()
@@ -169,12 +173,13 @@ def run_case(name: str, data_dir: Path, work: Path) -> dict:
     return out
 
 
-def param_sums(path: Path) -> dict[str, float]:
-    """Per-leaf sum of |x| (for the approximate comparison on another platform)."""
+def param_sums(params: bytes) -> dict[str, float]:
+    """Per-leaf sum of |x| of serialized parameters (for the approximate comparison on another
+    platform)."""
     import flax.serialization
     import jax
 
-    tree = flax.serialization.msgpack_restore(path.read_bytes())
+    tree = flax.serialization.msgpack_restore(params)
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {
         jax.tree_util.keystr(k): float(np.abs(np.asarray(v, np.float64)).sum()) for k, v in flat

@@ -9,6 +9,7 @@ the newest intact checkpoint's state, or raise DataError -- never any other stat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import shutil
@@ -28,6 +29,7 @@ from hypothesis.extra import numpy as hnp
 
 import gfp.io
 import gfp.rundir as rd
+from gfp.agents.configs import BCConfig
 from gfp.errors import ConfigError, DataError, WriteError
 from gfp.rundir import CHECKPOINT, PREV_CHECKPOINT, RunDir
 
@@ -312,6 +314,84 @@ def test_overwrite_removes_both_checkpoints(tmp_path):
     run.close()
     RunDir(tmp_path, overwrite=True).close()
     assert not (tmp_path / CHECKPOINT).exists() and not (tmp_path / PREV_CHECKPOINT).exists()
+
+
+# ---- params.msgpack ------------------------------------------------------------------------------
+def params_of(seed: int) -> dict:
+    return jax.tree.map(np.asarray, state_of(seed)["params"])
+
+
+def test_params_round_trip_behind_the_integrity_header(tmp_path, capsys):
+    import flax.serialization
+
+    run = RunDir(tmp_path)
+    run.save_params(params_of(3))
+    blob = (tmp_path / rd.PARAMS).read_bytes()
+    assert blob.startswith(rd.PARAMS_FILE.magic) and blob[:8] != rd.CHECKPOINT_FILE.magic
+    payload = flax.serialization.msgpack_serialize(params_of(3))
+    # the payload is the file gfp wrote before the header: what tests/test_golden.py hashes
+    assert blob.endswith(payload) and rd.params_payload(tmp_path / rd.PARAMS) == payload
+    assert_same_tree(run.load_params(), params_of(3))
+    assert capsys.readouterr().err == ""  # a verified file: no note
+    run.close()
+
+
+def damaged_params(kind: str, path: Path) -> None:
+    if kind == "flipped":
+        flip(path, path.stat().st_size // 2, 0x04)  # one bit in the payload
+    elif kind == "flipped header":
+        flip(path, 10, 0x01)  # the format field
+    elif kind == "truncated":
+        os.truncate(path, path.stat().st_size - 7)
+    elif kind == "cut in the header":
+        os.truncate(path, 20)
+    elif kind == "empty":
+        os.truncate(path, 0)
+    elif kind == "text":
+        path.write_text('{"actor": [0.1, 0.2]}\n')
+    else:  # a checkpoint copied over it: verified, but not a parameters file
+        run = RunDir(path.parent, resume=True)
+        save(run, 5)
+        run.close()
+        shutil.copyfile(path.parent / CHECKPOINT, path)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["flipped", "flipped header", "truncated", "cut in the header", "empty", "text", "checkpoint"],
+)
+def test_damaged_params_are_one_line_naming_the_file(kind, tmp_path, capsys):
+    from gfp.run import load_run
+
+    run = RunDir(tmp_path)
+    # enough of a config.json for load_run to build the agent before it reads the parameters
+    config = dataclasses.asdict(BCConfig())
+    dataset = {"obs_dim": 3, "act_dim": 2}
+    run.write_config({"agent": "bc", "agent_config": config, "dataset": dataset})
+    run.save_params(params_of(1))
+    run.close()
+    path = tmp_path / rd.PARAMS
+    damaged_params(kind, path)
+    with pytest.raises(ConfigError) as e:
+        RunDir(tmp_path, create=False).load_params()
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{path} ") and "cannot be used" in msg, msg
+    assert capsys.readouterr().err == ""  # no note: nothing of it was used
+    # gfp eval, gfp export and gfp.load_run all read the parameters through load_run
+    with pytest.raises(ConfigError, match="cannot be used"):
+        load_run(tmp_path)
+
+
+def test_headerless_params_from_an_older_gfp_load_with_one_note(tmp_path, capsys):
+    import flax.serialization
+
+    (tmp_path / rd.PARAMS).write_bytes(flax.serialization.msgpack_serialize(params_of(2)))
+    assert_same_tree(RunDir(tmp_path, create=False).load_params(), params_of(2))
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"gfp: note: {tmp_path / rd.PARAMS} has no integrity header (written by a gfp before "
+        "parameters file format 1); its parameters are used unverified"
+    ]
 
 
 def test_rewind_cuts_the_logs_back_to_the_checkpoint_used(tmp_path):
