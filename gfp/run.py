@@ -380,8 +380,8 @@ class Training:
     def on_episode(self, i: int, row: dict[str, float]) -> None:
         """One finished exploration episode of seed index i: a row of its explore.csv."""
         self.explore[i].write(row)
-        for key in ("return", "success", "length"):
-            self.dirs[i].tensorboard.add_scalar(f"explore/{key}", row[key], row["step"])
+        figures = {key: row[key] for key in ("return", "success", "length")}
+        self.dirs[i].log_scalars(row["step"], figures, "explore/")
 
     def online(self, states: TrainState) -> TrainState:
         """job.online_steps environment steps after the offline ones, each followed by one update

@@ -22,6 +22,7 @@ every instant both names hold a whole, verified checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import errno
@@ -30,7 +31,6 @@ import json
 import math
 import os
 import secrets
-import shutil
 import struct
 import sys
 from collections.abc import Mapping, Sequence
@@ -73,7 +73,8 @@ class Sealed:
 
 CHECKPOINT_FILE = Sealed(b"GFPCKPT\n", CHECKPOINT_FORMAT, "checkpoint")
 PARAMS_FILE = Sealed(b"GFPPARM\n", PARAMS_FORMAT, "parameters file")
-# Files a run writes; --overwrite removes them (and tb/) before a new run starts.
+# Files a run writes; --overwrite removes them (with the videos and TensorBoard's event files:
+# `_gfp_files`) before a new run starts, and keeps every other file.
 RUN_FILES = (
     "config.json",
     "metrics.csv",
@@ -83,7 +84,14 @@ RUN_FILES = (
     CHECKPOINT,
     PREV_CHECKPOINT,
     "eval_final.json",
+    "explore.csv",  # online exploration episodes (gfp.run)
 )
+TB_DIR = "tb"  # TensorBoard: the run's scalars; tb/hparams/ its hyperparameters (HParams tab)
+HPARAMS = "hparams"  # tb/hparams/: the run's TensorBoard hparams session (`log_hparams`)
+# config.json's keys that describe a run beside its agent config, as hyperparameters
+RUN_HPARAMS = ("task", "agent", "preset", "seed", "steps", "online_steps")
+_TB_EVENTS = "events.out.tfevents."  # how every TensorBoard event file's name starts
+_LOCK = ".lock"
 # eval.csv columns that are not metrics (identifiers): written to the CSV, not to TensorBoard.
 CSV_ONLY = ("eval_seed",)
 
@@ -349,14 +357,19 @@ class RunDir:
         """A new run: clear the directory's run files (overwrite) or refuse a directory that
         already holds a run."""
         if overwrite:
-            for name in RUN_FILES:
+            ours, kept = self._gfp_files()
+            for path in ours:
                 try:
-                    (self.path / name).unlink(missing_ok=True)
+                    path.unlink(missing_ok=True)
                 except OSError as e:
-                    raise WriteError(
-                        f"--overwrite could not remove {self.path / name}: {os_reason(e)}"
-                    ) from e
-            shutil.rmtree(self.path / "tb", ignore_errors=True)
+                    raise WriteError(f"--overwrite could not remove {path}: {os_reason(e)}") from e
+            _remove_empty_dirs(self.path / TB_DIR)
+            if kept:
+                print(
+                    f"gfp: note: --overwrite kept {len(kept)} file{'s' if len(kept) > 1 else ''} "
+                    f"gfp did not write: {', '.join(kept)}",
+                    file=sys.stderr,
+                )
         elif (self.path / "summary.json").exists():
             raise ConfigError(
                 f"{self.path} holds a finished run; pass --overwrite to replace it or choose "
@@ -375,13 +388,52 @@ class RunDir:
                 f"--resume {self.path}, or pass --overwrite to start over"
             )
 
+    def _gfp_files(self) -> tuple[list[Path], list[str]]:
+        """(the files of this directory that gfp wrote, the names of the others): gfp's are the
+        run files (and their temp files), the videos of the policies its logs name
+        (`<policy>.mp4`) and TensorBoard's event files under tb/; the lock stays."""
+        names = set(RUN_FILES) | {f"{p}.mp4" for p in self._policies()}
+        ours, kept = [], []
+        for path in sorted(self.path.iterdir()):
+            name = path.name
+            if path.is_dir() and not path.is_symlink():
+                if name == TB_DIR:
+                    events = [p for p in sorted(path.rglob("*")) if not p.is_dir()]
+                    for p in events:
+                        if p.name.startswith(_TB_EVENTS):
+                            ours.append(p)
+                        else:
+                            kept.append(str(p.relative_to(self.path)))
+                else:
+                    kept.append(f"{name}/")
+            elif name == _LOCK:
+                continue  # held by this process: the run goes on writing here
+            elif name in names or (
+                name.endswith(".tmp") and any(name.startswith(f".{n}.") for n in names)
+            ):
+                ours.append(path)
+            else:
+                kept.append(name)
+        return ours, kept
+
+    def _policies(self) -> set[str]:
+        """The policies this directory's evaluations name (eval.csv's columns, `gfp eval`'s
+        eval_final.json): each 'POLICY/metric'."""
+        keys = list(CsvLog(self.path / "eval.csv").fields or [])
+        try:
+            final = json.loads((self.path / "eval_final.json").read_text())
+            keys += list(final) if isinstance(final, dict) else []
+        except (OSError, ValueError):
+            pass
+        return {k.split("/")[0] for k in keys if "/" in k}
+
     @property
     def tensorboard(self):
         if self._tb is None:
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(
-                str(self.path / "tb"), flush_secs=30, purge_step=self.purge_step
+                str(self.path / TB_DIR), flush_secs=30, purge_step=self.purge_step
             )
         return self._tb
 
@@ -397,16 +449,21 @@ class RunDir:
 
     def log_metrics(self, step: int, row: Mapping[str, float]) -> None:
         self.metrics.write(self._keyed(step, row))
-        for k, v in row.items():
-            self.tensorboard.add_scalar(k, v, step)
+        self.log_scalars(step, row)
 
     def log_eval(self, step: int, row: Mapping[str, float]) -> None:
         self.evals.write(self._keyed(step, row))
-        for k, v in row.items():
-            # NaN: a figure the task does not have (success on a return-scored task).
-            if k not in CSV_ONLY and math.isfinite(v):
-                self.tensorboard.add_scalar(f"eval/{k}", v, step)
+        self.log_scalars(step, {k: v for k, v in row.items() if k not in CSV_ONLY}, "eval/")
         self.tensorboard.flush()
+
+    def log_scalars(self, step: int, row: Mapping[str, float], prefix: str = "") -> None:
+        """`row`'s figures as TensorBoard scalars `prefix + key` at `step` (the CSVs keep every
+        value). A NaN or inf is left out: a figure the task does not have (success on a
+        return-scored task) or a diverged loss (the run stops on it), which TensorBoard can only
+        plot as a gap and tensorboardX would warn about on every row."""
+        figures = {prefix + k: v for k, v in row.items() if _finite(v)}
+        for k, v in figures.items():
+            self.tensorboard.add_scalar(k, v, step)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         atomic_write_json(self.path / "config.json", config)
@@ -415,7 +472,25 @@ class RunDir:
         return json.loads((self.path / "config.json").read_text())
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """summary.json, which marks the run finished; first the hyperparameters with the final
+        figures for TensorBoard (`log_hparams`), so a kill in between writes them again."""
+        self.log_hparams(summary)
         atomic_write_json(self.path / "summary.json", summary)
+
+    def log_hparams(self, summary: Mapping[str, Any]) -> None:
+        """The run's hyperparameters (`hparams_of` config.json) and its final figures (the
+        summary's 'POLICY/metric_final', '..._last3', ...) for TensorBoard's HParams tab, which
+        then compares the runs of a grid side by side: a session in tb/hparams/, the figures as
+        its scalars 'final/...' at the last step. Written again (not twice) by a resumed run."""
+        try:
+            config = self.read_config()
+        except (OSError, ValueError):
+            return  # no config.json (a directory written by hand): nothing to describe
+        figures = {f"final/{k}": float(v) for k, v in summary.items() if "/" in k and _finite(v)}
+        step = int(summary.get("steps", 0)) + int(summary.get("online_steps", 0))
+        for old in (self.path / TB_DIR / HPARAMS).glob(f"{_TB_EVENTS}*"):
+            old.unlink()
+        self.tensorboard.add_hparams(hparams_of(config), figures, name=HPARAMS, global_step=step)
 
     def read_summary(self) -> dict[str, Any]:
         return json.loads((self.path / "summary.json").read_text())
@@ -521,6 +596,43 @@ class RunDir:
         if self._lock is not None:
             self._lock.close()  # releases the run-directory lock
             self._lock = None
+
+
+def hparams_of(config: Mapping[str, Any]) -> dict[str, bool | int | float | str]:
+    """A run's hyperparameters from its config.json: task, agent, preset, seed, steps (and
+    online_steps, recorded for an online run) and every agent_config value, as TensorBoard
+    takes them (numbers, booleans, texts; hidden sizes as '256x256'; unset values left out)."""
+    agent = config.get("agent_config")
+    values = {k: config[k] for k in RUN_HPARAMS if k in config}
+    values |= agent if isinstance(agent, dict) else {}
+    out: dict[str, bool | int | float | str] = {}
+    for k, v in values.items():
+        if isinstance(v, list | tuple):
+            out[k] = "x".join(map(str, v))
+        elif isinstance(v, bool | int | float | str):
+            out[k] = v
+    return out
+
+
+def _finite(value: Any) -> bool:
+    """A finite number (not a bool, text or NaN/inf)."""
+    return (
+        isinstance(value, int | float | np.number)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    """Remove `root` and the folders under it that are left empty (a user's file keeps its
+    folder)."""
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only succeeds when empty
+    with contextlib.suppress(OSError):
+        root.rmdir()
 
 
 # ---- a checkpoint's state back in the agent's form --------------------------------------------

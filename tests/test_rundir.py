@@ -316,6 +316,75 @@ def test_overwrite_removes_both_checkpoints(tmp_path):
     assert not (tmp_path / CHECKPOINT).exists() and not (tmp_path / PREV_CHECKPOINT).exists()
 
 
+# ---- TensorBoard -------------------------------------------------------------------------------
+def test_non_finite_figures_stay_in_the_csvs_and_out_of_tensorboard_silently(
+    tmp_path, capsys, caplog
+):
+    """A return-scored task has no success flag (NaN): tensorboardX would warn 'NaN or Inf found
+    in input tensor' for every such value; the CSVs keep them, TensorBoard leaves them out."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    caplog.set_level("DEBUG")
+    run = RunDir(tmp_path)
+    nan, inf = float("nan"), float("inf")
+    run.log_metrics(10, {"critic/loss": 0.5, "g/mean": nan, "grad/norm": inf})
+    run.log_eval(10, {"actor/success": nan, "actor/return": -12.5, "eval_seed": 7})
+    run.log_scalars(11, {"return": 3.0, "success": nan}, "explore/")
+    run.close()
+    assert capsys.readouterr() == ("", "")
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    row = (tmp_path / "metrics.csv").read_text().splitlines()[1]
+    assert row == "10,0.5,nan,inf"
+    assert (tmp_path / "eval.csv").read_text().splitlines()[1] == "10,nan,-12.5,7"
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = sorted(events.Tags()["scalars"])
+    assert tags == ["critic/loss", "eval/actor/return", "explore/return"]
+    assert [e.value for e in events.Scalars("eval/actor/return")] == [-12.5]
+
+
+def test_hparams_with_the_final_figures_for_tensorboards_hparams_tab(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    from gfp.job import job_record, make_train_job
+
+    job = make_train_job(
+        "cube-single-noisy-singletask-task1-v0", "gfp", preset="cpu", steps=40, out=tmp_path
+    )
+    config = {**job_record(job), "seed": 0}
+    summary = {"task": job.task, "agent": "gfp", "seed": 0, "steps": 40, "wall_seconds": 9.5,
+               "actor/success_final": 0.62, "actor/success_last3": 0.5,
+               "actor/return_final": float("nan"),  # a figure the task lacks: not a metric
+               "offline/vabc/success_final": 0.58}  # fmt: skip
+    for _ in range(2):  # written again (a resumed run killed before summary.json): one session
+        run = RunDir(tmp_path, overwrite=True)
+        run.write_config(config)
+        run.log_metrics(40, {"critic/loss": 0.5})
+        run.write_summary(summary)
+        run.close()
+
+    events = EventAccumulator(str(tmp_path / "tb" / "hparams"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hp = start.session_start_info.hparams
+    assert hp["task"].string_value == "cube-single-noisy-singletask-task1-v0"
+    assert hp["agent"].string_value == "gfp" and hp["preset"].string_value == "cpu"
+    assert hp["seed"].number_value == 0 and hp["steps"].number_value == 40
+    assert hp["alpha"].number_value == pytest.approx(job.config.alpha)
+    assert hp["eta"].number_value == pytest.approx(job.config.eta)
+    assert hp["actor_hidden_dims"].string_value == "x".join(map(str, job.config.actor_hidden_dims))
+    assert hp["layer_norm"].bool_value is job.config.layer_norm
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metrics = sorted(m.name.tag for m in experiment.metric_infos)
+    assert metrics == ["final/actor/success_final", "final/actor/success_last3",
+                       "final/offline/vabc/success_final"]  # fmt: skip
+    final = events.Scalars("final/actor/success_final")
+    assert [(e.step, round(e.value, 6)) for e in final] == [(40, 0.62)]
+    assert len(list((tmp_path / "tb" / "hparams").iterdir())) == 1
+
+
 # ---- params.msgpack ------------------------------------------------------------------------------
 def params_of(seed: int) -> dict:
     return jax.tree.map(np.asarray, state_of(seed)["params"])
@@ -392,6 +461,55 @@ def test_headerless_params_from_an_older_gfp_load_with_one_note(tmp_path, capsys
         f"gfp: note: {tmp_path / rd.PARAMS} has no integrity header (written by a gfp before "
         "parameters file format 1); its parameters are used unverified"
     ]
+
+
+def test_overwrite_removes_only_what_gfp_wrote(tmp_path, capsys):
+    run = RunDir(tmp_path)
+    run.write_config({"run": "old"})
+    run.log_metrics(10, {"loss": 1.0})
+    run.log_eval(10, {"actor/success": 0.5, "eval_seed": 3})
+    save(run, 10)
+    run.save_params(params_of(0))
+    run.write_summary({"run": "old"})
+    run.close()
+    (tmp_path / "actor.mp4").write_bytes(b"video")  # a --video of the policy eval.csv names
+    (tmp_path / "explore.csv").write_text("step\n1\n")
+    (tmp_path / "notes.txt").write_text("my notes")
+    (tmp_path / "tb" / "mynotes.md").write_text("# about these curves")
+    (tmp_path / "demo.mp4").write_bytes(b"not a policy's video")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "a.png").write_bytes(b"png")
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    capsys.readouterr()
+
+    run = RunDir(tmp_path, overwrite=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "gfp: note: --overwrite kept 4 files gfp did not write: demo.mp4, notes.txt, plots/, "
+        "tb/mynotes.md"
+    ]
+    assert (tmp_path / "notes.txt").read_text() == "my notes"
+    assert (tmp_path / "tb" / "mynotes.md").read_text() == "# about these curves"
+    assert (tmp_path / "demo.mp4").read_bytes() == b"not a policy's video"
+    assert (tmp_path / "plots" / "a.png").read_bytes() == b"png"
+    assert not list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    gone = [*rd.RUN_FILES, "actor.mp4"]
+    assert not [n for n in gone if (tmp_path / n).exists()]
+    # the new run's files replace the old ones
+    run.write_config({"run": "new"})
+    run.log_metrics(5, {"loss": 2.0})
+    assert run.read_config() == {"run": "new"}
+    assert [r["step"] for r in run.metrics.read()] == ["5"]
+    run.close()
+
+    # a directory holding only gfp's files: nothing kept, no note; tb/ goes with its events
+    (tmp_path / "notes.txt").unlink()
+    shutil.rmtree(tmp_path / "plots")
+    (tmp_path / "tb" / "mynotes.md").unlink()
+    (tmp_path / "demo.mp4").unlink()
+    RunDir(tmp_path, overwrite=True).close()
+    assert capsys.readouterr().err == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
 
 
 def test_rewind_cuts_the_logs_back_to_the_checkpoint_used(tmp_path):
