@@ -40,6 +40,9 @@ DEFAULT_EPISODES = 100
 CPU_STEPS = 40_000
 # `gfp train` checkpoints this often unless told otherwise (RunSettings.checkpoint_every).
 DEFAULT_CHECKPOINT_EVERY = 10_000
+# The train state counts updates in an int32 (gfp.agents.base.TrainState.step, which the update
+# schedule and the checkpoints read): a longer run would wrap around to negative steps.
+MAX_TOTAL_STEPS = 2**31 - 1
 
 
 def default_data_dir() -> Path:
@@ -147,6 +150,12 @@ class TrainJob:
             except ConfigError as e:
                 raise ConfigError(str(e).replace("eta", "eta_online", 1)) from None
         require(not (self.resume and self.overwrite), "resume and overwrite exclude each other")
+        online = f" + online_steps = {self.online_steps}" if self.online_steps else ""
+        require(
+            self.total_steps <= MAX_TOTAL_STEPS,
+            f"steps = {self.steps}{online} is more than the {MAX_TOTAL_STEPS} updates a run can "
+            "count (its step counter is an int32)",
+        )
 
     @property
     def total_steps(self) -> int:

@@ -164,12 +164,16 @@ def chunk_boundaries(
 ) -> Iterator[int]:
     """Steps in (start, steps] at which the loop must stop: multiples of each interval, the steps
     in `extra` and the end. They are global (multiples counted from 0), so a run resumed at one of
-    them stops where the uninterrupted run stopped."""
-    marks = {steps, *extra}
-    for e in every:
-        if e > 0:
-            marks.update(range(e * (start // e + 1), steps + 1, e))
-    yield from sorted(m for m in marks if start < m <= steps)
+    them stops where the uninterrupted run stopped. Made one at a time (the nearest next one), so
+    memory does not grow with the run's length (all of them at once: 1e9 for 1e12 steps)."""
+    intervals = [e for e in every if e > 0]
+    marks, i = sorted(m for m in set(extra) if start < m < steps), 0  # marks[i]: the next one
+    step = start
+    while step < steps:
+        step = min([steps, *marks[i : i + 1], *(e * (step // e + 1) for e in intervals)])
+        while i < len(marks) and marks[i] <= step:
+            i += 1
+        yield step
 
 
 def drive(
