@@ -253,7 +253,7 @@ def load_run(run_dir: str | Path) -> Policy:
     path = Path(run_dir).expanduser()
     try:
         agent, params, config = load_tuple(path)
-    except ValueError as e:  # gfp.run.load_run decodes params.msgpack unchecked
+    except ValueError as e:  # a params.msgpack that does not decode, where RunDir lets it through
         raise ConfigError(f"{path / PARAMS}: cannot be read as gfp parameters ({e})") from None
     check_params(agent, params, path / PARAMS)
     summary = None
@@ -279,8 +279,8 @@ def check_params(agent: Agent, params: Any, where: Path) -> None:
     need, have = leaves(want), leaves(jax.tree.map(np.asarray, params))
     for name in sorted(need.keys() | have.keys()):
         if need.get(name) != have.get(name):
-            got = "missing" if name not in have else "{}{}".format(*have[name])
-            wanted = "absent" if name not in need else "{}{}".format(*need[name])
+            got = "missing" if name not in have else f"{have[name][0]}{list(have[name][1])}"
+            wanted = "absent" if name not in need else f"{need[name][0]}{list(need[name][1])}"
             raise ConfigError(
                 f"{where}: array {name} is {got}, the {agent.name} agent of config.json needs "
                 f"{wanted}: not this run's parameters"
