@@ -260,7 +260,9 @@ class Training:
             row["eval_seconds"] = time.perf_counter() - t_eval
             row["eval_seed"] = eval_seed
             run.log_eval(step, row)
-            shown = {k: v for k, v in row.items() if k.endswith("success")} or shown
+            # the progress bar picks each policy's score of these (gfp.engine.driver)
+            scores = ("success", "normalized_score")
+            shown = {k: v for k, v in row.items() if k.endswith(scores)} or shown
         return shown
 
     def on_checkpoint(

@@ -176,6 +176,28 @@ def chunk_boundaries(
         yield step
 
 
+# What the progress bar shows of an evaluation, per policy: the normalized score where the task
+# has reference returns (D4RL, Minari), else the success rate (OGBench).
+SHOWN_SCORES = ("normalized_score", "success")
+
+
+def progress_scores(result: Mapping[str, float]) -> dict[str, str]:
+    """The progress bar's figures of an evaluation (`on_eval`'s 'policy/metric' -> value): per
+    policy the first finite score of SHOWN_SCORES (a task scored by return reports success as
+    NaN, which is left out); a figure of no policy is shown as it is, if finite."""
+    finite = {k: float(v) for k, v in result.items() if np.isfinite(v)}
+    shown: dict[str, str] = {}
+    for key, value in finite.items():
+        policy, _, metric = key.rpartition("/")
+        if not policy:
+            shown[key] = f"{value:.3g}"
+        elif metric in SHOWN_SCORES:
+            best = next(m for m in SHOWN_SCORES if f"{policy}/{m}" in finite)
+            if metric == best:
+                shown[key] = f"{value:.3g}"
+    return shown
+
+
 def drive(
     phase: Phase,
     states: TrainState,
@@ -219,8 +241,9 @@ def drive(
                 t_step, t0 = step, time.perf_counter()
             if on_eval and (crossed(before, step, eval_every) or step == end):
                 result = on_eval(step, states)
-                if result:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in result.items()})
+                shown = progress_scores(result or {})
+                if shown:
+                    bar.set_postfix(shown)
             stopping = stop is not None and stop()
             if on_checkpoint and (
                 stopping or step == end or crossed(before, step, checkpoint_every)
