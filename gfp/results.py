@@ -125,6 +125,14 @@ def find_run_dirs(path: str | Path) -> list[Path]:
     return sorted(found)
 
 
+def _not_text(path: Path, e: UnicodeDecodeError, what: str) -> DataError:
+    """The one-line error for a file that is not UTF-8 text (binary, or another encoding)."""
+    return DataError(
+        f"{path}: not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}): a binary file or "
+        f"another encoding, not {what}"
+    )
+
+
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """config.json of a run, checked for the keys a report needs."""
     path = Path(run_dir) / "config.json"
@@ -132,6 +140,8 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         cfg = json.loads(path.read_text())
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise _not_text(path, e, "a gfp config.json") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
     if not isinstance(cfg, dict):
@@ -160,6 +170,8 @@ def read_eval_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return [], []
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise _not_text(path, e, "a gfp eval.csv") from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header:
@@ -339,6 +351,8 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
         text = path.read_text()
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise _not_text(path, e, "a gfp results.csv") from None
     reader = csv.DictReader(io.StringIO(text))
     # later columns: a results.csv without `phase` holds offline evaluations, provenance is ''
     have = reader.fieldnames or []

@@ -866,3 +866,64 @@ def test_success_curves_of_all_zeros_span_zero_to_a_hundred(monkeypatch, tmp_pat
     (ax,) = [a for a in fig.axes if a.get_visible()]
     assert ax.get_ylim() == (-3, 103)
     assert len({(ln.get_linestyle(), ln.get_linewidth()) for ln in _curves(ax)}) == 2
+
+
+@pytest.mark.parametrize(
+    "content, where",
+    [
+        (b"task,agent\n\xff\xfe,x\n", "byte 11 is 0xff"),  # Latin-1 / UTF-16 bytes
+        (bytes(range(256)), "byte 128 is 0x80"),  # a binary file
+    ],
+)
+def test_a_results_csv_that_is_not_text_is_one_line_naming_it(tmp_path, capsys, content, where):
+    """A non-UTF-8 or binary results.csv was a UnicodeDecodeError traceback; the same for a run
+    directory's eval.csv and config.json."""
+    from gfp.cli import main
+
+    for path in (tmp_path / "results.csv", tmp_path / "odd.bin"):
+        path.write_bytes(content)
+        with pytest.raises(SystemExit) as e:
+            main(["report", str(path), "--out", str(tmp_path / "rep")])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and err.count("\n") == 0, err
+        assert err == (f"gfp: error: {path}: not UTF-8 text ({where}): a binary file or another "
+                       "encoding, not a gfp results.csv")  # fmt: skip
+        assert path.read_bytes() == content and not (tmp_path / "rep").exists()
+    run = make_run(tmp_path / "run", task=TASKS[0])
+    assert make_report([str(run)], None).data.finals  # the run itself reports
+    for name in ("eval.csv", "config.json"):
+        shutil.copytree(run, tmp_path / name)
+        (tmp_path / name / name).write_bytes(content)
+        with pytest.raises(DataError, match=rf"{name}/{name}: not UTF-8 text \({where}\)"):
+            make_report([str(tmp_path / name)], None)
+
+
+def test_a_baseline_absent_from_the_data_is_refused_listing_the_agents(tmp_path):
+    """--baseline iql on gfp and fql runs gave a report without a probability of improvement (a
+    note in the intro); a baseline the user names must be there. Unset, fql is used where it
+    is, and a report of other agents says there is no baseline, as before."""
+    from gfp.report import cli_main
+    from gfp.results import write_results_csv
+
+    src = tmp_path / "results.csv"
+    write_results_csv(src, known_rows())
+    out = tmp_path / "rep"
+    with pytest.raises(ConfigError) as e:
+        cli_main([str(src)], out, "iql", False)
+    assert str(e.value) == (
+        "--baseline iql: no agent iql in the sources; the agents there: fql (actor), "
+        "gfp (actor, vabc)"
+    )
+    with pytest.raises(ConfigError, match=r"agent gfp has no such policy .* \(its policies there: "
+                       r"actor, vabc\); give --baseline gfp/POLICY"):  # fmt: skip
+        cli_main([str(src)], out, "gfp/flow", False)
+    assert not out.exists()  # refused before anything is written
+    report = make_report([str(src)], out, baseline="gfp/vabc", reps=50)
+    assert report.aggregates["subsets"]["all"]["improvement"]["baseline"] == "gfp/vabc"
+    # unset: fql where the sources hold it, else no baseline (not an error)
+    assert make_report([str(src)], tmp_path / "r1", reps=50).aggregates["subsets"]["all"][
+        "improvement"
+    ]["baseline"] == "fql/actor"
+    write_results_csv(src, [r for r in known_rows() if r["agent"] == "gfp"])
+    gfp_only = make_report([str(src)], tmp_path / "r2", reps=50)
+    assert gfp_only.aggregates["subsets"]["all"]["improvement"].get("missing")

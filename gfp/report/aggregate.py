@@ -94,6 +94,27 @@ def baseline_column(baseline: str, columns: Sequence[Column]) -> Column | None:
     return col if col in columns else None
 
 
+def check_baseline(baseline: str, columns: Sequence[Column]) -> None:
+    """A ConfigError naming what is there unless `baseline` (agent or agent/policy) is one of the
+    report's columns: a baseline the user chose must be measured against, not skipped."""
+    if baseline_column(baseline, columns) is not None:
+        return
+    agent = baseline.partition("/")[0]
+    policies: dict[str, list[str]] = {}
+    for c in columns:
+        if c.policy not in policies.setdefault(c.agent, []):
+            policies[c.agent].append(c.policy)
+    if agent in policies:
+        raise ConfigError(
+            f"--baseline {baseline}: agent {agent} has no such policy in the sources (its "
+            f"policies there: {', '.join(policies[agent])}); give --baseline {agent}/POLICY"
+        )
+    there = ", ".join(f"{a} ({', '.join(ps)})" for a, ps in sorted(policies.items()))
+    raise ConfigError(
+        f"--baseline {baseline}: no agent {agent} in the sources; the agents there: {there}"
+    )
+
+
 def _interval(point: float, low: float, high: float) -> dict[str, float]:
     return {"point": 100 * float(point), "low": 100 * float(low), "high": 100 * float(high)}
 

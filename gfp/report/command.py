@@ -24,8 +24,9 @@ class ReportCommand:
     out: Path | None = None
     """REPORT_DIR: writes report.md, report.html, tables/*.tex, aggregate.json, figures/*.png and
     results.csv. Unset: print the Markdown tables."""
-    baseline: str = "fql"
-    """Agent (or agent/policy) that the probability of improvement is measured against."""
+    baseline: str | None = None
+    """Agent (or agent/policy) that the probability of improvement is measured against; it must
+    be in the sources. Unset: fql where the sources hold it."""
     paper: bool = False
     """Show the published value next to each of ours (✓: within one published std); alone, with
     no SOURCE: print the published tables."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from gfp.errors import ConfigError
 from gfp.report import render
-from gfp.report.aggregate import DEFAULT_REPS, METRIC_NAMES, compute_aggregates
+from gfp.report.aggregate import DEFAULT_REPS, METRIC_NAMES, check_baseline, compute_aggregates
 from gfp.report.scores import Collected, collect, score_name
 from gfp.report.tables import (
     Cell,
@@ -47,6 +47,7 @@ TIMING_TEXT = {
 
 
 FEW_RUNS = 5  # runs per task below which the rliable intervals carry a warning
+DEFAULT_BASELINE = "fql"  # the paper's strongest baseline (Tab. 2), where the sources hold it
 
 
 @dataclass
@@ -216,11 +217,13 @@ def _unevaluated(sources: Sequence[str], rows: Sequence[dict[str, Any]]) -> list
 def make_report(
     sources: Sequence[str | Path],
     out: Path | None,
-    baseline: str = "fql",
+    baseline: str | None = None,
     paper: bool = False,
     reps: int = DEFAULT_REPS,
 ) -> Report:
-    """Read the sources, build the tables and (with `out`) every file of the report."""
+    """Read the sources, build the tables and (with `out`) every file of the report. `baseline`:
+    the agent (or agent/policy) of the probability of improvement, refused unless the sources
+    hold it; None: fql where they do (else the report says there is none)."""
     from gfp.results import read_results, write_results_csv
 
     names = [str(s) for s in sources]
@@ -228,6 +231,9 @@ def make_report(
     data = collect(rows)
     if not data.finals and not data.per_setting:
         raise ConfigError(f"{', '.join(names)}: no evaluation has a score to report")
+    if baseline is not None:  # before anything is written
+        check_baseline(baseline, [*data.columns, *{f.column for f in data.per_setting}])
+    baseline = baseline or DEFAULT_BASELINE
     tables = [per_env_table(data, paper), *per_task_tables(data, paper)] if data.finals else []
     if data.per_setting:  # one set of seeds, several settings: all of them, none chosen
         tables.append(per_setting_table(data))
@@ -319,7 +325,7 @@ def print_published(stream=None) -> None:
 
 
 def cli_main(
-    sources: Sequence[str], out: Path | None, baseline: str = "fql", paper: bool = False
+    sources: Sequence[str], out: Path | None, baseline: str | None = None, paper: bool = False
 ) -> int:
     """Entry point for `gfp report` (the CLI prints a GfpError as one line and exits 2)."""
     if not sources:
