@@ -12,7 +12,9 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -65,10 +67,11 @@ class Train:
     file. Unset: the built-in default job."""
     agent: str = "gfp"
     """Agent: one of gfp, fql, rebrac, iql, bc, flow_bc (those installed)."""
-    seed: int = 0
-    """Random seed."""
+    seed: int | None = None
+    """Random seed, 0 to 2**31 - 1. Unset: 0."""
     seeds: str | None = None
-    """Comma-separated seeds trained side by side (vmapped), one run directory each (OUT/seedS)."""
+    """Comma-separated seeds trained side by side (vmapped), one run directory each (OUT/seedS);
+    instead of --seed."""
     out: Path | None = None
     """Run directory. Unset: runs/TASK/AGENT/seedS."""
     resume: Path | None = None
@@ -79,6 +82,9 @@ class Train:
     """Replace the run (finished or not) in the run directory."""
     video: bool = False
     """Record one episode per policy to RUN_DIR/<policy>.mp4 at the end."""
+    json: bool = False
+    """Print each run's summary (summary.json's keys) as one JSON line, RUN_DIR: {...}, instead of
+    the table of scores."""
     # `settings` (one flag per run setting: --steps, --eval-every, ...) and `options` (one per
     # agent hyperparameter) are added by `train_command`.
 
@@ -93,12 +99,14 @@ def train_command() -> type:
 
 @dataclasses.dataclass
 class Eval:
-    """Evaluate the final parameters of a run directory."""
+    """Evaluate the final parameters of a run directory, or of every seed of a multi-seed run
+    (the parent of its seedS folders): a table per seed and the mean."""
 
     run_dir: tyro.conf.Positional[Path]
     episodes: int = 50
     """Episodes per policy."""
     seed: int = 0
+    """Evaluation seed, 0 to 2**31 - 1: episode i starts from seed + i."""
     video: bool = False
     """Also record one episode per policy to RUN_DIR/<policy>.mp4."""
 
@@ -226,13 +234,35 @@ def commands() -> Any:
     ]
 
 
+# Seeds are int32 (PRNG keys, NumPy's seeds): 0 .. 2**31 - 1.
+MAX_SEED = 2**31 - 1
+
+
+def check_seed(flag: str, seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{flag} {seed} is out of range: seeds are 0 to 2**31 - 1 ({MAX_SEED})")
+
+
 def _seeds(args: Train) -> list[int]:
-    if not args.seeds:
-        return [args.seed]
+    """The seeds of --seed or --seeds (not both), each in range."""
+    if args.seeds is None:
+        seed = 0 if args.seed is None else args.seed
+        check_seed("--seed", seed)
+        return [seed]
+    if args.seed is not None:
+        raise ConfigError(
+            f"--seed {args.seed} and --seeds {args.seeds} exclude each other: give the seeds "
+            "in --seeds alone"
+        )
+    if not args.seeds.strip():
+        raise ConfigError("--seeds is empty: give comma-separated seeds, e.g. --seeds 0,1,2")
     try:
-        return [int(s) for s in args.seeds.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    for seed in seeds:
+        check_seed("--seeds", seed)
+    return seeds
 
 
 def _overrides(args: Train) -> dict[str, Any]:
@@ -244,13 +274,14 @@ def train_job(args: Train):
     whether it is the built-in default job."""
     from gfp.job import make_train_job
 
+    seeds = _seeds(args)  # checked on --resume too: a bad value is refused before the comparison
     if args.resume is not None:
         return resume_job(args), False
     job = make_train_job(
         args.task,
         args.agent,
         overrides=_overrides(args),
-        seeds=_seeds(args),
+        seeds=seeds,
         out=args.out,
         overwrite=args.overwrite,
         video=args.video,
@@ -340,45 +371,125 @@ def cmd_train(args: Train) -> None:
     if default_job:
         run.ensure_default_dataset(job.task, job.dataset_dir)
     summaries = run.run_training(job)
-    for path, summary in zip(job.run_dirs(), summaries, strict=True):
-        print(
-            f"{path}: "
-            + json.dumps(
-                {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
-            )
-        )
+    if args.json:
+        for path, summary in zip(job.run_dirs(), summaries, strict=True):
+            rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
+            print(f"{path}: {json.dumps(rounded)}")
+    else:
+        print(train_table(job.run_dirs(), summaries))
 
 
-def cmd_eval(args: Eval) -> None:
-    """Evaluate a run's final parameters; the results are printed first and then saved to
-    RUN_DIR/eval_final.json, so a read-only run directory still shows them."""
+# The score a table shows per policy, the first a summary has: the normalized score where the
+# task has reference returns (D4RL, Minari), else the success rate (OGBench), else the return.
+SCORES = ("normalized_score", "success", "return")
+
+
+def train_table(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> str:
+    """The end of `gfp train`: per run directory and policy (and phase, for a run with online
+    fine-tuning) the score, its final value and the mean of the last three evaluations (the
+    paper's protocol, summary.json's *_final and *_last3) and the steps."""
+    header = ["policy", "score", "final", "mean of last 3", "steps", "run dir"]
+    rows = []
+    for path, summary in zip(run_dirs, summaries, strict=True):
+        online = int(summary.get("online_steps") or 0)
+        phases = [("offline/", summary["steps"]), ("online/", summary["steps"] + online)]
+        # an offline run's summary has the keys without a phase too (the same values)
+        for phase, steps in phases if online else [("", summary["steps"])]:
+            keys = [k[len(phase) :] for k in summary if k.startswith(phase)]
+            keys = [k for k in keys if k.count("/") == 1]  # policy/metric_final, no phase
+            policies = dict.fromkeys(k.split("/")[0] for k in keys if k.endswith("_final"))
+            for policy in policies:
+                metric = next(m for m in SCORES if f"{policy}/{m}_final" in keys)
+                final = summary[f"{phase}{policy}/{metric}_final"]
+                last3 = summary.get(f"{phase}{policy}/{metric}_last3", final)
+                name = f"{phase}{policy}" if phase else policy
+                rows.append([name, metric, f"{final:.4f}", f"{last3:.4f}", str(steps), str(path)])
+        if not any(row[-1] == str(path) for row in rows):  # --no-eval, or no evaluation made
+            rows.append(["-", "not evaluated", "-", "-", str(summary["steps"]), str(path)])
+    return format_table(header, rows)
+
+
+def seed_dirs(folder: Path) -> list[Path]:
+    """The seedS run directories of a multi-seed run's folder (`gfp train --seeds`), in seed
+    order; [] for a run directory itself or any other folder."""
+    if (folder / "config.json").is_file():
+        return []
+    found = [p for p in folder.glob("seed*") if re.fullmatch(r"seed\d+", p.name) and p.is_dir()]
+    return sorted((p for p in found if (p / "config.json").is_file()),
+                  key=lambda p: int(p.name[4:]))  # fmt: skip
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns left-aligned to their widest cell, two spaces apart."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    )
+
+
+def _evaluate_run(args: Eval, run_dir: Path) -> dict[str, float]:
+    """One run directory's final parameters evaluated (`gfp eval`), saved to its
+    eval_final.json after they are returned to be printed (a read-only run still shows them)."""
     from gfp import run
-    from gfp.errors import WriteError
-    from gfp.io import atomic_write_json
 
-    agent, params, cfg = run.load_run(args.run_dir)
+    agent, params, cfg = run.load_run(run_dir)
     env_name = (cfg.get("dataset") or {}).get("env_name")
     if not env_name:
         raise ConfigError(
-            f"{Path(args.run_dir) / 'config.json'}: dataset.env_name is missing: the run names no "
+            f"{run_dir / 'config.json'}: dataset.env_name is missing: the run names no "
             "environment to evaluate in"
         )
-    row = run.evaluate_policies(
+    return run.evaluate_policies(
         agent,
         params,
         env_name,
         episodes=args.episodes,
         seed=args.seed,
-        video_dir=args.run_dir if args.video else None,
+        video_dir=run_dir if args.video else None,
         success_timing=cfg.get("success_timing"),
         task=cfg.get("task"),
     )
-    for k, v in row.items():
-        print(f"{k:32s} {v:.4f}", flush=True)
+
+
+def _save_eval(run_dir: Path, row: dict[str, float]) -> None:
+    from gfp.errors import WriteError
+    from gfp.io import atomic_write_json
+
     try:
-        atomic_write_json(Path(args.run_dir) / "eval_final.json", row)
+        atomic_write_json(run_dir / "eval_final.json", row)
     except WriteError as e:
         raise WriteError(f"the results above could not be saved: {e}") from None
+
+
+def cmd_eval(args: Eval) -> None:
+    """Evaluate a run's final parameters, or each seed's of a multi-seed run's folder (as
+    --resume and gfp report accept it); the results are printed first and then saved to each
+    RUN_DIR/eval_final.json, so a read-only run directory still shows them."""
+    import numpy as np
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    check_seed("--seed", args.seed)
+    folder = Path(args.run_dir)
+    seeds = seed_dirs(folder)
+    if not seeds:
+        row = _evaluate_run(args, folder)
+        for k, v in row.items():
+            print(f"{k:32s} {v:.4f}", flush=True)
+        _save_eval(folder, row)
+        return
+    rows = {}
+    for path in seeds:  # every seed evaluated before any file is written
+        rows[path.name] = _evaluate_run(args, path)
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row))
+    cell = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    table = [[name, *(cell(row.get(k)) for k in keys)] for name, row in rows.items()]
+    means = [float(np.mean([r[k] for r in rows.values() if k in r])) for k in keys]
+    table.append([f"mean ({len(rows)} seeds)", *map(cell, means)])
+    print(format_table(["run", *keys], table), flush=True)
+    for path in seeds:
+        _save_eval(path, rows[path.name])
 
 
 def cmd_data(args: Data) -> None:
@@ -416,11 +527,11 @@ def cmd_presets(args: Presets) -> None:
 
 def quiet_harmless_warnings() -> None:
     # OGBench imports glfw, which warns when there is no display (rendering is offscreen anyway),
-    # and its Box spaces warn about float64 bounds; neither concerns the user.
-    import warnings
+    # and its Box spaces warn about float64 bounds; none of the notes concerns the user. The
+    # data commands import OGBench without building an environment (gfp.evaluate does this too).
+    from gfp.render import quiet_library_warnings
 
-    warnings.filterwarnings("ignore", message=".*DISPLAY environment variable.*")
-    warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+    quiet_library_warnings()
 
 
 def _one_line(text: str) -> str:
@@ -485,6 +596,20 @@ def _parse(argv: list[str] | None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `gfp` command. Output into a pipe closed early (`gfp train --help | head -1`) ends it
+    quietly, with 128 + SIGPIPE as a process the signal stopped."""
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        # Later writes, and the flush at exit, go nowhere instead of raising again (Python's
+        # documented way: the standard output's file descriptor pointed at os.devnull).
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(128 + signal.SIGPIPE) from None
+
+
+def _main(argv: list[str] | None) -> None:
     quiet_harmless_warnings()
     args = _parse(argv)
     handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets,

@@ -56,8 +56,12 @@ def make_env(spec: str, render: bool = False) -> gymnasium.Env:
     (`make_d4rl_env`); anything else by its Gymnasium id. `success_timing` (OGBench only): 'post'
     decides success and termination after the action, as OGBench < 1.2 did for the paper's
     numbers; 'pre' before it, OGBench 1.2's default."""
-    # gfp.tasks imports only the standard library, so a worker loading this file stays light.
+    # gfp.tasks and gfp.render import only the standard library, so a worker loading this file
+    # stays light.
+    from gfp.render import quiet_library_warnings
     from gfp.tasks import parse_minari_env, parse_task
+
+    quiet_library_warnings()  # before OGBench imports glfw and builds its Box spaces
 
     env_name, bar, option = spec.rpartition("|")
     if not bar or not option.startswith("success_timing="):
@@ -216,6 +220,8 @@ class EnvPool:
     """
 
     def __init__(self, env_name: str, workers: int = 0):
+        from gfp.render import quiet_fork_notice
+
         self.env_name, self.workers = env_name, workers
         self.local = _Envs(env_name) if workers == 0 else None
         self.procs: list[subprocess.Popen] = []
@@ -235,7 +241,8 @@ class EnvPool:
                 f"m._worker_main({to_r}, {from_w}, {env_name!r}, {os.getpid()})"
             )
             cmd = [sys.executable, "-P", "-c", code]  # -P: nothing from the cwd on sys.path
-            proc = subprocess.Popen(cmd, pass_fds=(to_r, from_w), env=env)
+            with quiet_fork_notice():  # pass_fds means fork + exec: a fresh interpreter
+                proc = subprocess.Popen(cmd, pass_fds=(to_r, from_w), env=env)
             os.close(to_r)
             os.close(from_w)
             self.procs.append(proc)
@@ -500,7 +507,7 @@ def record_video(
     import imageio.v2 as imageio
 
     from gfp.io import atomic_write_bytes
-    from gfp.render import configure_gl
+    from gfp.render import configure_gl, quiet_fork_notice
 
     configure_gl()
     import jax
@@ -520,7 +527,11 @@ def record_video(
                 ob = stacks.reset(0, ob)
                 done = False
                 while not done:
-                    writer.append_data(env.render())
+                    if frames == 0:  # the first frame starts the ffmpeg encoder (fork + exec)
+                        with quiet_fork_notice():
+                            writer.append_data(env.render())
+                    else:
+                        writer.append_data(env.render())
                     frames += 1
                     action = np.asarray(policy(policy_input(ob[None]), next(keys)))[0]
                     ob, _, terminated, truncated, _ = env.step(action)

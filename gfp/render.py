@@ -12,14 +12,50 @@ Standard library and gfp.errors only: evaluation worker processes may import thi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
 
 from gfp.errors import ConfigError
 
-__all__ = ["configure_gl"]
+__all__ = ["configure_gl", "quiet_library_warnings", "quiet_fork_notice"]
+
+# Notes of the libraries under evaluation and rendering that concern no user of gfp (message
+# pattern, category; gymnasium's start with a colour code, hence the leading '.*'). Only these
+# are silenced: any other warning still shows.
+LIBRARY_NOTES: tuple[tuple[str, type[Warning]], ...] = (
+    # glfw, imported by mujoco/OGBench, has no display to open; rendering is offscreen anyway
+    (".*DISPLAY environment variable", Warning),
+    # gymnasium's Box spaces, about the float64 bounds OGBench gives them
+    (".*precision lowered by casting", UserWarning),
+    (".*Casting input x to numpy array", UserWarning),
+    # OGBench's environments render rgb_array frames without declaring it in their metadata
+    (".*The environment is being initialised with render_mode='rgb_array'", UserWarning),
+)
+# JAX's notice on any fork of its process: a fork straight into exec (a new interpreter, ffmpeg)
+# runs none of the parent's threads, so it does not apply there.
+FORK_NOTICE = r"os\.fork\(\) was called"
+
+
+def quiet_library_warnings() -> None:
+    """Silence LIBRARY_NOTES in this process (idempotent: a filter added again replaces itself).
+    Called where environments are built and rendered (gfp.evaluate) and by the CLI."""
+    for message, category in LIBRARY_NOTES:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+@contextlib.contextmanager
+def quiet_fork_notice() -> Iterator[None]:
+    """Inside: JAX's os.fork() notice is not shown (around starting a subprocess that execs at
+    once); every other warning is, and the filters are restored after."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=FORK_NOTICE, category=RuntimeWarning)
+        yield
+
 
 # Offscreen backends in order of preference, with the shared library each needs and the Debian /
 # Ubuntu package that provides it (named in the error when neither works).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import re
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -503,8 +504,34 @@ def run_training(job: TrainJob) -> list[dict[str, Any]]:
         states = run.train(states)
         states = run.online(states)
         return run.finish(states)
+    except jax.errors.JaxRuntimeError as e:
+        error = out_of_memory_error(e, job.config.batch_size, len(job.seeds))
+        if error is None:
+            raise
+        raise error from None
     finally:
         run.close()
+
+
+def out_of_memory_error(error: Exception, batch_size: int, seeds: int) -> ConfigError | None:
+    """XLA's RESOURCE_EXHAUSTED (an allocation larger than the device's memory, e.g. for a
+    --batch-size too large) as one line naming the batch size and the memory XLA asked for;
+    None for any other error."""
+    text = str(error)
+    if "RESOURCE_EXHAUSTED" not in text:
+        return None
+    found = re.search(r"allocat\w*\s+(\d+)\s*bytes", text)
+    asked = ""
+    if found:
+        gib = int(found[1]) / 2**30
+        asked = f"{gib:.1f}".removesuffix(".0") + " GiB" if gib >= 0.1 else f"{found[1]} bytes"
+        asked = f" ({asked} asked for)"
+    where = str(jax.devices()[0])
+    return ConfigError(
+        f"out of device memory on {where}{asked} with --batch-size {batch_size} and {seeds} "
+        f"seed{'s' * (seeds != 1)} trained side by side; try a smaller --batch-size or fewer "
+        "--seeds"
+    )
 
 
 def run_config(job: TrainJob, seed: int, dataset: Dataset) -> dict[str, Any]:

@@ -381,7 +381,7 @@ def test_gfp_train_on_minari_end_to_end(minari_root, tmp_path, task, ref, length
     out = tmp_path / "run"
     rc, stdout, stderr = gfp_cli(
         *("train", "--task", task, "--steps", "200", "--eval-episodes", "2", "--out", str(out)),
-        *TINY,
+        *(*TINY, "--json"),  # the summary as a JSON line, not the table
         env={"MINARI_DATASETS_PATH": str(minari_root)},
     )
     assert rc == 0, stderr
