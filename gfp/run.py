@@ -157,7 +157,13 @@ class Training:
                 "(pixel tasks are offline only for now)"
             )
         self.dirs = [
-            RunDir(p, overwrite=job.overwrite, resume=job.resume, offline_steps=job.steps)
+            RunDir(
+                p,
+                overwrite=job.overwrite,
+                resume=job.resume,
+                offline_steps=job.steps,
+                wandb=job.wandb,
+            )
             for p in job.run_dirs()
         ]
         for run in self.dirs:
@@ -467,6 +473,7 @@ class Training:
                     seed=job.seeds[i],
                     success_timing=job.success_timing,
                 )
+                run.log_videos(job.total_steps, self.agent.policies)
             summary = {
                 "task": job.task,
                 "agent": job.agent,

@@ -50,6 +50,7 @@ from gfp.io import (
     clean_stale_tmp,
     os_reason,
 )
+from gfp.tracking import Tracker, wandb_client
 
 CHECKPOINT = "checkpoint.msgpack"  # the newest checkpoint
 PREV_CHECKPOINT = "checkpoint.prev.msgpack"  # the one before it
@@ -315,6 +316,8 @@ class RunDir:
     `create=False` opens an existing directory (read access, evaluation). `offline_steps`: the
     run's offline steps; its metrics.csv and eval.csv rows then carry a `phase` column after
     `step`, 'offline' up to them and 'online' after them (text: CSV only, not TensorBoard).
+    `wandb`: a Weights & Biases project that gets what TensorBoard gets, config.json, the final
+    figures and the videos (`gfp.tracking.Tracker`, started with config.json).
     """
 
     def __init__(
@@ -325,11 +328,16 @@ class RunDir:
         create: bool = True,
         resume: bool = False,
         offline_steps: int | None = None,
+        wandb: str | None = None,
     ):
         self.path = Path(path)
         self.offline_steps = offline_steps
         self._lock = None
         self._tb = None
+        self._wandb = wandb if create else None  # the W&B project (gfp/tracking.py)
+        self._tracker: Tracker | None = None
+        if self._wandb is not None:
+            wandb_client()  # missing: one line, before anything is written
         if create:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -438,6 +446,14 @@ class RunDir:
         return self._tb
 
     @property
+    def tracker(self) -> Tracker | None:
+        """The run's W&B run (None without --wandb), started with config.json (a resumed run:
+        at its first figure)."""
+        if self._wandb is not None and self._tracker is None:
+            self._tracker = Tracker(self._wandb, self.path, self.read_config())
+        return self._tracker
+
+    @property
     def finished(self) -> bool:
         return (self.path / "summary.json").exists()
 
@@ -464,8 +480,21 @@ class RunDir:
         figures = {prefix + k: v for k, v in row.items() if _finite(v)}
         for k, v in figures.items():
             self.tensorboard.add_scalar(k, v, step)
+        if self.tracker is not None:
+            self.tracker.log(step, figures)
+
+    def log_videos(self, step: int, policies: Sequence[str]) -> None:
+        """The `<policy>.mp4` files `--video` recorded, to the tracker (TensorBoard takes frames,
+        not files: the videos stay files in the run directory)."""
+        for policy in policies:
+            path = self.path / f"{policy}.mp4"
+            if self.tracker is not None and path.is_file():
+                self.tracker.video(step, policy, path)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
+        if self._wandb is not None and self._tracker is None:
+            # the W&B run, with this config; first, so that a run W&B refuses writes nothing
+            self._tracker = Tracker(self._wandb, self.path, config)
         atomic_write_json(self.path / "config.json", config)
 
     def read_config(self) -> dict[str, Any]:
@@ -475,6 +504,8 @@ class RunDir:
         """summary.json, which marks the run finished; first the hyperparameters with the final
         figures for TensorBoard (`log_hparams`), so a kill in between writes them again."""
         self.log_hparams(summary)
+        if self.tracker is not None:
+            self.tracker.summary(summary)
         atomic_write_json(self.path / "summary.json", summary)
 
     def log_hparams(self, summary: Mapping[str, Any]) -> None:
@@ -593,6 +624,9 @@ class RunDir:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
         if self._lock is not None:
             self._lock.close()  # releases the run-directory lock
             self._lock = None

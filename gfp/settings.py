@@ -38,6 +38,7 @@ from gfp.agents.configs import (
     kind_problem,
     normalize,
     option,
+    parse_value,
     require,
 )
 from gfp.errors import ConfigError
@@ -67,6 +68,8 @@ def setting(
     run_defining: bool = True,
     when_set: bool = False,
     absent: Any = _DEFAULT,
+    bare: Any = None,
+    metavar: str | None = None,
 ) -> Any:
     """A run setting (module docstring). `note`: said after a range error ("0: offline only").
     `derived`: unset on the command line (None), `make_train_job` computes it. `online`: recorded
@@ -75,7 +78,9 @@ def setting(
     without it keeps the config.json and hash it had before the setting existed). `absent`: the
     value of a record without the key (one made before the setting existed); REQUIRED: such a
     record is refused. Unless given, an online or when_set setting's absent value is its default
-    (records without it leave it out) and any other setting is REQUIRED."""
+    (records without it leave it out) and any other setting is REQUIRED. `bare`: the value of the
+    flag given without one (`--wandb` alone: 'gfp'); None: the flag takes a value. `metavar`: its
+    value's name in --help."""
     if absent is _DEFAULT:
         absent = default if online or when_set else REQUIRED
     return option(
@@ -94,6 +99,8 @@ def setting(
             "run_defining": run_defining,
             "when_set": when_set,
             "absent": absent,
+            "bare": bare,
+            "metavar": metavar,
         },
     )
 
@@ -193,6 +200,20 @@ class RunSettings:
         "Online, GFP: the guidance temperature from the first online step. Unset: the offline eta.",
         online=True,
     )
+    wandb: str | None = setting(
+        None,
+        "Also log the run to Weights & Biases, in project PROJECT (--wandb alone: 'gfp'): the "
+        "metrics, evaluations and exploration episodes TensorBoard gets, config.json, the final "
+        "figures of summary.json and the --video files; one W&B run per seed and per session (a "
+        "resumed run starts a new one from its checkpoint's step). Needs pip install -e "
+        '".[wandb]"; WANDB_MODE=offline keeps it on this machine (wandb sync uploads it later).',
+        # Where the figures are shown, not what is computed: not recorded, so a resumed run logs
+        # to W&B only when given --wandb again.
+        recorded=False,
+        run_defining=False,
+        bare="gfp",
+        metavar="PROJECT",
+    )
     dataset_dir: Path | None = setting(
         None,
         "Where the dataset files live. Unset: OGBench's default directory (~/.ogbench/data), or "
@@ -221,6 +242,12 @@ class RunSettings:
                 f"{name} = {v!r} must be between 0 (never; only at the end) and the run's steps "
                 f"({total})",
             )
+        project = self.wandb
+        require(
+            project is None or (bool(project.strip()) and not set(project) & set("/\\#?%:")),
+            f"wandb = {project!r} must be a Weights & Biases project name (not empty, none of "
+            "/ \\ # ? % :)",
+        )
         m, e, b = self.online_steps, self.online_envs, self.buffer_size
         require(
             m % e == 0,
@@ -263,6 +290,8 @@ class Setting:
     run_defining: bool
     when_set: bool  # recorded only when not its default
     absent: Any  # REQUIRED: a record must hold it
+    bare: Any  # the value of the flag given alone; None: the flag takes a value
+    metavar: str | None  # its value's name in --help (None: tyro's)
     field: dataclasses.Field
 
     @property
@@ -372,8 +401,28 @@ def flags_class(name: str, *, unset: bool = False) -> type:
             text = f"{text} Unset: {_json(default)}."
             typ, default = Optional[typ], None  # noqa: UP045 (tyro)
         arg = tyro.conf.arg(help=text)
+        if s.bare is not None:
+            typ = Annotated[typ, _optional_value(s)]
         fields.append((s.name, Annotated[typ, arg], dataclasses.field(default=default)))
     return dataclasses.make_dataclass(name, fields)
+
+
+def _optional_value(s: Setting) -> Any:
+    """How tyro parses a flag whose value may be left out: `--wandb` (s.bare), `--wandb NAME`."""
+    import tyro
+
+    def parse(args: list[str]) -> Any:
+        if len(args) > 1:
+            raise ValueError(f"takes at most one value, got {len(args)}: {' '.join(args)}")
+        return parse_value(args[0], kind_of(s.hint)) if args else s.bare
+
+    return tyro.constructors.PrimitiveConstructorSpec(
+        nargs="*",
+        metavar=f"[{s.metavar or s.name.upper()}]",
+        instance_from_str=parse,
+        is_instance=lambda v: v is None or kind_problem(v, kind_of(s.hint)) is None,
+        str_from_instance=lambda v: [str(v)],
+    )
 
 
 def with_flags(cls: type, *, unset: bool = False, then: Iterable[tuple] = ()) -> type:
