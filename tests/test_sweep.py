@@ -475,9 +475,13 @@ def test_sweep_finishes_survives_sigkill_and_retrains_nothing(local_ray, tiny_og
     ref = tmp_path / "reference"
     alone = SweepSpec([sweep_block(tiny_ogbench_dir, grid={"lr": ["1e-3"], **TINY})])
     assert run_sweep(alone, ref, Options(progress=False)).counts["done"] == 2
+    # the same configuration's folder there (found by its id: its name lists that sweep's grid)
+    (theirs_dir,) = (ref / victim.config_dir.parent.relative_to(out)).glob(
+        f"*{victim.config_dir.name.rsplit('-', 1)[-1]}"
+    )
     for seed in (0, 1):
         mine = victim.config_dir / f"seed{seed}" / "params.msgpack"
-        theirs = ref / victim.config_dir.relative_to(out) / f"seed{seed}" / "params.msgpack"
+        theirs = theirs_dir / f"seed{seed}" / "params.msgpack"
         assert mine.read_bytes() == theirs.read_bytes()
 
 
