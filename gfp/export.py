@@ -738,7 +738,9 @@ def frame_info(agent: Agent) -> dict[str, Any]:
 
 def check_out(run_dir: str | Path, out: str | Path, overwrite: bool) -> None:
     """ConfigError (one line) when writing `out` and its sidecar would replace a file: one of the
-    run's own files (never, --overwrite or not), or any existing file without `overwrite`."""
+    run's own files or any other file already in the run directory, at any depth (never,
+    --overwrite or not: the run is what the export comes from), or any existing file without
+    `overwrite`. Symbolic links are followed, so a link into the run counts as the run."""
     from gfp.rundir import RUN_FILES
 
     run = Path(run_dir).resolve()
@@ -747,6 +749,11 @@ def check_out(run_dir: str | Path, out: str | Path, overwrite: bool) -> None:
         if target.parent == run and (target.name in RUN_FILES or target.name == "tb"):
             raise ConfigError(
                 f"--out {out}: {path} is the run's own {target.name}; export to another file"
+            )
+        if target.is_file() and target.is_relative_to(run):
+            raise ConfigError(
+                f"--out {out}: {path} is a file of the run directory {run}, never replaced "
+                "(--overwrite or not); export to another file"
             )
         if path.is_dir():
             raise ConfigError(f"--out {out}: {path} is a directory; give a file name")

@@ -790,6 +790,28 @@ def test_export_refuses_to_overwrite(gfp_run, tmp_path):
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == run_files
 
 
+def test_export_never_replaces_any_file_of_the_run_directory(tmp_path):
+    """Not only the run's known files: any file already in the run directory, at any depth,
+    directly or through a symbolic link, as the model or as its sidecar, --overwrite or not."""
+    run_dir = tmp_path / "run"
+    write_run(run_dir, "gfp", ObsSpec((OBS_DIM,), "float32"))
+    (run_dir / "notes.txt").write_text("mine")
+    (run_dir / "tb").mkdir(exist_ok=True)  # the run's TensorBoard folder
+    (run_dir / "tb" / "events.out").write_text("events")
+    (run_dir / "old.onnx.json").write_text("{}")
+    (tmp_path / "link").symlink_to(run_dir / "notes.txt")
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    outs = [run_dir / "notes.txt", run_dir / "tb" / "events.out", run_dir / "old.onnx"]
+    for out in [*outs, tmp_path / "link"]:
+        with pytest.raises(ConfigError) as e:
+            cli_main(run_dir, "actor", "stablehlo", out, 1, False, overwrite=True)
+        assert "run directory" in one_line(e) and "never replaced" in one_line(e), out
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
+    # A new file in the run directory is not one of its files: it is written.
+    cli_main(run_dir, "actor", "stablehlo", run_dir / "actor.stablehlo", 1, False)
+    assert load_policy(run_dir / "actor.stablehlo").meta["policy"] == "actor"
+
+
 # ---- the runtime alone in fresh virtual environments (issue 20, items 7 and 8) ------------------
 ALONE = textwrap.dedent(
     """
