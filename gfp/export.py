@@ -318,8 +318,11 @@ def _max_pool_by_slices(
 
 
 def stablehlo_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct]) -> bytes:
-    """`fn` exported with jax.export and serialized (`jax.export.deserialize` reads it back)."""
-    return bytes(jax.export.export(jax.jit(fn))(*specs).serialize())
+    """`fn` exported with jax.export and serialized (`jax.export.deserialize` reads it back), for
+    the CPU (a robot's computer) and the backend it was trained on (a policy exported on a GPU
+    would otherwise run on GPUs only)."""
+    platforms = tuple(dict.fromkeys(("cpu", jax.export.default_export_platform())))
+    return bytes(jax.export.export(jax.jit(fn), platforms=platforms)(*specs).serialize())
 
 
 def _run_exported(fmt: str, blob: bytes, inputs: list[np.ndarray]) -> np.ndarray:
