@@ -234,11 +234,9 @@ def commands() -> Any:
     ]
 
 
-# Seeds are int32 (PRNG keys, NumPy's seeds): 0 .. 2**31 - 1.
-MAX_SEED = 2**31 - 1
-
-
 def check_seed(flag: str, seed: int) -> None:
+    from gfp.job import MAX_SEED
+
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"{flag} {seed} is out of range: seeds are 0 to 2**31 - 1 ({MAX_SEED})")
 

@@ -43,6 +43,8 @@ DEFAULT_CHECKPOINT_EVERY = 10_000
 # The train state counts updates in an int32 (gfp.agents.base.TrainState.step, which the update
 # schedule and the checkpoints read): a longer run would wrap around to negative steps.
 MAX_TOTAL_STEPS = 2**31 - 1
+# Seeds are int32 too (PRNG keys, NumPy's seeds): 0 .. 2**31 - 1.
+MAX_SEED = 2**31 - 1
 
 
 def default_data_dir() -> Path:
@@ -136,8 +138,8 @@ class TrainJob:
         )
         require(bool(self.seeds), "seeds must name at least one seed")
         require(
-            all(is_int(s) and s >= 0 for s in self.seeds),
-            f"seeds = {self.seeds!r} must be integers >= 0",
+            all(is_int(s) and 0 <= s <= MAX_SEED for s in self.seeds),
+            f"seeds = {self.seeds!r} must be integers from 0 to 2**31 - 1 ({MAX_SEED})",
         )
         require(len(set(self.seeds)) == len(self.seeds), f"seeds = {self.seeds} has duplicates")
         if self.eta_online is not None:

@@ -111,6 +111,7 @@ def test_baseline_ranges():
         ("seeds", []),
         ("seeds", [1, 1]),
         ("seeds", [-1]),
+        ("seeds", [2**31]),  # int32 PRNG seeds: it would wrap around
         ("success_timing", "whenever"),
     ],
 )
