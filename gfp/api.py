@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -291,37 +290,16 @@ def fit_config(agent: Agent, dataset: Dataset, steps: int) -> dict[str, Any]:
     """config.json for parameters trained in Python: what `load_run` rebuilds the agent from
     (agent, agent_config, dataset shapes) and what evaluation reads (task, environment, success
     timing: gfp train's default), in the keys `gfp train` writes (gfp.run.run_config)."""
-    import flax
-
-    import gfp
-    from gfp.data.checks import dataset_fingerprint
-    from gfp.run import git_commit
+    from gfp.run import dataset_record, versions_record
     from gfp.settings import RunSettings
 
     defaults = {f.name: f.default for f in dataclasses.fields(RunSettings)}
-    obs = dataset.train["observations"]
     return {
         "task": dataset.name,
         "agent": agent.name,
         "steps": steps,
         "success_timing": defaults["success_timing"],
         "agent_config": json.loads(json.dumps(dataclasses.asdict(agent.config))),
-        "dataset": {
-            "name": dataset.name,
-            "source": dataset.source,
-            "env_name": dataset.env_name,
-            "size": dataset.size,
-            "obs_dim": dataset.obs_dim,
-            "obs_shape": list(obs.shape[1:]),
-            "obs_dtype": str(obs.dtype),
-            "act_dim": dataset.act_dim,
-            "fingerprint": dataset_fingerprint(dataset),
-        },
-        "versions": {
-            "gfp": gfp.__version__,
-            "jax": jax.__version__,
-            "flax": flax.__version__,
-            "python": platform.python_version(),
-            "git_commit": git_commit(),
-        },
+        "dataset": dataset_record(dataset),
+        "versions": versions_record(),
     }

@@ -544,35 +544,46 @@ def out_of_memory_error(error: Exception, batch_size: int, seeds: int) -> Config
 def run_config(job: TrainJob, seed: int, dataset: Dataset) -> dict[str, Any]:
     """config.json: the job (fully resolved, with where each value came from, and its
     config_hash), the dataset it trains on, and versions."""
+    return {
+        **job_record(job),
+        "seed": seed,
+        "dataset": dataset_record(dataset),
+        "versions": versions_record(),
+    }
+
+
+def dataset_record(dataset: Dataset) -> dict[str, Any]:
+    """config.json's `dataset`: what a run trained on (load_run rebuilds the agent's shapes from
+    it; resume and reports compare the fingerprint and size)."""
+    obs = dataset.train["observations"]
+    return {
+        "name": dataset.name,
+        "source": dataset.source,
+        "env_name": dataset.env_name,
+        "size": dataset.size,
+        "obs_dim": dataset.obs_dim,
+        "obs_shape": list(obs.shape[1:]),
+        "obs_dtype": str(obs.dtype),
+        "act_dim": dataset.act_dim,
+        "fingerprint": dataset_fingerprint(dataset),
+    }
+
+
+def versions_record() -> dict[str, Any]:
+    """config.json's `versions`: the software (and device) a run was made with."""
     import flax
     import optax
 
     import gfp
 
-    obs = dataset.train["observations"]
     return {
-        **job_record(job),
-        "seed": seed,
-        "dataset": {
-            "name": dataset.name,
-            "source": dataset.source,
-            "env_name": dataset.env_name,
-            "size": dataset.size,
-            "obs_dim": dataset.obs_dim,
-            "obs_shape": list(obs.shape[1:]),
-            "obs_dtype": str(obs.dtype),
-            "act_dim": dataset.act_dim,
-            "fingerprint": dataset_fingerprint(dataset),
-        },
-        "versions": {
-            "gfp": gfp.__version__,
-            "jax": jax.__version__,
-            "flax": flax.__version__,
-            "optax": optax.__version__,
-            "python": platform.python_version(),
-            "device": str(jax.devices()[0]),
-            "git_commit": git_commit(),
-        },
+        "gfp": gfp.__version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+        "git_commit": git_commit(),
     }
 
 
