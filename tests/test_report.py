@@ -868,6 +868,23 @@ def test_success_curves_of_all_zeros_span_zero_to_a_hundred(monkeypatch, tmp_pat
     assert len({(ln.get_linestyle(), ln.get_linewidth()) for ln in _curves(ax)}) == 2
 
 
+def test_aggregate_intervals_of_constant_scores_span_the_score_scale(monkeypatch, tmp_path):
+    """Every interval a point (all-zero success: optimality gap 100 everywhere): each panel shows
+    the whole 0-100 scale with the points inside it, not a 98-102 axis around one value."""
+    rows = [
+        result_row(TASKS[0], agent, "actor", seed, step, 0.0, run_dir=f"/r/{agent}/{seed}")
+        for agent in ("gfp", "fql")
+        for seed in (0, 1)
+        for step in (1000, 2000, 3000)
+    ]
+    data = collect(rows)
+    agg = compute_aggregates(data, "fql", reps=50)
+    (fig,) = _figures_of(monkeypatch, lambda f: f.plot_intervals(agg, data, tmp_path))
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert lo < 0 and hi > 100, (ax.get_title(), lo, hi)
+
+
 @pytest.mark.parametrize(
     "content, where",
     [
@@ -921,9 +938,33 @@ def test_a_baseline_absent_from_the_data_is_refused_listing_the_agents(tmp_path)
     report = make_report([str(src)], out, baseline="gfp/vabc", reps=50)
     assert report.aggregates["subsets"]["all"]["improvement"]["baseline"] == "gfp/vabc"
     # unset: fql where the sources hold it, else no baseline (not an error)
-    assert make_report([str(src)], tmp_path / "r1", reps=50).aggregates["subsets"]["all"][
-        "improvement"
-    ]["baseline"] == "fql/actor"
+    assert (
+        make_report([str(src)], tmp_path / "r1", reps=50).aggregates["subsets"]["all"][
+            "improvement"
+        ]["baseline"]
+        == "fql/actor"
+    )
     write_results_csv(src, [r for r in known_rows() if r["agent"] == "gfp"])
     gfp_only = make_report([str(src)], tmp_path / "r2", reps=50)
     assert gfp_only.aggregates["subsets"]["all"]["improvement"].get("missing")
+
+
+def test_an_online_runs_offline_phase_beside_the_offline_run_counts_its_seed_once():
+    """An offline-then-online run trains its offline phase exactly as the offline run of its seed
+    does: counting both in the offline tables counted one seed twice (n = 4 for 2 seeds)."""
+    rows = []
+    for seed in (0, 1):
+        for where in ("/offline", "/online"):
+            for step, value in ((1000, 0.2 + seed / 10), (2000, 0.4), (3000, 0.5)):
+                rows.append(result_row(TASKS[0], "gfp", "actor", seed, step, value,
+                                       run_dir=f"{where}/seed{seed}"))  # fmt: skip
+        rows.append(result_row(TASKS[0], "gfp", "actor", seed, 4000, 0.9, phase="online",
+                               run_dir=f"/online/seed{seed}"))  # fmt: skip
+    data = collect(rows)
+    assert sorted(f.run_dir for f in data.finals) == ["/offline/seed0", "/offline/seed1"]
+    assert data.repeats == ["/online/seed0", "/online/seed1"]
+    assert [f.run_dir for f in collect(rows, "online").finals] == [
+        "/online/seed0", "/online/seed1"]  # fmt: skip
+    # a run of the same seed whose evaluations differ is not a repeat: both are kept
+    rows[0] = {**rows[0], "success": 0.7}  # seed 0's offline run
+    assert len(collect(rows).finals) == 3 and collect(rows).repeats == ["/online/seed1"]

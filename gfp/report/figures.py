@@ -298,8 +298,10 @@ def plot_intervals(agg: dict[str, Any], data: Collected, out_dir: Path) -> Path 
         lows = [sub["metrics"][k][name]["low"] for k in keys]
         highs = [sub["metrics"][k][name]["high"] for k in keys]
         lo, hi = min(lows), max(highs)
-        pad = max(2.0, 0.08 * (hi - lo))  # a readable axis even when every interval is a point
-        ax.set_xlim(max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
+        if hi - lo < 5.0:  # (nearly) every interval a point: the whole score scale, 0 to 100,
+            lo, hi = min(lo, 0.0), max(hi, 100.0)  # not a 98-102 axis around one value
+        pad = 0.03 * (hi - lo)  # points at the ends stay clear of the frame
+        ax.set_xlim(lo - pad, hi + pad)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("score (lower is better)" if name == "Optimality gap" else "score")
     axes[0][0].set_yticks(range(len(keys)), [agg["columns"][k] for k in keys])

@@ -259,8 +259,14 @@ def make_report(
         )
     if online.finals:
         notes.append(
-            "Phases: the tables above the 'Online fine-tuning' ones score offline evaluations "
+            "Phases: the tables before the 'Online fine-tuning' ones score offline evaluations "
             "only (up to each run's offline steps); the online phase's are in those tables."
+        )
+    if data.repeats:
+        notes.append(
+            f"Repeats: the offline evaluations of {_plural(len(data.repeats), 'run')} equal "
+            "another run's of the same task, setting and seed (an online run's offline phase "
+            "beside the offline run), so each seed is counted once: " + ", ".join(data.repeats)
         )
     pending = _unevaluated(names, rows)
     if pending:

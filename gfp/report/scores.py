@@ -146,6 +146,9 @@ class Collected:
     per_setting: list[SeedScore] = field(default_factory=list)
     # (env, agent) whose setting chosen on tuning seeds has no evaluation runs -> that setting
     unevaluated: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    # runs whose evaluations repeat another run's exactly (same task, policy, setting and seed:
+    # e.g. an offline-then-online run's offline phase beside the offline run), counted once
+    repeats: list[str] = field(default_factory=list)
 
     def setting_label(self, setting: tuple) -> str:
         """'alpha=3.0, eta=0.01' (and '8000 steps' when the run lengths differ)."""
@@ -196,6 +199,7 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
         key = (row["task"], Column(row["agent"], row["policy"]), setting, row["run_dir"])
         per_run[key].append((int(row["step"]), value))
         meta[key] = row
+    repeats = _drop_repeats(per_run, meta)
     finals = []
     curves: dict[tuple[str, Column], dict[int, dict[int, float]]] = {}
     for key, values in per_run.items():
@@ -245,7 +249,29 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
         phase,
         per_setting,
         unevaluated,
+        repeats,
     )
+
+
+def _drop_repeats(per_run: dict[tuple, list], meta: dict[tuple, Mapping[str, Any]]) -> list[str]:
+    """Remove from `per_run` the runs whose evaluations equal, step for step, those of another
+    run of the same task, policy, setting and seed (the same computation: training is
+    deterministic), keeping the first run directory in sorted order; returns the removed ones.
+    An offline-then-online run's offline phase is the offline run of its seed: counting both would
+    count one seed twice."""
+    first: dict[tuple, tuple] = {}
+    removed: set[str] = set()
+    for key in sorted(per_run, key=lambda k: str(k[3])):
+        task, col, setting, run_dir = key
+        twin = (task, col, setting, int(meta[key]["seed"]), tuple(sorted(per_run[key])))
+        if twin in first:
+            removed.add(str(run_dir))
+        else:
+            first[twin] = key
+    for key in [k for k in per_run if str(k[3]) in removed]:
+        del per_run[key]
+        del meta[key]
+    return sorted(removed)
 
 
 # What makes two runs comparable (their budget): the result columns, and the words a message uses
