@@ -94,6 +94,9 @@ def connect(ray: Any, opts: Options) -> bool:
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if opts.address is None:
         kwargs |= {"num_cpus": opts.num_cpus or os.cpu_count(), "include_dashboard": False}
+        # Ray's own default for a local cluster (token authentication on), said explicitly: Ray
+        # prints a warning into the sweep's output when the mode is left unset.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     else:
         kwargs["address"] = opts.address
     try:
