@@ -59,13 +59,10 @@ def read_evals(run: Path) -> list[dict[str, str]]:
 
 # tensorboardX's note when gfp/rundir.py logs the NaN success of an environment that reports none
 # (MuJoCo): not this file's to fix (reported to the owner of gfp/rundir.py), so not asserted here.
-_KNOWN = ("NaN or Inf found in input tensor.",)
-
-
 def stderr_lines(err: str) -> list[str]:
     """stderr without tqdm's progress bar (carriage-return redraws on one line)."""
     lines = [line.split("\r")[-1] for line in err.splitlines()]
-    return [x for x in lines if x.strip() and "step/s" not in x and x.strip() not in _KNOWN]
+    return [x for x in lines if x.strip() and "step/s" not in x]
 
 
 # ---------------------------------------------------------------------------------------- D4RL
