@@ -129,6 +129,10 @@ class Generate:
     overwrite: bool = False
     """Replace an existing OUT/NAME.npz (and its -val file); without it an existing dataset is
     refused before any work. Finished episodes of a killed or interrupted run are always reused."""
+    shard_size: int | None = None
+    """Write a folder of shards of at most this many rows each, whole episodes per shard, in the
+    layout of OGBench's 100M datasets (OUT/BASE-SIZE-v0/NAME-000.npz, ..., NAME-000-val.npz;
+    docs: gfp/data/sharded.py). Unset: one file."""
 
 
 @dataclasses.dataclass
@@ -503,6 +507,7 @@ def cmd_data(args: Data) -> None:
             seed=c.seed,
             episode_length=c.episode_length,
             overwrite=c.overwrite,
+            shard_size=c.shard_size,
         )
         print("\n".join(str(p) for p in paths))
     else:
@@ -626,6 +631,10 @@ def _main(argv: list[str] | None) -> None:
         prefix = "gfp: " if isinstance(e, Interrupted) else "gfp: error: "
         print(prefix + message, file=sys.stderr)
         raise SystemExit(e.exit_code) from None
+    except KeyboardInterrupt:  # Ctrl-C in a command without a handler of its own (eval, export,
+        # report, data info): its files are written atomically at the end, so none is half done
+        print("\ngfp: stopped by SIGINT (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -466,3 +466,50 @@ def test_bad_input_is_one_line_and_changes_nothing(case, finished_run, tiny_ogbe
     assert len(errors) == 1, err
     assert "Traceback" not in out + err
     assert snapshot(tmp_path, tiny_ogbench_dir) == before
+
+
+# ---- signals: Ctrl-C while a command compiles (held there by tests/test_reliability.py's gate,
+# so the signal lands during the compilation whatever the machine's load) ----
+SIGNAL_CASES = {
+    "train": lambda w: train_argv(w),
+    "eval": lambda w: ["eval", str(w.run), "--episodes", "1"],
+    "export": lambda w: [
+        "export",
+        str(w.run),
+        "--format",
+        "stablehlo",
+        "--out",
+        str(w.tmp / "policy.stablehlo"),
+    ],  # fmt: skip
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(SIGNAL_CASES))
+def test_ctrl_c_while_compiling_is_one_line(command, finished_run, tiny_ogbench_dir, tmp_path):
+    """Exit 130, one `gfp:` line, no traceback; the run and the dataset unchanged, and nothing of
+    the command's own output left behind (train: a fresh run directory may hold its config)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_reliability import gfp_env, wait_for
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    world = World(data=tiny_ogbench_dir, run=run, tmp=tmp_path)
+    before = snapshot(run, tiny_ogbench_dir)
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen([sys.executable, "-m", "gfp.cli", *SIGNAL_CASES[command](world)],
+                            env=gfp_env(gate), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(gate / "compiling", proc)
+    proc.send_signal(signal.SIGINT)
+    (gate / "open").touch()
+    out, err = proc.communicate(timeout=600)
+    lines = [line for line in err.splitlines() if line.strip() and "\r" not in line]
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in out + err
+    assert [line for line in lines if line.startswith("gfp:")] == lines[-1:], err[-3000:]
+    assert snapshot(run, tiny_ogbench_dir) == before
+    assert not (tmp_path / "policy.stablehlo").exists()
