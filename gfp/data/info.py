@@ -2,7 +2,9 @@
 
 It loads the data exactly as training would (:func:`gfp.data.load.load_dataset`, so validation
 and any reward shift apply) and reports sizes, dimensions, reward and mask statistics, episode
-counts and the distribution of episode returns.
+counts and the distribution of episode returns. A folder of OGBench shards (gfp.data.sharded, e.g.
+cube-quadruple-play-100m-v0/) is described from the shards' headers alone, without reading any
+array: its shards, rows, dimensions and each shard's size, every shard checked.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gfp.data import sharded
 from gfp.data.load import Dataset, load_dataset
 from gfp.data.scores import normalized_score, reference_scores
 from gfp.errors import ConfigError, DataError
@@ -159,6 +162,37 @@ def _check_argument(text: str) -> None:
         raise DataError(f"{text}: no such file or directory; {_USAGE}")
 
 
+def sharded_info(folder: Path) -> str:
+    """The report of a folder of OGBench shards, from the ``.npy`` headers only (a 100M-row
+    dataset is described in a moment); a broken shard is the one-line error naming it."""
+    shard_set = sharded.find(folder)
+    headers = sharded.read_headers(shard_set)
+    first = headers[0].arrays
+    total = sum(h.rows for h in headers)
+    lines = [
+        f"dataset: {folder} (OGBench shards of {shard_set.stem}; read from the headers only)",
+        f"shards: {len(headers)}    train rows: {total:,} (steps; training drops each "
+        "episode's last row)",
+    ]
+    if shard_set.val is not None:
+        val = sharded.read_header(shard_set.val)
+        sharded.check_header(val)
+        lines.append(f"val rows: {val.rows:,} ({shard_set.val.name})")
+    else:
+        lines.append(f"val rows: none (no {sharded.val_name(shard_set.stem)})")
+    obs, act = first["observations"][0][1:], first["actions"][0][1:]
+    lines.append(
+        f"observation dim: {int(np.prod(obs))}"
+        + (f" (shape {obs})" if len(obs) > 1 else "")
+        + f"    action dim: {int(np.prod(act))}"
+    )
+    keys = ", ".join(f"{k} {dtype} {shape[1:]}" for k, (shape, dtype) in sorted(first.items()))
+    lines.append(f"keys (dtype, row shape): {keys}")
+    lines.append("per shard:")
+    lines.extend(f"  {h.path.name}  {h.rows:,} rows" for h in headers)
+    return "\n".join(lines)
+
+
 def dataset_info(task_or_path: str, dataset_dir: str | Path | None = None) -> str:
     """Load ``task_or_path`` like training does and return the readable report. An argument
     that is no dataset is a one-line error suggesting the command that fits (a misspelled
@@ -167,6 +201,8 @@ def dataset_info(task_or_path: str, dataset_dir: str | Path | None = None) -> st
 
     text = str(task_or_path).strip()
     _check_argument(text)
+    if dataset_dir is None and sharded.is_sharded(Path(text).expanduser()):
+        return sharded_info(Path(text).expanduser())
     try:
         return format_info(load_dataset(task_or_path, dataset_dir))
     except DataError as e:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from gfp.data import sharded
 from gfp.datagen import shards
 from gfp.datagen.collectors import Spec
 from gfp.datagen.shards import Job
@@ -247,6 +248,8 @@ def _check_fits(name: str, episodes: int, rows: int, row_bytes: int, memory: int
 
 def _describe(path: Path) -> str:
     """'12 episodes, 12012 rows' of a dataset file, for the refusal to replace it."""
+    if path.is_dir():
+        return f"a sharded dataset of {len(list(path.glob('*.npz')))} .npz files"
     try:
         with np.load(path) as f:
             terminals = f["terminals"]
@@ -292,8 +295,10 @@ def generate(
     episode_length: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    shard_size: int | None = None,
 ) -> tuple[Path, Path]:
-    """Generate OGBench dataset NAME offline into `out_dir/NAME.npz` and `out_dir/NAME-val.npz`.
+    """Generate OGBench dataset NAME offline into `out_dir/NAME.npz` and `out_dir/NAME-val.npz`,
+    or, with `shard_size`, into a folder of shards in the layout of OGBench's 100M/1B datasets.
 
     Args:
         name: an OGBench dataset name from GENERATABLE (e.g. 'cube-single-noisy-v0'); a
@@ -308,9 +313,15 @@ def generate(
         progress: show a tqdm bar (transitions, rate, ETA, episodes done).
         overwrite: replace an existing `out_dir/NAME.npz`; without it an existing dataset is
             refused before any work.
+        shard_size: rows per shard: write `out_dir/BASE-SIZE-v0/NAME-000.npz`, `NAME-001.npz`,
+            ... (gfp.data.sharded's layout, OGBench's), each holding whole episodes, at most
+            `shard_size` rows (shard_size // episode_length episodes), and the val split as
+            `NAME-000-val.npz`. Each shard is written atomically and a rerun reuses the shards
+            already written; the folder appears under its name only once it is complete. Its
+            rows are those of the single-file dataset of the same seed, in the same order.
 
     Returns:
-        (train path, val path).
+        (train path, val path); with `shard_size`: (the folder, its val file).
 
     Raises:
         DataError: an unknown name, one that needs OGBench's downloaded expert policies, or an
@@ -335,14 +346,26 @@ def generate(
         workers = os.cpu_count() or 1
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    if shard_size is not None and shard_size < episode_length:
+        raise ConfigError(
+            f"shard_size (--shard-size) must hold at least one whole episode ({episode_length} "
+            f"rows), got {shard_size}"
+        )
     n_val = max(1, episodes // 10)
-    rows = (episodes + n_val) * episode_length
+    per_shard = shard_size // episode_length if shard_size is not None else None
+    # Only what is merged at once must fit: the whole dataset, or one shard (or the val split).
+    held = episodes + n_val if per_shard is None else max(min(per_shard, episodes), n_val)
+    rows = held * episode_length
     total_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     _check_fits(name, episodes, rows, _MIN_ROW_BYTES, total_memory)
 
     out_dir = Path(out_dir).expanduser()
     _check_out_dir(out_dir)
-    train_path, val_path = out_dir / f"{name}.npz", out_dir / f"{name}-val.npz"
+    if per_shard is None:
+        train_path, val_path = out_dir / f"{name}.npz", out_dir / f"{name}-val.npz"
+    else:
+        train_path = out_dir / sharded.folder_name(name, episodes * episode_length)
+        val_path = train_path / sharded.val_name(name)
     if not overwrite:
         _refuse_existing(train_path)
     try:
@@ -381,12 +404,16 @@ def generate(
                 progress,
                 None if finished else check_memory,
             )
-            train = shards.merge(shard_dir, "train", episodes, episode_length, name)
-            val = shards.merge(shard_dir, "val", n_val, episode_length, name)
-            # Val first: OGBench's loader only checks that NAME.npz exists before reading both
-            # files, so NAME.npz must never appear without its val file.
-            atomic_savez(val_path, val)
-            atomic_savez(train_path, train)
+            if per_shard is not None:
+                _write_sharded(shard_dir, name, (episodes, n_val, episode_length), per_shard)
+                _replace_folder(shard_dir / f"sharded-{per_shard}", train_path)
+            else:
+                train = shards.merge(shard_dir, "train", episodes, episode_length, name)
+                val = shards.merge(shard_dir, "val", n_val, episode_length, name)
+                # Val first: OGBench's loader only checks that NAME.npz exists before reading
+                # both files, so NAME.npz must never appear without its val file.
+                atomic_savez(val_path, val)
+                atomic_savez(train_path, train)
         except KeyboardInterrupt:
             kept = len(shards.finished(shard_dir, episodes, n_val))
             raise Interrupted(
@@ -399,6 +426,62 @@ def generate(
     if {p.name for p in shard_root.iterdir()} <= {"lock"}:
         shutil.rmtree(shard_root, ignore_errors=True)
     return train_path, val_path
+
+
+def _write_sharded(shard_dir: Path, name: str, sizes: tuple[int, int, int], per_shard: int) -> None:
+    """The sharded output, written shard by shard (atomically) into `shard_dir/sharded-K/`
+    (K episodes per shard). A shard already there with the expected row count is what a killed
+    run with these very settings wrote, so it is kept: the episodes are deterministic."""
+    episodes, n_val, length = sizes
+    staging = shard_dir / f"sharded-{per_shard}"
+    staging.mkdir(exist_ok=True)
+    clean_stale_tmp(staging, (".",))
+    count = -(-episodes // per_shard)
+    keep = {sharded.val_name(name), *(sharded.shard_name(name, i) for i in range(count))}
+    for stale in staging.glob("*.npz"):  # shards past the end, from a run with more episodes
+        if stale.name not in keep:
+            stale.unlink()
+    jobs = [(staging / sharded.val_name(name), "val", 0, n_val)]
+    for i in range(count):
+        start = i * per_shard
+        jobs.append(
+            (
+                staging / sharded.shard_name(name, i),
+                "train",
+                start,
+                min(per_shard, episodes - start),
+            )
+        )
+    for path, split, start, n in jobs:
+        if not _holds_rows(path, n * length):
+            atomic_savez(path, shards.merge(shard_dir, split, n, length, name, start=start))
+
+
+def _holds_rows(path: Path, rows: int) -> bool:
+    """Whether the shard at `path` exists, is readable and has `rows` rows (headers only)."""
+    if not path.is_file():
+        return False
+    try:
+        header = sharded.read_header(path)
+        sharded.check_header(header)
+    except DataError:
+        return False
+    return header.rows == rows
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Put the finished `staging` folder at `folder` by renames (the same file system), so the
+    folder is never seen half written; an existing one (overwrite) is moved aside first."""
+    old = folder.with_name(f".{folder.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    try:
+        if folder.exists():
+            folder.rename(old)
+        staging.rename(folder)
+    except OSError as e:
+        raise WriteError(f"could not move the shards into {folder}: {os_reason(e)}") from e
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _run_jobs(

@@ -59,11 +59,12 @@ def lock(path: Path, name: str, out_dir: Path) -> Iterator[None]:
 
 
 def merge(
-    shard_dir: Path, split: str, episodes: int, length: int, name: str
+    shard_dir: Path, split: str, episodes: int, length: int, name: str, start: int = 0
 ) -> dict[str, np.ndarray]:
-    """Concatenate the shards of one split in episode order into preallocated arrays."""
+    """Concatenate the shards of episodes `start` .. `start + episodes - 1` of one split, in
+    episode order, into preallocated arrays (the whole split, or one shard of a sharded output)."""
     merged: dict[str, np.ndarray] = {}
-    for index in range(episodes):
+    for row, index in enumerate(range(start, start + episodes)):
         path = shard_path(shard_dir, split, index)
         try:
             with np.load(path) as shard:
@@ -82,7 +83,7 @@ def merge(
                 f"{name}: shard {path} does not hold one {length}-row episode; delete it"
             )
         for k, v in rows.items():
-            merged[k][index * length : (index + 1) * length] = v
+            merged[k][row * length : (row + 1) * length] = v
     return merged
 
 
