@@ -346,7 +346,13 @@ class Training:
         """All offline updates, to job.steps."""
         if min(self.at) >= self.job.steps:
             return states  # every seed is past the offline phase (resumed online)
-        sampler = make_sampler(self.dataset.train, self.agent.batch_keys)
+        sampler = make_sampler(
+            self.dataset.train,
+            self.agent.batch_keys,
+            self.job.data_placement,
+            cache_dir=self.job.out,
+            log=lambda line: print(f"gfp: {line}"),
+        )
         phase = OfflinePhase(self.agent, sampler)
         return self.drive(phase, states, self.at, self.job.steps, self.log_sums, self.on_checkpoint)
 

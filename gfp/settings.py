@@ -214,6 +214,18 @@ class RunSettings:
         bare="gfp",
         metavar="PROJECT",
     )
+    data_placement: Literal["auto", "device", "host", "disk"] = setting(
+        "auto",
+        "Where the training data lives: 'device' (copied to the accelerator once), 'host' (host "
+        "memory; minibatches gathered by host threads and prefetched), 'disk' (memory-mapped .npy "
+        "files written next to the run, for data larger than host memory) or 'auto': the device "
+        "when the data fits half its memory, else host memory when it fits half the available "
+        "memory, else disk. Every placement trains bit-identically.",
+        # Where the data is, not what is computed (the same minibatches everywhere): not recorded,
+        # so a resumed run may place its data differently on another machine.
+        recorded=False,
+        run_defining=False,
+    )
     dataset_dir: Path | None = setting(
         None,
         "Where the dataset files live. Unset: OGBench's default directory (~/.ogbench/data), or "

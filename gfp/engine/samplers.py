@@ -5,6 +5,8 @@ minibatch from it inside the traced update (`minibatch`). gfp.engine.chunk runs
 `scan(minibatch -> agent.update)` over any sampler, vmapped over seeds the same way for all:
 
 * `ArraySampler`: state transitions on the device, rows drawn uniformly with replacement;
+* gfp.engine.host_arrays: state transitions in host memory or memory-mapped from disk, the same
+  rows gathered and prefetched by host threads (`HostArraySampler`, a fed sampler);
 * gfp.engine.frames: pixel frames on the device (`FrameSampler`), or in host memory with
   minibatches gathered and prefetched by a host thread (`HostFrameSampler`, a *fed* sampler: its
   chunk receives one prefetched minibatch per update);
@@ -120,3 +122,19 @@ def training_array(transitions: Mapping[str, np.ndarray], key: str) -> np.ndarra
     if key == "next_actions" and key not in transitions:
         return next_actions(transitions)
     return np.asarray(transitions[key])
+
+
+def training_rows(transitions: Mapping[str, np.ndarray], key: str, lo: int, hi: int) -> np.ndarray:
+    """Rows lo:hi of `training_array(transitions, key)`, reading only those rows (and one more
+    for a derived `next_actions`): a dataset is copied a slice at a time."""
+    if key != "next_actions" or key in transitions:
+        return np.asarray(transitions[key][lo:hi])
+    actions = transitions["actions"]
+    n = len(actions)
+    a = np.asarray(actions[lo : min(hi + 1, n)])
+    own = a[: hi - lo]
+    shifted = a[1:] if hi < n else np.concatenate([a[1:], a[-1:]])
+    if "terminals" not in transitions:
+        return shifted
+    ends = np.asarray(transitions["terminals"][lo:hi]).astype(bool)
+    return np.where(ends[:, None], own, shifted)
