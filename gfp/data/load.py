@@ -6,7 +6,10 @@ what the name means and calls the loader of its source (`LOADERS`, one function 
 * **ogbench** (:mod:`gfp.data.ogbench_loader`): OGBench singletask tasks
   (``cube-double-play-singletask-task3-v0``) from the official ``.npz`` pair in ``dataset_dir``
   (default ``~/.ogbench/data``), relabelled exactly as ``ogbench.make_env_and_datasets`` does.
-  Never downloaded: a missing file says how to generate or where to download it.
+  Never downloaded: a missing file says how to generate or where to download it. OGBench's
+  sharded datasets (a folder such as ``cube-quadruple-play-100m-v0/`` of ``STEM-000.npz``,
+  ``STEM-001.npz``, ... and ``STEM-000-val.npz``; :mod:`gfp.data.sharded`) load when
+  ``dataset_dir`` is that folder or holds it, shard by shard into arrays allocated once.
 * **d4rl**, **npz**, **hdf5** (:mod:`gfp.data.file_loader`): D4RL-style files, by path or by a
   D4RL name such as ``antmaze-large-play-v2`` / ``pen-human-v1`` looked up in ``dataset_dir``
   (default ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets``), converted like FQL's ``d4rl_utils``.

@@ -12,6 +12,11 @@ order at the end. The output is therefore byte-identical whatever the number of 
 processes, and a killed or interrupted (Ctrl-C) run resumes from the shards it already finished.
 An existing dataset is never replaced unless asked (`overwrite`), and a dataset too large for the
 machine's memory is refused before any work. The oracles themselves are in gfp.datagen.collectors.
+
+With `shard_size` the merge writes OGBench's sharded layout instead (the folder of its 100M
+datasets, gfp.data.sharded): shards of whole episodes, each written atomically into a staging
+folder beside the episode store (a rerun keeps the shards already written), and the folder
+renamed into place once complete.
 """
 
 from __future__ import annotations
