@@ -5,8 +5,9 @@ run directory per seed. This is what `gfp train` and `gfp eval` call, and the Py
 configuration; restore checkpoints on resume (refusing an edited config.json); train with the
 logging, evaluation and checkpoint callbacks (the offline phase of gfp.engine); fine-tune online
 (job.online_steps > 0, gfp.engine.online: the same callbacks, exploration episodes in explore.csv,
-the replay buffer in the checkpoints); write the final parameters and summaries. metrics.csv and
-eval.csv carry a `phase` column (offline/online) beside the global step.
+the replay buffer's new rows in append-only segments beside each checkpoint); write the final
+parameters and summaries. metrics.csv and eval.csv carry a `phase` column (offline/online) beside
+the global step.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from gfp.engine.chunk import init_states, unstack
 from gfp.engine.driver import LogSums, OfflinePhase, Phase, drive, train
 from gfp.engine.frames import check_settings
 from gfp.engine.placement import make_sampler
+from gfp.engine.replay import online_rows
 from gfp.errors import ConfigError, DivergenceError, Interrupted, WriteError
 from gfp.evaluate import evaluate, evaluation_seed
 from gfp.io import os_reason
 from gfp.job import DEFAULT_EPISODES, TrainJob, changed_keys, job_record, resume_hint, run_defining
-from gfp.rundir import CHECKPOINT, CsvLog, RunDir, restore_state, stack_states
+from gfp.rundir import CHECKPOINT, CsvLog, ReplaySegment, RunDir, restore_state, stack_states
 from gfp.signals import interruptible, stop_on_signals
 
 
@@ -123,6 +125,18 @@ def summarize(evals: list[dict[str, str]], policies: Sequence[str]) -> dict[str,
 
 
 EXPLORE_LOG = "explore.csv"  # one row per online exploration episode
+
+
+def new_replay_rows(collector: Any, i: int, saved_end: int | None) -> ReplaySegment:
+    """Seed i's replay segment for a checkpoint: the online rows added since the last checkpoint's
+    segments end (`saved_end`; None: none yet, or its rows were inside it), from the oldest row
+    the buffer still holds at most. The newest row of each environment (its next action comes
+    with the next step, gfp/engine/online.py) is written again, so its final form is saved."""
+    buffers, added = collector.buffers, collector.added[i]
+    keep_from = max(0, added - buffers.capacity)
+    start = keep_from if saved_end is None else max(keep_from, saved_end - collector.n_envs)
+    counters = {"size": int(buffers.size[i]), "pointer": int(buffers.pointer[i]), "added": added}
+    return ReplaySegment(online_rows(buffers, i, start, added), start, added, keep_from, counters)
 
 
 class Training:
@@ -290,11 +304,13 @@ class Training:
                 "config": made_with,
             }
             state = flax.serialization.to_state_dict(unstack(host, i))
+            replay = None
             if collector is not None:
-                state["online"], online = collector.payload(i)
+                online = collector.counters(i)
                 meta["online"] = {**online, "explore_bytes": self.explore[i].sync()}
+                replay = new_replay_rows(collector, i, run.replay_end)
             try:
-                run.save_checkpoint(state, meta)
+                run.save_checkpoint(state, meta, replay)
             except WriteError as e:
                 kept = (
                     f"the previous checkpoint (step {self.saved_at[i]}) is intact"

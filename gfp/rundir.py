@@ -18,6 +18,16 @@ and checkpoint.prev.msgpack, the one before it, so a damaged newest one makes `-
 to the previous one (and cut the logs back to *its* lengths, so the resumed run still ends
 identical to an uninterrupted one). The previous one is made by renaming a hard link over it, so at
 every instant both names hold a whole, verified checkpoint.
+
+An online checkpoint's replay rows live beside it, append-only: each checkpoint writes one segment
+file, replay/seg-<step>.msgpack (sealed like a checkpoint, written atomically), holding only the
+online rows added since the previous checkpoint (`ReplaySegment`), and its meta lists the segments
+(with their sha256) that together hold the rows the buffer still has. Loading verifies each one and
+puts the rows back together in order (a later segment's copy of a row wins: the newest row of an
+episode gets its next action later), so a checkpoint's cost no longer grows with the buffer.
+Segments that neither the newest nor the previous checkpoint lists (rows overwritten since) are
+deleted. A damaged or missing segment makes its checkpoint untrusted, like a damaged file.
+Checkpoints from before the segments (the rows inside the checkpoint file) are read as before.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from gfp.io import (
     atomic_write_bytes,
     atomic_write_json,
     clean_stale_tmp,
+    fsync_dir,
     os_reason,
 )
 from gfp.tracking import Tracker, wandb_client
@@ -55,6 +66,10 @@ from gfp.tracking import Tracker, wandb_client
 CHECKPOINT = "checkpoint.msgpack"  # the newest checkpoint
 PREV_CHECKPOINT = "checkpoint.prev.msgpack"  # the one before it
 CHECKPOINT_FORMAT = 2  # 1: no header and no integrity check (refused: it cannot be verified)
+# meta "format" of a checkpoint whose replay rows are in segments (a gfp that reads only format 2
+# refuses it instead of resuming with an empty buffer); other checkpoints keep format 2.
+SEGMENTED_FORMAT = 3
+REPLAY_DIR = "replay"  # the online checkpoints' replay segments
 PARAMS = "params.msgpack"  # the final parameters
 PARAMS_FORMAT = 1  # before it (no format): a bare msgpack, read without a check and with a note
 # magic, format, payload length, sha256 of (magic, format, length, payload); little-endian.
@@ -74,6 +89,7 @@ class Sealed:
 
 CHECKPOINT_FILE = Sealed(b"GFPCKPT\n", CHECKPOINT_FORMAT, "checkpoint")
 PARAMS_FILE = Sealed(b"GFPPARM\n", PARAMS_FORMAT, "parameters file")
+SEGMENT_FILE = Sealed(b"GFPSEGM\n", 1, "replay segment")
 # Files a run writes; --overwrite removes them (with the videos and TensorBoard's event files:
 # `_gfp_files`) before a new run starts, and keeps every other file.
 RUN_FILES = (
@@ -192,11 +208,67 @@ def _open_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
         int(meta["step"])
     except Exception as e:  # verified, yet not gfp's layout: written by something else
         raise _Untrusted(f"cannot be decoded as a gfp checkpoint ({e})") from e
-    if meta.get("format") != CHECKPOINT_FORMAT:
+    if meta.get("format") not in (CHECKPOINT_FORMAT, SEGMENTED_FORMAT):
         raise _Untrusted(
-            f"has checkpoint format {meta.get('format')!r}; expected {CHECKPOINT_FORMAT}"
+            f"has checkpoint format {meta.get('format')!r}; expected {CHECKPOINT_FORMAT} or "
+            f"{SEGMENTED_FORMAT}"
         )
+    if "replay" in meta:
+        state = {**state, "online": {**state.get("online", {}), "rows": _replay_rows(path, meta)}}
     return state, meta
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaySegment:
+    """What an online checkpoint adds to its replay rows: the online rows [start, end) of one seed
+    (`rows[key]` has end - start rows, oldest first; end is the rows added so far), the counters
+    of the buffer (size, pointer, added: recorded to be checked on loading), and `keep_from`, the
+    oldest online row the buffer still holds (the older ones were overwritten)."""
+
+    rows: Mapping[str, np.ndarray]
+    start: int
+    end: int
+    keep_from: int
+    counters: Mapping[str, int]
+
+
+def segment_name(step: int) -> str:
+    """A segment's path in the run directory: zero-padded, so names sort in step order."""
+    return f"{REPLAY_DIR}/seg-{step:012d}.msgpack"
+
+
+def _replay_rows(path: Path, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The online rows [keep_from, end) a segmented checkpoint `path` (its `meta`) holds,
+    assembled from its segments in order; _Untrusted if one is missing, damaged, not the file the
+    checkpoint recorded, or the segments leave a row out."""
+    replay = meta["replay"]
+    lo, hi = (int(x) for x in replay["rows"])
+    out: dict[str, np.ndarray] | None = None
+    covered = np.zeros(hi - lo, bool)
+    for seg in replay["segments"]:
+        file = path.parent / seg["file"]
+        try:
+            blob = _read(file)
+            if hashlib.sha256(blob).hexdigest() != seg["sha256"]:
+                raise _Untrusted("is not the file the checkpoint recorded (sha256 mismatch)")
+            raw = flax.serialization.msgpack_restore(_verified_payload(file, SEGMENT_FILE, blob))
+        except _Untrusted as e:
+            raise _Untrusted(f"needs the replay segment {file}, which {e}") from e
+        start, end = int(seg["start"]), int(seg["end"])
+        rows = {k: np.asarray(v) for k, v in raw["rows"].items()}
+        if out is None:
+            out = {k: np.zeros((hi - lo, *v.shape[1:]), v.dtype) for k, v in rows.items()}
+        if set(rows) != set(out) or any(len(v) != end - start for v in rows.values()):
+            raise _Untrusted(f"needs the replay segment {file}, which does not fit the others")
+        a, b = max(lo, start), min(hi, end)
+        if a < b:
+            for k, v in rows.items():
+                out[k][a - lo : b - lo] = v[a - start : b - start]
+            covered[a - lo : b - lo] = True
+        last = json.loads(raw["meta"])
+    if out is None or not covered.all() or last["counters"] != replay["counters"]:
+        raise _Untrusted(f"has replay segments that do not make up its rows {lo}..{hi}")
+    return out
 
 
 # os.link fails with these where a file system has no hard links (FAT, some network/FUSE mounts).
@@ -349,6 +421,7 @@ class RunDir:
             # A process killed while writing a checkpoint or another run file left its temp file
             # (up to a checkpoint's size); no other writer can be here now that we hold the lock.
             clean_stale_tmp(self.path, tuple(f".{name}." for name in RUN_FILES))
+            clean_stale_tmp(self.path / REPLAY_DIR, (".seg-",))
         try:
             if create and not resume:
                 self._refuse_or_clear(overwrite)
@@ -360,6 +433,8 @@ class RunDir:
         self.purge_step: int | None = None  # TensorBoard drops events from this step on (resume)
         self.checkpoint_file: Path | None = None  # the file load_checkpoint() last used
         self._warned = False  # the fallback to the previous checkpoint is reported once
+        # the replay segments the newest checkpoint on disk lists (this process wrote or loaded it)
+        self._segments: list[dict[str, Any]] = []
 
     def _refuse_or_clear(self, overwrite: bool) -> None:
         """A new run: clear the directory's run files (overwrite) or refuse a directory that
@@ -372,6 +447,7 @@ class RunDir:
                 except OSError as e:
                     raise WriteError(f"--overwrite could not remove {path}: {os_reason(e)}") from e
             _remove_empty_dirs(self.path / TB_DIR)
+            _remove_empty_dirs(self.path / REPLAY_DIR)
             if kept:
                 print(
                     f"gfp: note: --overwrite kept {len(kept)} file{'s' if len(kept) > 1 else ''} "
@@ -405,10 +481,10 @@ class RunDir:
         for path in sorted(self.path.iterdir()):
             name = path.name
             if path.is_dir() and not path.is_symlink():
-                if name == TB_DIR:
-                    events = [p for p in sorted(path.rglob("*")) if not p.is_dir()]
-                    for p in events:
-                        if p.name.startswith(_TB_EVENTS):
+                if name in (TB_DIR, REPLAY_DIR):
+                    mine = _TB_EVENTS if name == TB_DIR else (".seg-", "seg-")
+                    for p in [p for p in sorted(path.rglob("*")) if not p.is_dir()]:
+                        if p.name.startswith(mine):
                             ours.append(p)
                         else:
                             kept.append(str(p.relative_to(self.path)))
@@ -542,28 +618,89 @@ class RunDir:
             raise ConfigError(f"{path} cannot be decoded as gfp parameters ({e})") from None
 
     # ---- checkpoints ----------------------------------------------------------------------------
-    def save_checkpoint(self, state: Any, meta: Mapping[str, Any]) -> None:
+    @property
+    def replay_end(self) -> int | None:
+        """The online rows the newest checkpoint's replay segments hold (the end of the last one),
+        or None without segments (no online checkpoint yet, or one with its rows inside): the next
+        segment then starts at the oldest row the buffer holds."""
+        return int(self._segments[-1]["end"]) if self._segments else None
+
+    def save_checkpoint(
+        self, state: Any, meta: Mapping[str, Any], replay: ReplaySegment | None = None
+    ) -> None:
         """Write `state` (a host pytree of arrays, e.g. from `flax.serialization.to_state_dict`)
         and `meta` as the newest checkpoint, after syncing the logs: the checkpoint records their
         lengths, so it never refers to rows that are not on disk. The newest checkpoint, if it
-        still verifies, becomes the previous one; a damaged one is simply replaced."""
+        still verifies, becomes the previous one; a damaged one is simply replaced. `replay`: the
+        online rows added since the last checkpoint, written first as the segment
+        `segment_name(step)`; the checkpoint lists it with the earlier segments it still needs,
+        and segments no checkpoint lists any more are deleted after it."""
         self.tensorboard.flush()
+        segments: list[dict[str, Any]] = []
+        if replay is not None:
+            segments = self._write_segment(int(meta["step"]), replay)
         meta = {
             **meta,
-            "format": CHECKPOINT_FORMAT,
+            "format": SEGMENTED_FORMAT if replay is not None else CHECKPOINT_FORMAT,
             "metrics_bytes": self.metrics.sync(),
             "eval_bytes": self.evals.sync(),
         }
+        if replay is not None:
+            meta["replay"] = {
+                "segments": segments,
+                "rows": [replay.keep_from, replay.end],
+                "counters": dict(replay.counters),
+            }
         payload = flax.serialization.msgpack_serialize(
             {"meta": json.dumps(meta, default=_jsonable), "state": state}
         )
         newest, prev = self.path / CHECKPOINT, self.path / PREV_CHECKPOINT
+        kept_newest = False
 
         def keep_previous() -> None:
+            nonlocal kept_newest
             if _checkpoint_problem(newest) is None:
                 _replace_with_link(newest, prev)
+                kept_newest = True
 
         atomic_write_bytes(newest, _seal(payload), before_replace=keep_previous)
+        listed = {s["file"] for s in segments}
+        if kept_newest:  # the previous checkpoint is the one whose segments we know
+            self._remove_segments_but(listed | {s["file"] for s in self._segments})
+        self._segments = segments
+
+    def _write_segment(self, step: int, replay: ReplaySegment) -> list[dict[str, Any]]:
+        """Write `replay` as the segment of the checkpoint at `step`; the segments that checkpoint
+        lists: the earlier ones still holding a row from keep_from on, then this one."""
+        name = segment_name(step)
+        first = not (self.path / REPLAY_DIR).is_dir()
+        seg_meta = {"step": step, "start": replay.start, "end": replay.end,
+                    "counters": dict(replay.counters)}  # fmt: skip
+        payload = flax.serialization.msgpack_serialize(
+            {
+                "meta": json.dumps(seg_meta),
+                "rows": {k: np.asarray(v) for k, v in replay.rows.items()},
+            }
+        )
+        blob = _seal(payload, SEGMENT_FILE)
+        atomic_write_bytes(self.path / name, blob)
+        if first:
+            fsync_dir(self.path)  # the new replay/ folder itself
+        earlier = [
+            s for s in self._segments if int(s["end"]) > replay.keep_from and s["file"] != name
+        ]
+        entry = {"file": name, "sha256": hashlib.sha256(blob).hexdigest(),
+                 "start": replay.start, "end": replay.end}  # fmt: skip
+        return [*earlier, entry]
+
+    def _remove_segments_but(self, listed: set[str]) -> None:
+        """Delete the replay segments outside `listed` (their rows were overwritten, or a killed
+        run wrote them after its last checkpoint); a file that cannot be removed stays."""
+        folder = self.path / REPLAY_DIR
+        for p in sorted(folder.glob("seg-*.msgpack")) if folder.is_dir() else []:
+            if f"{REPLAY_DIR}/{p.name}" not in listed:
+                with contextlib.suppress(OSError):
+                    p.unlink()
 
     def load_checkpoint(self) -> tuple[Any, dict[str, Any]] | None:
         """(state dict, meta) of the newest checkpoint that verifies, or None if there is none.
@@ -603,6 +740,7 @@ class RunDir:
             except _Untrusted as e:
                 problems.append(f"{path} {e}")
                 continue
+            self._segments = list(meta.get("replay", {}).get("segments", []))
             return state, meta, path, problems
         if problems and not prev.exists():
             problems.append("there is no previous checkpoint")

@@ -23,8 +23,8 @@ buffers donated (updated in place, never copied), inserts the E rows, runs the E
 offline chunk's scan, gfp.engine.chunk.scan_updates, over the replay sampler) and samples the next
 actions; the host only steps the environments.
 
-Checkpoints hold the buffer's online rows and the counters (`Collector.payload`); `gfp.run` stores
-them inside the checkpoint file (one atomic write). A resumed
+Checkpoints hold the buffer's online rows and the counters (`Collector.payload`); `gfp.run` writes
+the rows added since the previous checkpoint as a replay segment beside it (gfp.rundir). A resumed
 run restarts each environment's current episode with a fresh reset; the partial episode's rows stay
 in the buffer (they were real transitions; the cut keeps mask 1, like a time limit). So the buffer
 of a run killed and resumed holds exactly one row per environment step of the run, none twice.
@@ -188,13 +188,16 @@ class Collector:
     # -- checkpoints --
     def payload(self, i: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Seed i's part of a checkpoint: (arrays: the held online rows, JSON: the counters)."""
-        meta = {
+        return {"rows": held_rows(self.buffers, i, self.added[i])}, self.counters(i)
+
+    def counters(self, i: int) -> dict[str, Any]:
+        """Seed i's counters of `payload`, without its rows (gfp.run writes those in segments)."""
+        return {
             "added": self.added[i],
             "capacity": self.buffers.capacity,
             "base": self.buffers.base,
             "envs": [{"episode": s.episode, "start": s.start} for s in self.slots[i]],
         }
-        return {"rows": held_rows(self.buffers, i, self.added[i])}, meta
 
     def _restore(self, i: int, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         want = {"capacity": self.buffers.capacity, "base": self.buffers.base}

@@ -9,7 +9,10 @@ sampling, holds only online rows and each minibatch is half dataset, half buffer
 
 Checkpoints hold the rows added online that the buffer still holds, in insertion order
 (`held_rows`), and the counters: the buffer is its starting content (the dataset, or nothing)
-with those rows written back at their positions (`restore_rows`).
+with those rows written back at their positions (`restore_rows`). The dataset's rows are never
+written: they come from the dataset again. Each checkpoint writes only the online rows added since
+the previous one (`online_rows`, a replay segment of gfp.rundir), so its cost does not grow with
+the buffer.
 """
 
 from __future__ import annotations
@@ -144,7 +147,16 @@ def held_positions(base: int, capacity: int, added: int) -> np.ndarray:
 
 def held_rows(buffers: ReplayBuffer, i: int, added: int) -> dict[str, np.ndarray]:
     """Seed i's online rows still in the buffer, oldest first, on the host (for a checkpoint)."""
-    pos = jnp.asarray(held_positions(buffers.base, buffers.capacity, added))
+    return online_rows(buffers, i, max(0, added - buffers.capacity), added)
+
+
+def online_rows(buffers: ReplayBuffer, i: int, start: int, end: int) -> dict[str, np.ndarray]:
+    """Seed i's online rows start..end-1 (row k: the k-th added online), on the host; only these
+    rows leave the device. They must all still be held: end - capacity <= start <= end."""
+    cap = buffers.capacity
+    if not end - cap <= start <= end:
+        raise ValueError(f"online rows {start}..{end} are not all held by a buffer of {cap} rows")
+    pos = jnp.asarray((buffers.base + np.arange(start, end)) % cap)
     return {k: np.asarray(x[i, pos]) for k, x in buffers.data.items()}
 
 
