@@ -89,8 +89,8 @@ def runs(tmp_path_factory, jax_cache):  # noqa: F811
 
     save = rd.RunDir.save_checkpoint
 
-    def killed_after_30(self, state, meta):
-        save(self, state, meta)
+    def killed_after_30(self, state, meta, *replay):
+        save(self, state, meta, *replay)
         if meta["step"] == 30:
             raise Killed
 

@@ -202,10 +202,10 @@ KILL_SEED1_AT_80 = """
 import os, signal
 import gfp.rundir as rd
 save = rd.RunDir.save_checkpoint
-def killing_save(self, state, meta):
+def killing_save(self, state, meta, *replay):
     if self.path.name == "seed1" and meta["step"] == 80:
         os.kill(os.getpid(), signal.SIGKILL)  # after seed0's step-80 checkpoint, before seed1's
-    save(self, state, meta)
+    save(self, state, meta, *replay)
 rd.RunDir.save_checkpoint = killing_save
 """
 
