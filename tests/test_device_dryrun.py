@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_dry_run_writes_every_steps_results(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": ""}
+    env = {**os.environ, "OUT": "", "PYTHON": sys.executable}  # the Python running the tests
     proc = subprocess.run(
         [str(ROOT / "benchmarks/device/run.sh"), "--dry-run", "--out", str(out), "--budget",
          "1500"],

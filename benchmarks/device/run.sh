@@ -65,7 +65,9 @@ step() {
 }
 
 if [ "$dry" = 1 ]; then
+  # the Python of the checkout's venv unless told (PYTHON=...; the test passes its own)
   py=${PYTHON:-$root/.venv/bin/python}
+  [ -x "$py" ] || py=python3
   toy=--toy
   workers=2 episodes=2 length=(--episode-length 101) seeds=0,1 eval_episodes=1
   tests=(tests/test_gpu.py -k "device_once or trained_on_the_default")
