@@ -67,6 +67,9 @@ def _rollout_ogbench(path: Path, episodes: int, seed: int, goal_xyz: np.ndarray 
     if goal_xyz is not None:
         for row in GOAL_ROWS:  # cube exactly at the goal -> reward 0, mask 0 on these rows
             arrays["qpos"][row, 14:17] = goal_xyz
+            # and the observation's own copy of the cube position with it (OGBench's layout:
+            # (xyz - (0.425, 0, 0)) * 10), which the loader checks against qpos
+            arrays["observations"][row, 19:22] = (goal_xyz - np.array([0.425, 0.0, 0.0])) * 10
     np.savez_compressed(path, **arrays)
 
 
