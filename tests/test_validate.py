@@ -173,6 +173,11 @@ def ogbench_arrays(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     arrays = {k: rng.normal(size=(n, d)).astype(np.float32) for k, d in OGBENCH_DIMS.items()}
     arrays["actions"] = rng.uniform(-1, 1, size=(n, 5)).astype(np.float32)
     arrays["terminals"] = terminals
+    # the observation's own copies of qpos values, as OGBench's cube observation holds them (the
+    # loader checks that the qpos rows belong to the observations): arm joints, cube position
+    obs, qpos = arrays["observations"], arrays["qpos"]
+    obs[:, 0:6] = qpos[:, 0:6]
+    obs[:, 19:22] = (qpos[:, 14:17] - np.array([0.425, 0.0, 0.0], np.float32)) * 10
     return arrays
 
 
