@@ -14,6 +14,7 @@ import pytest
 from gfp.cli import main
 from gfp.data import sharded
 from gfp.data.load import load_dataset
+from tests.test_data_errors import cli_error
 
 TASK = "cube-single-noisy-singletask-task1-v0"
 STEM = "cube-single-noisy-v0"
@@ -88,17 +89,6 @@ def test_a_shard_holding_part_of_an_episode_is_refused(tiny_ogbench_dir, tmp_pat
         np.savez(folder / sharded.val_name(STEM), **{k: f[k] for k in f.files})
     err = cli_error(capsys, "data", "info", TASK, "--dataset-dir", str(folder))
     assert f"{folder / sharded.shard_name(STEM, 0)}: key 'terminals'" in err
-
-
-def cli_error(capsys, *argv: str) -> str:
-    """Run `gfp ARGV`, expect exit status 2, return the one error line."""
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("gfp: error: ")
-    return err
 
 
 def generate_args(out: Path, *extra: str) -> list[str]:

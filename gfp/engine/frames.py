@@ -31,7 +31,7 @@ current block trains.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -147,6 +147,23 @@ def plan_indices(rngs: jax.Array, n: int, batch_size: int, steps: int) -> tuple[
 _plan = jax.jit(plan_indices, static_argnums=(1, 2, 3))
 
 
+def planned_blocks(
+    plan: Callable[..., tuple[jax.Array, Any]],
+    rngs: jax.Array,
+    n: int,
+    batch_size: int,
+    length: int,
+    per_block: int,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(steps, rows) for each block of a host-fed chunk of `length` updates, `per_block` at a time
+    (the last block may be shorter), the rows drawn by `plan` (a jitted key chain such as
+    `plan_indices`) from the seeds' keys `rngs`, block after block."""
+    full, rest = divmod(length, per_block)
+    for steps in [per_block] * full + ([rest] if rest else []):
+        rngs, idx = plan(rngs, n, batch_size, steps)
+        yield steps, np.asarray(idx)
+
+
 # ---- the samplers --------------------------------------------------------------------------------
 class FrameSampler(Sampler):
     """Frame data on the device (`arrays`, the chunk's `data`). Each update splits the state's
@@ -229,12 +246,9 @@ class HostFrameSampler(FrameSampler):
 
     def feed(self, rngs, length, config):
         per_block = min(length, self.block_steps(len(rngs), config))
-        sizes = [per_block] * (length // per_block) + (
-            [length % per_block] if length % per_block else []
-        )
-        for steps in sizes:
-            rngs, idx = _plan(rngs, self.size, config.batch_size, steps)
-            yield steps, jax.device_put(self.gather(np.asarray(idx), config.frame_stack))
+        blocks = planned_blocks(_plan, rngs, self.size, config.batch_size, length, per_block)
+        for steps, idx in blocks:
+            yield steps, jax.device_put(self.gather(idx, config.frame_stack))
 
 
 # ---- placement -----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from gfp.engine.frames import GATHER_THREADS, _gather_pool
+from gfp.engine.frames import GATHER_THREADS, _gather_pool, planned_blocks
 from gfp.engine.samplers import Sampler
 from gfp.errors import WriteError
 
@@ -122,12 +122,9 @@ class HostArraySampler(Sampler):
 
     def feed(self, rngs, length, config):
         per_block = min(length, self.block_steps(len(rngs), config))
-        sizes = [per_block] * (length // per_block) + (
-            [length % per_block] if length % per_block else []
-        )
-        for steps in sizes:
-            rngs, idx = _plan(rngs, self.size, config.batch_size, steps)
-            yield steps, jax.device_put(self.gather(np.asarray(idx)))
+        blocks = planned_blocks(_plan, rngs, self.size, config.batch_size, length, per_block)
+        for steps, idx in blocks:
+            yield steps, jax.device_put(self.gather(idx))
 
 
 # ---- disk ----------------------------------------------------------------------------------------
