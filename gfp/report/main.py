@@ -17,17 +17,21 @@ from typing import Any
 from gfp.errors import ConfigError
 from gfp.report import render
 from gfp.report.aggregate import DEFAULT_REPS, METRIC_NAMES, check_baseline, compute_aggregates
+from gfp.report.published import QC_CITATION
 from gfp.report.scores import Collected, collect, score_name
 from gfp.report.tables import (
     Cell,
+    PaperColumns,
     Row,
     Table,
     far_from_paper,
+    paper_columns,
     per_env_table,
     per_setting_table,
     per_task_tables,
     provenance_table,
     published_tables,
+    qc_published_tables,
 )
 
 TIMING_TEXT = {
@@ -118,11 +122,12 @@ def aggregate_table(agg: dict[str, Any], subset: str = "all") -> Table | None:
     return table
 
 
-def online_tables(online: Collected) -> list[Table]:
+def online_tables(online: Collected, paper: bool = False) -> list[Table]:
     """The evaluations of the online phase (`gfp train --online-steps`) in tables of their own,
-    without published columns (the paper's tables are offline)."""
+    without the GFP paper's columns (its tables are offline); with `paper`, Q-chunking's numbers
+    after its online steps beside our fql and qc columns on its tasks."""
     out = []
-    for t in [per_env_table(online), *per_task_tables(online)]:
+    for t in [per_env_table(online, paper), *per_task_tables(online, paper)]:
         t.name = f"online_{t.name}"
         t.title = "Online fine-tuning: " + t.title.replace(" (the paper's Tab. 2)", "")
         t.caption = (
@@ -239,7 +244,7 @@ def make_report(
         tables.append(per_setting_table(data))
     online = collect(rows, "online")
     if online.finals:  # fine-tuned online: its own tables, never averaged with the offline ones
-        tables += online_tables(online)
+        tables += online_tables(online, paper)
     report = Report(data, tables)
     if out is None:
         return report
@@ -256,6 +261,23 @@ def make_report(
             f"Budget: {_plural(len(far), 'task')} ran far below the paper's budget (as few as "
             f"{steps:,} of {paper_steps:,} steps): the '(paper)' columns are a reference, not a "
             "like-for-like comparison, and carry no within-one-std mark there"
+        )
+    qc_cols = [
+        f"{c.label} beside QC's {m}"
+        for d in (data, online)
+        for c, m in (
+            paper_columns(d.finals, d.columns, paper, d.phase) or PaperColumns()
+        ).qc.items()
+    ]
+    if qc_cols:
+        notes.append(
+            f"QC paper columns: Q-chunking's published numbers ({QC_CITATION}; "
+            "gfp/published/qc_results.csv), not runs of gfp: "
+            + ", ".join(dict.fromkeys(qc_cols))
+            + ". QC trained 1M offline steps then 1M online steps (offline tables: its value at "
+            "1M, online tables: at 2M), with sparse rewards on scene and puzzle-3x3 (gfp has no "
+            "such option) and the 100M dataset on cube-quadruple; its QC-FQL alpha and protocol "
+            "are the qc preset's (gfp presets TASK --agent fql --preset qc)"
         )
     if online.finals:
         notes.append(
@@ -327,6 +349,12 @@ def print_published(stream=None) -> None:
     stream = stream or sys.stdout
     stream.write("# Published results (GFP, ICLR 2026), as shipped in gfp/published/\n\n")
     for table in published_tables():
+        stream.write(render.markdown(table) + "\n")
+    stream.write(
+        "# Published results (Q-chunking, Li, Zhou, Levine, NeurIPS 2025), as shipped in "
+        "gfp/published/qc_results.csv\n\n"
+    )
+    for table in qc_published_tables():
         stream.write(render.markdown(table) + "\n")
 
 

@@ -211,3 +211,167 @@ def within_one_std(ours: float, published: Published | None) -> bool | None:
     if published is None or published.std is None or math.isnan(ours):
         return None
     return abs(ours - published.mean) <= published.std + 1e-9
+
+
+# ---- Q-chunking (QC; Li, Zhou, Levine, NeurIPS 2025) ------------------------------------------
+# QC's released plot data (gfp/published/README.md, scripts/extract_qc_published.py): success at
+# the end of its 1M offline steps and after 1M more online steps, mean with a 95% bootstrap CI.
+QC_DATA_PATH = DATA_PATH.with_name("qc_results.csv")
+QC_COLUMNS = (
+    "kind",
+    "key",
+    "method",
+    "phase",
+    "step",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "source",
+    "note",
+)
+QC_CITATION = "Li, Zhou, Levine 2025 (Q-chunking), plot data of ColinQiyangLi/qc@48283b4"
+QC_AVERAGE = "average-qc"
+# QC's method names in the order of its tables: chunked, n-step, 1-step per family, then the
+# offline baselines and the online-only ones.
+QC_METHODS = (
+    "QC",
+    "QC-FQL",
+    "FQL-n",
+    "FQL",
+    "BFN-n",
+    "BFN",
+    "QC-IFQL",
+    "IFQL-n",
+    "IFQL",
+    "ReBRAC",
+    "IQL",
+    "RLPD",
+    "RLPD-AC",
+    "SUPE-GT",
+)
+
+
+@dataclass(frozen=True)
+class QCPublished:
+    kind: str  # task, domain, average; 'derived' for a mean computed here
+    key: str
+    method: str
+    phase: str  # offline (step 1M) or online (step 2M)
+    step: int
+    mean: float
+    ci_low: float | None
+    ci_high: float | None
+    source: str
+    note: str = ""
+
+    @property
+    def printed(self) -> str:
+        """'85.4 [80.1, 90.2]': the mean and QC's 95% interval (the mean alone where none)."""
+        if self.ci_low is None or self.ci_high is None:
+            return f"{self.mean:.1f}"
+        return f"{self.mean:.1f} [{self.ci_low:.1f}, {self.ci_high:.1f}]"
+
+
+@functools.cache
+def load_qc(path: str | None = None) -> tuple[QCPublished, ...]:
+    """Every QC number (cached). A damaged file is a DataError naming its line."""
+    p = Path(path) if path else QC_DATA_PATH
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{p}: cannot be read ({e.strerror or e})") from e
+    reader = csv.DictReader(text.splitlines())
+    if tuple(reader.fieldnames or ()) != QC_COLUMNS:
+        raise DataError(f"{p}: expected the columns {', '.join(QC_COLUMNS)}")
+    out = []
+    for line, r in enumerate(reader, start=2):
+        try:
+            numbers = {k: float(r[k]) for k in ("mean", "ci_low", "ci_high")}
+            out.append(QCPublished(**{**r, **numbers, "step": int(r["step"])}))
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{p}, line {line}: {e}") from None
+    return tuple(out)
+
+
+@functools.cache
+def _qc_index() -> dict[tuple[str, str, str], QCPublished]:
+    return {(q.key, q.method, q.phase): q for q in load_qc()}
+
+
+@functools.cache
+def qc_domains() -> dict[str, tuple[str, ...]]:
+    """QC's domains (gfp env keys) -> their tasks, in the file's order."""
+    out: dict[str, list[str]] = {}
+    for q in load_qc():
+        if q.kind == "task":
+            env = q.key.split("-singletask-")[0]
+            if q.key not in out.setdefault(env, []):
+                out[env].append(q.key)
+    return {env: tuple(tasks) for env, tasks in out.items()}
+
+
+def qc_method(agent: str, horizon: int | None, action_chunking: bool | None) -> str | None:
+    """QC's name for a run of our `agent` at this chunk length: fql -> QC-FQL (horizon 5, action
+    chunking), FQL-n (horizon 5, the 5-step return only) or FQL (horizon 1); qc -> QC (horizon 5,
+    chunking). None where QC reports no such run (other horizons; our qc at horizon 1 is not
+    QC's BFN, which draws N = 4 samples, README) or the horizon is not known."""
+    if horizon is None:
+        return None
+    if agent == "fql":
+        if horizon == 1:
+            return "FQL"
+        if horizon == 5:
+            return "QC-FQL" if action_chunking is not False else "FQL-n"
+    if agent == "qc" and horizon == 5 and action_chunking is not False:
+        return "QC"
+    return None
+
+
+def qc_task_value(task: str, method: str, phase: str = "offline") -> QCPublished | None:
+    return _qc_index().get((task, method, phase))
+
+
+def _qc_mean(tasks: Iterable[str], method: str, phase: str, label: str) -> QCPublished | None:
+    """The mean of QC's per-task values over `tasks` (no interval); None unless each has one."""
+    hits = [qc_task_value(t, method, phase) for t in tasks]
+    if not hits or any(h is None for h in hits):
+        return None
+    if len(hits) == 1:
+        return hits[0]
+    mean = sum(h.mean for h in hits) / len(hits)
+    notes = dict.fromkeys(h.note for h in hits if h.note)
+    return QCPublished(
+        "derived",
+        label,
+        method,
+        phase,
+        hits[0].step,
+        mean,
+        None,
+        None,
+        hits[0].source,
+        "; ".join([f"mean of QC's per-task values over the same {len(hits)} tasks", *notes]),
+    )
+
+
+def qc_group_value(group: str, method: str, tasks: Iterable[str], phase: str = "offline"):
+    """QC's number for a group row: its own domain aggregate when `tasks` are the domain's 5,
+    else the mean of its per-task values over the same tasks."""
+    tasks = sorted(set(tasks))
+    if set(tasks) == set(qc_domains().get(group, ())):
+        hit = _qc_index().get((group, method, phase))
+        if hit is not None:
+            return hit
+    return _qc_mean(tasks, method, phase, group)
+
+
+def qc_average_value(method: str, tasks: Iterable[str], phase: str = "offline"):
+    """QC's `all` aggregate when `tasks` are its 25 tasks, else the mean of its per-task values
+    over the same tasks."""
+    tasks = sorted(set(tasks))
+    every = {t for ts in qc_domains().values() for t in ts}
+    if set(tasks) == every:
+        hit = _qc_index().get((QC_AVERAGE, method, phase))
+        if hit is not None:
+            return hit
+    return _qc_mean(tasks, method, phase, "average")

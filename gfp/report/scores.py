@@ -40,7 +40,7 @@ REPORTED_POLICIES: dict[str, tuple[str, ...]] = {
     "flow_bc": ("flow",),
 }
 # Column order: the paper's (IQL, ReBRAC, FQL, GFP actor, GFP VaBC), others first.
-AGENT_ORDER = ("bc", "flow_bc", "iql", "rebrac", "fql", "gfp")
+AGENT_ORDER = ("bc", "flow_bc", "iql", "rebrac", "fql", "qc", "gfp")
 AGENT_LABEL = {
     "gfp": "GFP",
     "fql": "FQL",
@@ -48,6 +48,7 @@ AGENT_LABEL = {
     "iql": "IQL",
     "bc": "BC",
     "flow_bc": "Flow BC",
+    "qc": "QC",  # Q-chunking's best-of-N agent (Li, Zhou, Levine 2025)
 }
 POLICY_LABEL = {"actor": "actor", "vabc": "VaBC", "flow": "flow"}
 
@@ -122,6 +123,8 @@ class SeedScore:
     success_timing: str
     tuning: bool = False  # a run of `gfp tune` (tuning seeds)
     provenance: dict[str, str] = field(default_factory=dict)  # results.PROVENANCE_COLUMNS
+    # (horizon, action_chunking) of the run (`chunking_of`), None where not known
+    chunking: tuple[int, bool] | None = None
 
 
 @dataclass
@@ -168,6 +171,47 @@ def grid_keys_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return keys
 
 
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return {"true": True, "1": True, "false": False, "0": False}.get(text)
+
+
+def chunking_of(row: Mapping[str, Any], configs: dict[str, Any] | None = None):
+    """(horizon, action_chunking) of a row's run, for the comparisons with Q-chunking's numbers:
+    the row's own `horizon` / `action_chunking` columns where it has them (swept keys), else the
+    run's config.json (`configs` caches them by run directory); a config without `horizon`
+    predates action chunking, so horizon 1. None where neither says (a results.csv whose run
+    directories are elsewhere)."""
+    from gfp.errors import GfpError
+    from gfp.results import read_run_config
+
+    horizon, chunk = row.get("horizon", ""), row.get("action_chunking", "")
+    if horizon in ("", None) or chunk in ("", None):
+        run_dir = str(row.get("run_dir") or "")
+        configs = {} if configs is None else configs
+        if run_dir not in configs and not run_dir:
+            configs[run_dir] = None
+        elif run_dir not in configs:
+            try:
+                configs[run_dir] = read_run_config(run_dir).get("agent_config") or {}
+            except (GfpError, OSError):
+                configs[run_dir] = None
+        agent_config = configs[run_dir]
+        if isinstance(agent_config, dict):
+            if horizon in ("", None):
+                horizon = agent_config.get("horizon", 1)
+            if chunk in ("", None):
+                chunk = agent_config.get("action_chunking", True)
+    try:
+        h = int(horizon)
+    except (TypeError, ValueError):
+        return None
+    flag = _flag(chunk) if chunk not in ("", None) else None
+    return (h, True if flag is None else flag)
+
+
 def _final(values: list[tuple[int, float]], benchmark: str) -> float:
     values = sorted(values)
     if benchmark in ("ogbench", "ogbench-pixel"):
@@ -200,6 +244,7 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
         per_run[key].append((int(row["step"]), value))
         meta[key] = row
     repeats = _drop_repeats(per_run, meta)
+    configs: dict[str, Any] = {}
     finals = []
     curves: dict[tuple[str, Column], dict[int, dict[int, float]]] = {}
     for key, values in per_run.items():
@@ -221,6 +266,7 @@ def collect(rows: Sequence[Mapping[str, Any]], phase: str = "offline") -> Collec
                 success_timing=str(row.get("success_timing") or ""),
                 tuning=str(row.get("made_by") or "") == "gfp tune",
                 provenance={c: str(row.get(c, "") or "") for c in PROVENANCE_COLUMNS},
+                chunking=chunking_of(row, configs),
             )
         )
     finals, selected, setting_means, per_setting, unevaluated = _select_settings(finals)

@@ -155,12 +155,56 @@ def _paper_cell(hit: pub.Published | None, ours: Cell) -> Cell:
     )
 
 
-def _header(columns: Sequence[Column], paper: bool) -> list[str]:
+@dataclass
+class PaperColumns:
+    """The published columns of a table (--paper): the GFP paper's beside each of our columns
+    that has a counterpart (`pub.METHOD_OF`; offline tables only, the paper's are offline, and
+    not for a column run with action chunking, which the paper did not do), and Q-chunking's
+    (QC; `pub.qc_method`) beside our fql and qc columns where the data holds QC's tasks, at the
+    table's phase (QC's offline numbers: 1M offline steps; online: 1M more online steps)."""
+
+    gfp: bool = True
+    qc: dict[Column, str] = field(default_factory=dict)  # column -> QC's method name
+    skip: frozenset[Column] = frozenset()  # columns without a GFP paper counterpart
+    phase: str = "offline"
+
+    def gfp_method(self, col: Column) -> str | None:
+        if not self.gfp or col in self.skip:
+            return None
+        return pub.METHOD_OF.get((col.agent, col.policy))
+
+
+def paper_columns(finals: Sequence[SeedScore], columns: Sequence[Column], paper: bool,
+                  phase: str = "offline") -> PaperColumns | None:  # fmt: skip
+    """What `PaperColumns` a table of these scores gets; None without --paper."""
+    if not paper:
+        return None
+    qc_tasks = {t for ts in pub.qc_domains().values() for t in ts}
+    chunking: dict[Column, set] = defaultdict(set)
+    on_qc: dict[Column, set] = defaultdict(set)
+    for f in finals:
+        chunking[f.column].add(f.chunking)
+        if f.task in qc_tasks:
+            on_qc[f.column].add(f.chunking)
+    qc = {}
+    for col in columns:
+        if len(on_qc.get(col, ())) == 1:
+            (known,) = on_qc[col]
+            method = pub.qc_method(col.agent, *(known or (None, None)))
+            if method is not None:
+                qc[col] = method
+    skip = frozenset(c for c, ks in chunking.items() if any(k is not None and k[0] > 1 for k in ks))
+    return PaperColumns(gfp=phase == "offline", qc=qc, skip=skip, phase=phase)
+
+
+def _header(columns: Sequence[Column], pc: PaperColumns | None) -> list[str]:
     out = []
     for col in columns:
         out.append(col.label)
-        if paper and (col.agent, col.policy) in pub.METHOD_OF:
+        if pc is not None and pc.gfp_method(col) is not None:
             out.append(f"{col.label} (paper)")
+        if pc is not None and col in pc.qc:
+            out.append(f"{col.label} (QC paper: {pc.qc[col]})")
     return out
 
 
@@ -187,27 +231,37 @@ def far_from_paper(finals: Sequence[SeedScore]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _add_paper(row: Row, columns: Sequence[Column], paper: bool, hit_of, far: bool = False) -> None:
+def _add_paper(row: Row, columns: Sequence[Column], pc: PaperColumns | None, hit_of,
+               qc_hit_of, far: bool = False) -> None:  # fmt: skip
     """With --paper: a published cell after each of our cells that has a published counterpart
-    (`hit_of(method)`), and the published values' notes (a derived mean, a known typo) appended
-    to the row's note. `far`: the row's runs are far from the paper's budget, so the published
-    cells carry no within-one-std mark (a reference, not a like-for-like comparison)."""
-    if not paper:
+    (`hit_of(method)` for the GFP paper's, `qc_hit_of(method, phase)` for QC's), and the
+    published values' notes (a derived mean, a known typo, QC's sparse rewards) appended to the
+    row's note. `far`: the row's runs are far from the paper's budget, so the published cells
+    carry no within-one-std mark (a reference, not a like-for-like comparison). QC's cells carry
+    its 95% interval as printed, and no mark (QC gives no std)."""
+    if pc is None:
         return
     cells, notes = [], []
     for cell, col in zip(row.cells, columns, strict=True):
         cells.append(cell)
-        method = pub.METHOD_OF.get((col.agent, col.policy))
-        if method is None:
-            continue
-        hit = hit_of(method)
-        published = _paper_cell(hit, cell)
-        if far:
-            published.check = None
-        cells.append(published)
-        if hit is not None and hit.note:
-            derived = hit.kind == "derived"
-            notes.append(f"paper: {hit.note}" if derived else f"paper {hit.method}: {hit.note}")
+        method = pc.gfp_method(col)
+        if method is not None:
+            hit = hit_of(method)
+            published = _paper_cell(hit, cell)
+            if far:
+                published.check = None
+            cells.append(published)
+            if hit is not None and hit.note:
+                derived = hit.kind == "derived"
+                notes.append(f"paper: {hit.note}" if derived else f"paper {hit.method}: {hit.note}")
+        if col in pc.qc:
+            qc = qc_hit_of(pc.qc[col], pc.phase)
+            if qc is None:
+                cells.append(Cell(paper=True))
+                continue
+            cells.append(Cell(mean=qc.mean, paper=True, printed=qc.printed))
+            if qc.note:
+                notes.append(f"QC paper {qc.method}: {qc.note}")
     row.cells = cells
     row.note = "; ".join(filter(None, [row.note, *dict.fromkeys(notes)]))
 
@@ -236,6 +290,7 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
     stats = task_stats(data.finals)
     info = {f.task: (f.env, f.benchmark) for f in data.finals}
     far = far_from_paper(data.finals)
+    pc = paper_columns(data.finals, data.columns, paper, data.phase)
     most_seeds: dict[tuple[str, Column], int] = defaultdict(int)  # per benchmark table
     for (task, col), s in stats.items():
         key = (info[task][1], col)
@@ -249,8 +304,8 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
                 name=f"per_task_{bench}",
                 title=f"{BENCHMARK_LABEL[bench]}: per task",
                 label_header="Task",
-                header=_header(data.columns, paper),
-                caption=_task_caption(bench),
+                header=_header(data.columns, pc),
+                caption=_task_caption(bench) + _qc_caption(pc),
             )
         cells, notes, running = [], [], {}
         for col in data.columns:
@@ -270,9 +325,20 @@ def per_task_tables(data: Collected, paper: bool = False) -> list[Table]:
         row = Row(task, cells, "; ".join(filter(None, [_running_note(running), *notes])))
         mark_bold(row)
         hit_of = lambda m, t=task, b=bench: pub.task_value(t, b, m)  # noqa: E731
-        _add_paper(row, data.columns, paper, hit_of, far=task in far)
+        qc_of = lambda m, ph, t=task: pub.qc_task_value(t, m, ph)  # noqa: E731
+        _add_paper(row, data.columns, pc, hit_of, qc_of, far=task in far)
         table.rows.append(row)
     return [tables[b] for b in BENCHMARK_ORDER if b in tables]
+
+
+def _qc_caption(pc: PaperColumns | None) -> str:
+    if pc is None or not pc.qc:
+        return ""
+    when = "after its 1M offline steps" if pc.phase == "offline" else "after 1M more online steps"
+    return (
+        f" QC paper: Q-chunking's published success x 100 {when} ({pub.QC_CITATION}), mean "
+        "[95% bootstrap interval] over its seeds; QC's protocol differs in places (notes)."
+    )
 
 
 def _n_tasks(n: int) -> str:
@@ -295,6 +361,7 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
     stats = task_stats(data.finals)
     info = {f.task: (f.env, f.benchmark) for f in data.finals}
     far = far_from_paper(data.finals)
+    pc = paper_columns(data.finals, data.columns, paper, data.phase)
     by_group: dict[tuple[str, str], list[str]] = defaultdict(list)
     for task, (env, bench) in info.items():
         by_group[(pub.group_of(env, bench), bench)].append(task)
@@ -302,11 +369,12 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
         name="per_env",
         title="Per environment (the paper's Tab. 2)",
         label_header="Environment",
-        header=_header(data.columns, paper),
+        header=_header(data.columns, pc),
         caption=(
             "Mean over the environment's tasks of the per-task means, ± the std over seeds of "
             "each seed's mean over the tasks; benchmark rows: mean over all their tasks."
-        ),
+        )
+        + _qc_caption(pc),
     )
     paper_groups = pub.paper_groups()
     for group, bench in sorted(by_group, key=lambda gb: _group_order(*gb)):
@@ -337,7 +405,8 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
         mark_bold(row)
         pairs = [(t, bench) for t in tasks]
         hit_of = lambda m, g=group, p=pairs: pub.group_value(g, m, p)  # noqa: E731
-        _add_paper(row, data.columns, paper, hit_of, far=any(t in far for t in tasks))
+        qc_of = lambda m, ph, g=group, ts=tasks: pub.qc_group_value(g, m, ts, ph)  # noqa: E731
+        _add_paper(row, data.columns, pc, hit_of, qc_of, far=any(t in far for t in tasks))
         table.rows.append(row)
     benches = [b for b in BENCHMARK_ORDER if any(v[1] == b for v in info.values())]
     for i, bench in enumerate(benches):
@@ -356,7 +425,8 @@ def per_env_table(data: Collected, paper: bool = False) -> Table:
         mark_bold(row)
         pairs = [(t, bench) for t in tasks]
         hit_of = lambda m, p=pairs: pub.average_value(m, p)  # noqa: E731
-        _add_paper(row, data.columns, paper, hit_of, far=any(t in far for t in tasks))
+        qc_of = lambda m, ph, ts=tasks: pub.qc_average_value(m, ts, ph)  # noqa: E731
+        _add_paper(row, data.columns, pc, hit_of, qc_of, far=any(t in far for t in tasks))
         table.rows.append(row)
     return table
 
@@ -495,5 +565,52 @@ def published_tables() -> list[Table]:
                     notes.append(f"{m}: {hit.note}")
             first = key.startswith("average")
             table.rows.append(Row(pub.group_label(key), cells, "; ".join(notes), first))
+        out.append(table)
+    return out
+
+
+def qc_published_tables() -> list[Table]:
+    """Q-chunking's released numbers as shipped (gfp/published/qc_results.csv): one table per
+    phase, QC's methods as columns, its 95% intervals as printed."""
+    rows_by_phase: dict[str, list[pub.QCPublished]] = defaultdict(list)
+    for q in pub.load_qc():
+        rows_by_phase[q.phase].append(q)
+    order = {"average": 0, "domain": 1, "task": 2}
+    domains = list(pub.qc_domains())
+    out = []
+    phases = (
+        ("offline", "after 1M offline steps"),
+        ("online", "after 1M offline + 1M online steps"),
+    )
+    for phase, when in phases:
+        entries = rows_by_phase.get(phase, [])
+        present = {q.method for q in entries}
+        methods = [m for m in pub.QC_METHODS if m in present]
+        index = {(q.key, q.method): q for q in entries}
+
+        def rank(q: pub.QCPublished) -> tuple:
+            env = q.key.split("-singletask-")[0]
+            return (order[q.kind], domains.index(env) if env in domains else -1, q.key)
+
+        kinds = {q.key: q.kind for q in entries}
+        keys = list(dict.fromkeys(q.key for q in sorted(entries, key=rank)))
+        table = Table(
+            name=f"qc_{phase}",
+            title=f"Q-chunking (QC) published: success x 100 {when}",
+            label_header="Task",
+            header=methods,
+            caption=f"{pub.QC_CITATION}: mean [95% bootstrap interval]; see "
+            "gfp/published/README.md. Scene and puzzle-3x3 ran with sparse rewards, "
+            "cube-quadruple on the 100M dataset.",
+        )
+        for key in keys:
+            cells = []
+            for m in methods:
+                q = index.get((key, m))
+                cells.append(Cell(paper=True) if q is None else
+                             Cell(q.mean, paper=True, printed=q.printed))  # fmt: skip
+            label = "Average (QC's 25 tasks)" if key == pub.QC_AVERAGE else key
+            first = key != keys[0] and kinds[key] != kinds[keys[keys.index(key) - 1]]
+            table.rows.append(Row(label, cells, rule_before=first))
         out.append(table)
     return out
