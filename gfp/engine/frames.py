@@ -22,6 +22,13 @@ the update, the rows of the next steps can be drawn before the steps run (`plan_
 host sampler gathers them ahead of time, and host and device placement give the same minibatches
 and the same results.
 
+Action chunks (`horizon` h > 1, gfp.engine.sequence): the rows drawn are window starts t in
+[0, N - h] (the same key chain over N - h + 1 starts); a sample gathers 2K frames, the K stacked
+into the observation at t and the K stacked into the next observation of the window's last row
+s = t + h - 1 ([s-K+2, ..., s, next(s)], clamped to s's episode's first row: both stacks respect
+the episodes' starts), all shifted by the same offset; rewards, masks, terminals and actions are
+read at the window's h rows and combined by gfp.engine.sequence.window_batch.
+
 Placement: gfp.engine.placement puts the frames on the device when they fit, else in host memory
 (`HostFrameSampler`): the chunk's prefetch thread (gfp.engine.chunk) draws the row indices of the
 next blocks of updates, gathers their frames with NumPy and puts them on the device while the
@@ -40,6 +47,13 @@ import numpy as np
 
 from gfp.data.frame_layout import FRAME_KEYS, OBS_KEYS
 from gfp.engine.samplers import Sampler
+from gfp.engine.sequence import (
+    batch_keys,
+    check_horizon,
+    data_keys,
+    gather_windows,
+    window_batch,
+)
 from gfp.errors import ConfigError
 
 CLIP = "clip"  # a minibatch's gathered frames, (B, K + 1, H, W, C)
@@ -55,6 +69,18 @@ def clip_indices(idx: Any, frame_start: Any, frame_next: Any, k: int, xp: Any = 
     back = xp.arange(k - 1, -1, -1)
     obs_idx = xp.maximum(idx[:, None] - back, frame_start[idx][:, None])
     return xp.concatenate([obs_idx, frame_next[idx][:, None]], axis=1)
+
+
+def window_clip_indices(
+    idx: Any, frame_start: Any, frame_next: Any, k: int, horizon: int, xp: Any = jnp
+) -> Any:
+    """(B, 2K) frame indices of the windows starting at rows `idx`: the K frames of t's stacked
+    observation, then the K of the next observation of the window's last row s = t + h - 1
+    ([s-K+2, ..., s] clamped to s's episode's first row, then next(s), which may point into the
+    tails)."""
+    first = clip_indices(idx, frame_start, frame_next, k, xp)[:, :k]
+    last = clip_indices(idx + horizon - 1, frame_start, frame_next, k, xp)[:, 1:]
+    return xp.concatenate([first, last], axis=1)
 
 
 def gather_clip(frames: Any, tails: Any, ci: Any, xp: Any = jnp) -> Any:
@@ -111,20 +137,42 @@ def draw_rows(batch_key: jax.Array, n: int, batch_size: int) -> jax.Array:
     return jax.random.randint(batch_key, (batch_size,), 0, n)
 
 
-def finish_batch(config: Any, batch: Mapping[str, jax.Array], k_aug: jax.Array) -> dict:
+def finish_batch(
+    config: Any,
+    batch: Mapping[str, jax.Array],
+    k_aug: jax.Array,
+    horizon: int = 1,
+    out: Sequence[str] | None = None,
+) -> dict:
     """A minibatch whose frames are gathered (`clip`) as the agent reads it: augmented with the
-    aug key, stacked into observations and next observations."""
+    aug key, stacked into observations and next observations. Horizon h > 1: the clip holds 2K
+    frames (`window_clip_indices`) and the rest the window's rows, combined by
+    gfp.engine.sequence.window_batch (`out`: the keys to return)."""
     clip = augment(batch[CLIP], k_aug, config.p_aug, config.aug_pad)
-    obs, next_obs = stack_clip(clip, config.frame_stack)
-    rest = {k: v for k, v in batch.items() if k != CLIP}
+    k = config.frame_stack
+    if horizon == 1:
+        obs, next_obs = stack_clip(clip, k)
+    else:  # 2K frames: t's stack, then the window's last row's next stack
+        obs, next_obs = stack_clip(clip[:, :k], k)[0], stack_clip(clip[:, k:], k)[0]
+    rest = {key: v for key, v in batch.items() if key != CLIP}
     rest["observations"], rest["next_observations"] = obs, next_obs
-    return rest
+    if horizon == 1:
+        return rest
+    return window_batch(rest, config.gamma, out)
 
 
-def device_batch(data: Mapping[str, jax.Array], idx: jax.Array, k: int) -> dict[str, jax.Array]:
-    """The minibatch of rows `idx` from device-resident frame data (traced)."""
-    ci = clip_indices(idx, data["frame_start"], data["frame_next"], k)
-    batch = {key: v[idx] for key, v in data.items() if key not in FRAME_KEYS}
+def device_batch(
+    data: Mapping[str, jax.Array], idx: jax.Array, k: int, horizon: int = 1
+) -> dict[str, jax.Array]:
+    """The minibatch of rows `idx` (h > 1: window starts) from device-resident frame data
+    (traced)."""
+    rest = {key: v for key, v in data.items() if key not in FRAME_KEYS}
+    if horizon == 1:
+        ci = clip_indices(idx, data["frame_start"], data["frame_next"], k)
+        batch = {key: v[idx] for key, v in rest.items()}
+    else:
+        ci = window_clip_indices(idx, data["frame_start"], data["frame_next"], k, horizon)
+        batch = gather_windows(rest, idx, horizon)
     batch[CLIP] = gather_clip(data["frames"], data["tail_frames"], ci)
     return batch
 
@@ -168,10 +216,14 @@ def planned_blocks(
 class FrameSampler(Sampler):
     """Frame data on the device (`arrays`, the chunk's `data`). Each update splits the state's
     key into (next, update, batch, aug) keys: the batch key picks the rows, whose K + 1 frames
-    are gathered by index."""
+    are gathered by index. `horizon` h > 1: the rows are window starts (module docstring) and
+    the minibatches carry the keys `out`."""
 
-    def __init__(self, arrays: Mapping[str, Any]):
+    def __init__(
+        self, arrays: Mapping[str, Any], horizon: int = 1, out: Sequence[str] | None = None
+    ):
         self.arrays = dict(arrays)
+        self.horizon, self.out = horizon, (tuple(out) if out is not None else None)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -182,21 +234,32 @@ class FrameSampler(Sampler):
         return int(self.arrays["frame_start"].shape[0])
 
     @property
+    def starts(self) -> int:
+        """How many rows a minibatch's samples start at: N, or N - h + 1 windows."""
+        return self.size - self.horizon + 1
+
+    @property
     def nbytes(self) -> int:
         return sum(int(a.nbytes) for a in self.arrays.values())
 
     def keys(self) -> set[str]:
-        return {*self.arrays, *OBS_KEYS}  # observations come from the frames
+        keys = {*self.arrays, *OBS_KEYS}  # observations come from the frames
+        return keys if self.horizon == 1 else batch_keys(keys)
 
     def select(self, keys: Sequence[str]) -> FrameSampler:
-        return type(self)({k: v for k, v in self.arrays.items() if k in keys or k in FRAME_KEYS})
+        wanted = data_keys(keys, self.horizon)
+        kept = {k: v for k, v in self.arrays.items() if k in wanted or k in FRAME_KEYS}
+        return type(self)(kept, self.horizon, keys if self.horizon > 1 else None)
 
     def minibatch(self, config, data, rng, fed=None):
         nxt, upd, k_batch, k_aug = split_key(rng)
+        h = self.horizon
+        if h > 1:
+            check_horizon(config, h)
         if fed is None:
-            idx = draw_rows(k_batch, data["frame_start"].shape[0], config.batch_size)
-            fed = device_batch(data, idx, config.frame_stack)
-        return finish_batch(config, fed, k_aug), upd, nxt
+            idx = draw_rows(k_batch, data["frame_start"].shape[0] - h + 1, config.batch_size)
+            fed = device_batch(data, idx, config.frame_stack, h)
+        return finish_batch(config, fed, k_aug, h, self.out), upd, nxt
 
 
 class HostFrameSampler(FrameSampler):
@@ -214,11 +277,16 @@ class HostFrameSampler(FrameSampler):
 
     def gather(self, idx: np.ndarray, k: int) -> dict[str, np.ndarray]:
         """Minibatches of rows `idx` (any leading shape, e.g. (seeds, steps, B)), with their
-        frames as `clip` (..., K + 1, H, W, C): the values `gather_clip` gives, copied once into
-        the output by `GATHER_THREADS` threads (NumPy's take releases the GIL)."""
-        a, flat = self.arrays, idx.reshape(-1)
+        frames as `clip` (..., K + 1, H, W, C; h > 1: the 2K of `window_clip_indices`, the other
+        arrays' rows those of gfp.engine.sequence.gather_windows): the values `device_batch`
+        gives, copied once into the output by `GATHER_THREADS` threads (NumPy's take releases
+        the GIL)."""
+        a, flat, h = self.arrays, idx.reshape(-1), self.horizon
         frames, n = a["frames"], len(a["frames"])
-        ci = clip_indices(flat, a["frame_start"], a["frame_next"], k, xp=np)
+        if h == 1:
+            ci = clip_indices(flat, a["frame_start"], a["frame_next"], k, xp=np)
+        else:
+            ci = window_clip_indices(flat, a["frame_start"], a["frame_next"], k, h, xp=np)
         tail = ci >= n
         rows = np.where(tail, 0, ci)  # tails are patched in below (one row in ~1000)
         clip = np.empty((*ci.shape, *frames.shape[1:]), frames.dtype)
@@ -234,19 +302,23 @@ class HostFrameSampler(FrameSampler):
             take(0)
         if tail.any():
             clip[tail] = a["tail_frames"][ci[tail] - n]
-        out = {key: v[flat] for key, v in a.items() if key not in FRAME_KEYS}
+        rest = {key: v for key, v in a.items() if key not in FRAME_KEYS}
+        out = {key: v[flat] for key, v in rest.items()} if h == 1 else (
+            gather_windows(rest, flat, h, xp=np))  # fmt: skip
         out[CLIP] = clip
         return {key: v.reshape(*idx.shape, *v.shape[1:]) for key, v in out.items()}
 
     def block_steps(self, seeds: int, config: Any) -> int:
         """Updates per prefetched block: about BLOCK_BYTES of gathered frames (all seeds)."""
         frame = self.arrays["frames"][0]
-        per_step = seeds * config.batch_size * (config.frame_stack + 1) * frame.nbytes
+        k = config.frame_stack
+        per_sample = (k + 1 if self.horizon == 1 else 2 * k) * frame.nbytes
+        per_step = seeds * config.batch_size * per_sample
         return max(1, BLOCK_BYTES // max(per_step, 1))
 
     def feed(self, rngs, length, config):
         per_block = min(length, self.block_steps(len(rngs), config))
-        blocks = planned_blocks(_plan, rngs, self.size, config.batch_size, length, per_block)
+        blocks = planned_blocks(_plan, rngs, self.starts, config.batch_size, length, per_block)
         for steps, idx in blocks:
             yield steps, jax.device_put(self.gather(idx, config.frame_stack))
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from gfp.engine.frames import GATHER_THREADS, _gather_pool, planned_blocks
 from gfp.engine.samplers import Sampler
+from gfp.engine.sequence import WINDOW_KEYS, batch_keys, check_horizon, data_keys, window_batch
 from gfp.errors import WriteError
 
 # Bytes of gathered rows per prefetched block (all seeds): several hundred updates per jitted call
@@ -66,12 +67,24 @@ _plan = jax.jit(plan_rows, static_argnums=(1, 2, 3))
 class HostArraySampler(Sampler):
     """State transitions as NumPy arrays in host memory or memory-mapped (`arrays`, each of `size`
     rows, in the dtypes the device sampler would hold): a fed sampler, nothing of it goes to the
-    jitted chunk. `placement`: 'host' or 'disk', for the log and the tests."""
+    jitted chunk. `placement`: 'host' or 'disk', for the log and the tests.
+
+    `horizon` h > 1: minibatches of h-step windows (gfp.engine.sequence, the device's
+    `SequenceSampler`): the window starts are planned from the same key chain over N - h + 1
+    starts, their rows gathered here and the window math done inside the update; `out`: the
+    batch keys they carry."""
 
     fed = True
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], placement: str = "host"):
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        placement: str = "host",
+        horizon: int = 1,
+        out: Sequence[str] | None = None,
+    ):
         self.arrays, self.placement = dict(arrays), placement
+        self.horizon, self.out = horizon, (tuple(out) if out is not None else None)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -86,43 +99,65 @@ class HostArraySampler(Sampler):
         return sum(int(a.nbytes) for a in self.arrays.values())
 
     def keys(self) -> set[str]:
-        return set(self.arrays)
+        return set(self.arrays) if self.horizon == 1 else batch_keys(self.arrays)
 
     def select(self, keys: Sequence[str]) -> HostArraySampler:
-        return type(self)({k: self.arrays[k] for k in keys}, self.placement)
+        arrays = {k: self.arrays[k] for k in data_keys(keys, self.horizon)}
+        return type(self)(arrays, self.placement, self.horizon, keys if self.horizon > 1 else None)
 
     def minibatch(self, config, data, rng, fed=None):
         # The update key ArraySampler gives; the batch key's rows were drawn by `plan_rows`.
         update_key, _ = jax.random.split(rng)
+        if self.horizon > 1:
+            check_horizon(config, self.horizon)
+            fed = window_batch(fed, config.gamma, self.out)
         return fed, update_key, None
 
     def gather(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """The rows `idx` (any leading shape, e.g. (seeds, steps, B)) of every array, copied once
         into the output by `GATHER_THREADS` threads (NumPy's take releases the GIL; from a
-        memory map it reads only the pages holding those rows)."""
-        flat = idx.reshape(-1)
+        memory map it reads only the pages holding those rows). Horizon h > 1: `idx` are window
+        starts, and each array's rows are those of gfp.engine.sequence.gather_windows (the window
+        keys at all h rows, (..., h, ...), next_observations at the window's last row)."""
+        flat, h = idx.reshape(-1), self.horizon
+        rows = {k: flat for k in self.arrays}
+        if h > 1:
+            window = (flat[:, None] + np.arange(h)).reshape(-1)
+            for k in self.arrays:
+                if k in WINDOW_KEYS:
+                    rows[k] = window
+                elif k == "next_observations":
+                    rows[k] = flat + h - 1
         bounds = np.linspace(0, len(flat), min(GATHER_THREADS, len(flat)) + 1).astype(int)
-        out = {k: np.empty((len(flat), *a.shape[1:]), a.dtype) for k, a in self.arrays.items()}
+        per = {k: len(r) // max(len(flat), 1) for k, r in rows.items()}  # rows per sample: 1 or h
+        out = {k: np.empty((len(rows[k]), *a.shape[1:]), a.dtype) for k, a in self.arrays.items()}
 
         def take(i: int) -> None:
             lo, hi = bounds[i], bounds[i + 1]
             for k, a in self.arrays.items():
-                np.take(a, flat[lo:hi], axis=0, out=out[k][lo:hi], mode="clip")
+                m = per[k]
+                part = out[k][lo * m : hi * m]
+                np.take(a, rows[k][lo * m : hi * m], axis=0, out=part, mode="clip")
 
         if len(bounds) > 2:
             list(_gather_pool().map(take, range(len(bounds) - 1)))
         else:
             take(0)
-        return {k: v.reshape(*idx.shape, *v.shape[1:]) for k, v in out.items()}
+        return {
+            k: v.reshape(*idx.shape, *((h,) if per[k] > 1 else ()), *v.shape[1:])
+            for k, v in out.items()
+        }
 
     def block_steps(self, seeds: int, config: Any) -> int:
         """Updates per prefetched block: about BLOCK_BYTES of gathered rows (all seeds)."""
-        row = sum(a[:1].nbytes for a in self.arrays.values())
+        h = self.horizon
+        row = sum(a[:1].nbytes * (h if k in WINDOW_KEYS else 1) for k, a in self.arrays.items())
         return max(1, BLOCK_BYTES // max(seeds * config.batch_size * row, 1))
 
     def feed(self, rngs, length, config):
         per_block = min(length, self.block_steps(len(rngs), config))
-        blocks = planned_blocks(_plan, rngs, self.size, config.batch_size, length, per_block)
+        starts = self.size - self.horizon + 1  # h > 1: window starts (gfp.engine.sequence)
+        blocks = planned_blocks(_plan, rngs, starts, config.batch_size, length, per_block)
         for steps, idx in blocks:
             yield steps, jax.device_put(self.gather(idx))
 

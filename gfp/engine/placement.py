@@ -11,6 +11,11 @@ Pixel frames go to the device when they fit, else they stay in host memory and h
 gather and feed minibatches (`HostFrameSampler`), as the reference code keeps pixel datasets on
 the CPU; `disk` memory-maps them. `GFP_FRAMES_ON=host|device` forces one or the other; either
 gives the same minibatches and the same results.
+
+Action chunks (an agent config's `horizon` h > 1, gfp.engine.sequence): every placement draws
+h-step windows instead of rows: `SequenceSampler` on the device, `HostArraySampler` and the frame
+samplers with `horizon` h, all from the same key chain and window math, so the placements still
+give the same minibatches.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from gfp.engine.samplers import (
     training_array,
     training_rows,
 )
+from gfp.engine.sequence import VALID, SequenceSampler, check_terminals, data_keys, horizon_of
 from gfp.errors import ConfigError
 
 PLACEMENT_ENV = "GFP_FRAMES_ON"
@@ -120,12 +126,17 @@ def state_sampler(
     *,
     cache_dir: str | os.PathLike | None = None,
     log: Log | None = None,
+    horizon: int = 1,
 ) -> Sampler:
     """The sampler of state `transitions` for the training `keys`, placed as
     `choose_state_placement` decides (`log` gets one line saying where and why). Each array is
     float32 except uint8 observations, which stay uint8 (the encoders cast them inside the jitted
     update). Host placement shares the dataset's float32 arrays (no copy); disk writes the
-    arrays under `cache_dir` (gfp.engine.host_arrays.spill)."""
+    arrays under `cache_dir` (gfp.engine.host_arrays.spill). `horizon` h > 1: minibatches of
+    h-step windows (gfp.engine.sequence), carrying `keys`."""
+    out = tuple(keys)
+    check_terminals(transitions, horizon)
+    keys = data_keys(keys, horizon)
 
     def dtype(key: str) -> Any:
         x = transitions["actions" if key == "next_actions" else key]
@@ -140,45 +151,67 @@ def state_sampler(
     )
     if log is not None:
         log(f"state data on the {choice}: {why}")
+    window = (horizon, out) if horizon > 1 else (1, None)
     if choice == "device":
         arrays = {k: training_array(transitions, k) for k in keys}
-        return ArraySampler({k: jnp.asarray(x, dtype=dtype(k)) for k, x in arrays.items()})
+        on_device = {k: jnp.asarray(x, dtype=dtype(k)) for k, x in arrays.items()}
+        return ArraySampler(on_device) if horizon == 1 else SequenceSampler(on_device, *window)
     if choice == "host":
         arrays = {k: np.asarray(training_array(transitions, k), dtype(k)) for k in keys}
-        return HostArraySampler(arrays, "host")
+        return HostArraySampler(arrays, "host", *window)
     columns = {
         k: (shape(k), dtype(k), lambda lo, hi, k=k: training_rows(transitions, k, lo, hi))
         for k in keys
     }
-    return HostArraySampler(spill(columns, cache_dir), "disk")
+    return HostArraySampler(spill(columns, cache_dir), "disk", *window)
 
 
 def frame_sampler(
-    transitions: Mapping[str, np.ndarray], keys: Sequence[str], placement: str | None = None
+    transitions: Mapping[str, np.ndarray],
+    keys: Sequence[str],
+    placement: str | None = None,
+    horizon: int = 1,
 ) -> FrameSampler:
     """The sampler of pixel `transitions` for the training `keys`: frames on the device
-    (`FrameSampler`) or in host memory (`HostFrameSampler`), as `choose_placement` decides."""
-    store = frame_store(transitions)
-    rest = {
-        k: np.asarray(training_array(transitions, k), np.float32) for k in keys if k not in OBS_KEYS
-    }
-    arrays = {**store, **rest}
+    (`FrameSampler`) or in host memory (`HostFrameSampler`), as `choose_placement` decides;
+    `horizon` h > 1: h-step windows (gfp.engine.frames, gfp.engine.sequence)."""
+    arrays, window = frame_arrays(transitions, keys, horizon)
     nbytes = sum(int(a.nbytes) for a in arrays.values())
     if choose_placement(nbytes, placement) == "host":
-        return HostFrameSampler(arrays)
-    return FrameSampler({k: jnp.asarray(v) for k, v in arrays.items()})
+        return HostFrameSampler(arrays, *window)
+    return FrameSampler({k: jnp.asarray(v) for k, v in arrays.items()}, *window)
+
+
+def frame_arrays(
+    transitions: Mapping[str, np.ndarray], keys: Sequence[str], horizon: int
+) -> tuple[dict[str, np.ndarray], tuple[int, tuple[str, ...] | None]]:
+    """The frame store and the other training arrays of pixel `transitions` for `keys`, and the
+    frame samplers' (horizon, batch keys) arguments."""
+    check_terminals(transitions, horizon)
+    store = frame_store(transitions)
+    rest = {
+        k: np.asarray(training_array(transitions, k), np.float32)
+        for k in data_keys(keys, horizon)
+        if k not in OBS_KEYS
+    }
+    window = (horizon, tuple(keys)) if horizon > 1 else (1, None)
+    return {**store, **rest}, window
 
 
 def make_sampler(
     transitions: Mapping[str, np.ndarray],
-    keys: Sequence[str] = BATCH_KEYS + DERIVED_KEYS,
+    keys: Sequence[str] | None = None,
     placement: str | None = None,
     *,
     cache_dir: str | os.PathLike | None = None,
     log: Log | None = None,
+    horizon: int = 1,
 ) -> Sampler:
     """The sampler of a dataset's training arrays `keys` (pass `agent.batch_keys` to carry only
-    what that agent reads).
+    what that agent reads; None: every key an agent reads).
+
+    `horizon` (an agent config's, `agent_sampler` passes it): 1 draws single transitions;
+    h > 1 h-step windows of every placement below (gfp.engine.sequence).
 
     State data: `placement` None keeps it on the device (`ArraySampler`, whose `data` other
     code may read, e.g. the online replay buffer's first rows); 'auto', 'device', 'host' or
@@ -188,12 +221,36 @@ def make_sampler(
     the frames stored once, stacked by index when minibatches are drawn, on the device when they
     fit there, else in host memory (`placement` 'device' or 'host', or $GFP_FRAMES_ON, forces
     one; 'disk' memory-maps them)."""
+    if keys is None:
+        keys = BATCH_KEYS + DERIVED_KEYS if horizon == 1 else (*BATCH_KEYS, VALID)
     obs = transitions.get("observations")
     if is_pixels(obs) and ("next_observations" in transitions or is_frame_form(transitions)):
         if placement == "disk":
-            return host_frame_sampler_on_disk(transitions, keys, cache_dir, log)
-        return frame_sampler(transitions, keys, None if placement == "auto" else placement)
-    return state_sampler(transitions, keys, placement or "device", cache_dir=cache_dir, log=log)
+            return host_frame_sampler_on_disk(transitions, keys, cache_dir, log, horizon)
+        where = None if placement == "auto" else placement
+        return frame_sampler(transitions, keys, where, horizon)
+    return state_sampler(
+        transitions, keys, placement or "device", cache_dir=cache_dir, log=log, horizon=horizon
+    )
+
+
+def agent_sampler(
+    transitions: Mapping[str, np.ndarray],
+    agent: Any,
+    placement: str | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    log: Log | None = None,
+) -> Sampler:
+    """`make_sampler` for what `agent` reads (`agent.batch_keys`), with its config's horizon."""
+    return make_sampler(
+        transitions,
+        agent.batch_keys,
+        placement,
+        cache_dir=cache_dir,
+        log=log,
+        horizon=horizon_of(agent.config),
+    )
 
 
 def host_frame_sampler_on_disk(
@@ -201,16 +258,13 @@ def host_frame_sampler_on_disk(
     keys: Sequence[str],
     cache_dir: str | os.PathLike | None = None,
     log: Log | None = None,
+    horizon: int = 1,
 ) -> HostFrameSampler:
     """Pixel `transitions`' frame data memory-mapped from disk (gfp.engine.host_arrays.spill),
     gathered and fed as from host memory (`HostFrameSampler`)."""
-    store = frame_store(transitions)
-    rest = {
-        k: np.asarray(training_array(transitions, k), np.float32) for k in keys if k not in OBS_KEYS
-    }
-    arrays = {**store, **rest}
+    arrays, window = frame_arrays(transitions, keys, horizon)
     if log is not None:
         nbytes = sum(int(a.nbytes) for a in arrays.values())
         log(f"frame data on the disk: {nbytes / 2**20:.0f} MiB, as --data-placement disk says")
     columns = {k: (a.shape, a.dtype, lambda lo, hi, a=a: a[lo:hi]) for k, a in arrays.items()}
-    return HostFrameSampler(spill(columns, cache_dir))
+    return HostFrameSampler(spill(columns, cache_dir), *window)

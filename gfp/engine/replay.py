@@ -13,11 +13,18 @@ with those rows written back at their positions (`restore_rows`). The dataset's 
 written: they come from the dataset again. Each checkpoint writes only the online rows added since
 the previous one (`online_rows`, a replay segment of gfp.rundir), so its cost does not grow with
 the buffer.
+
+Action chunks (an agent config's `horizon` h > 1, gfp.engine.sequence): the buffer also holds
+`terminals` (1 on the last row of an episode, terminated or truncated: the episodes' ends the
+windows need) and `ReplaySampler` draws h-step windows from its filled rows (starts in
+[0, size - h]) and, balanced, half of them from the dataset's windows. As in the reference
+implementation, a window may run from the buffer's newest row into its oldest once it has
+wrapped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -27,6 +34,14 @@ from flax import struct
 
 from gfp.agents.base import Batch
 from gfp.engine.samplers import Sampler, sample_rows
+from gfp.engine.sequence import (
+    batch_keys,
+    check_horizon,
+    data_keys,
+    draw_starts,
+    gather_windows,
+    window_batch,
+)
 from gfp.errors import DataError
 
 
@@ -108,35 +123,83 @@ def sample_training_batch(
     return jax.tree.map(lambda x, y: jnp.concatenate([x, y.astype(x.dtype)]), a, b)
 
 
+def sample_training_windows(
+    buffer: ReplayBuffer,
+    offline: Batch,
+    rng: jax.Array,
+    batch_size: int,
+    balanced: bool,
+    horizon: int,
+) -> Batch:
+    """The raw h-step windows (gfp.engine.sequence.gather_windows) of a minibatch, drawn as
+    `sample_training_batch` draws rows: from the buffer's filled rows (starts in [0, size - h]),
+    or balanced, the first batch_size // 2 from the offline data's windows."""
+
+    def windows(data: Batch, r: jax.Array, count: int, size: Any) -> Batch:
+        n = data["actions"].shape[0] if size is None else size
+        return gather_windows(data, draw_starts(r, n, count, horizon), horizon)
+
+    if not balanced:
+        return windows(buffer.data, rng, batch_size, buffer.size)
+    r_off, r_on = jax.random.split(rng)
+    half = batch_size // 2
+    a = windows(offline, r_off, half, None)
+    b = windows(buffer.data, r_on, batch_size - half, buffer.size)
+    return jax.tree.map(lambda x, y: jnp.concatenate([x, y.astype(x.dtype)]), a, b)
+
+
 class ReplaySampler(Sampler):
     """Minibatches from each seed's replay buffer (and, balanced, half from the dataset): data
     `{"buffer": buffers (seed axis), "offline": dataset arrays (shared)}`. Each update splits the
     state's key into (update key, batch key), as `ArraySampler` does. The online phase replaces
-    `buffers` after each collection step (the jitted step donates and returns them)."""
+    `buffers` after each collection step (the jitted step donates and returns them). `horizon`
+    h > 1: minibatches of h-step windows carrying the keys `out` (gfp.engine.sequence)."""
 
     data_axes = {"buffer": 0, "offline": None}
 
-    def __init__(self, buffers: ReplayBuffer, offline: Batch, balanced: bool):
+    def __init__(
+        self,
+        buffers: ReplayBuffer,
+        offline: Batch,
+        balanced: bool,
+        horizon: int = 1,
+        out: Sequence[str] | None = None,
+    ):
         self.buffers, self.offline, self.balanced = buffers, dict(offline), balanced
+        self.horizon, self.out = horizon, (tuple(out) if out is not None else None)
 
     @property
     def data(self) -> dict[str, Any]:
         return {"buffer": self.buffers, "offline": self.offline}
 
     def keys(self) -> set[str]:
-        return set(self.buffers.data)
+        keys = set(self.buffers.data)
+        return keys if self.horizon == 1 else batch_keys(keys)
 
     def select(self, keys):
-        kept = self.buffers.replace(data={k: self.buffers.data[k] for k in keys})
-        return ReplaySampler(kept, {k: v for k, v in self.offline.items() if k in keys},
-                             self.balanced)  # fmt: skip
+        wanted = data_keys(keys, self.horizon)
+        kept = self.buffers.replace(data={k: self.buffers.data[k] for k in wanted})
+        offline = {k: v for k, v in self.offline.items() if k in wanted}
+        out = keys if self.horizon > 1 else None
+        return ReplaySampler(kept, offline, self.balanced, self.horizon, out)
 
     def minibatch(self, config, data, rng, fed=None):
         rng, batch_rng = jax.random.split(rng)
-        batch = sample_training_batch(
-            data["buffer"], data["offline"], batch_rng, config.batch_size, self.balanced
+        if self.horizon == 1:
+            batch = sample_training_batch(
+                data["buffer"], data["offline"], batch_rng, config.batch_size, self.balanced
+            )
+            return batch, rng, None
+        check_horizon(config, self.horizon)
+        raw = sample_training_windows(
+            data["buffer"],
+            data["offline"],
+            batch_rng,
+            config.batch_size,
+            self.balanced,
+            self.horizon,
         )
-        return batch, rng, None
+        return window_batch(raw, config.gamma, self.out), rng, None
 
 
 def held_positions(base: int, capacity: int, added: int) -> np.ndarray:
