@@ -28,6 +28,7 @@ from gfp.agents.configs import (
     check_field,
     config_class,
     config_from_dict,
+    hashed_agent_config,
     is_int,
     require,
 )
@@ -257,7 +258,10 @@ def run_defining(record: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config.json that decides the run (what `config_hash` fingerprints); the
     online settings only where recorded (a run with an online phase)."""
     online = run_settings.online_only()
-    return {k: record.get(k) for k in run_defining_keys() if k not in online or k in record}
+    out = {k: record.get(k) for k in run_defining_keys() if k not in online or k in record}
+    if isinstance(out.get("agent_config"), dict):  # options added later, at their defaults: out
+        out["agent_config"] = hashed_agent_config(out["agent_config"])
+    return out
 
 
 def config_hash(record: Mapping[str, Any]) -> str:

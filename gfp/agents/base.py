@@ -108,7 +108,7 @@ class Agent:
     Config: ClassVar[type[BaseConfig]] = BaseConfig
     policies: ClassVar[tuple[str, ...]] = ("actor",)  # policies that evaluation reports
     targets: ClassVar[tuple[str, ...]] = ("critic",)  # modules with a Polyak target copy
-    batch_keys: ClassVar[tuple[str, ...]] = BATCH_KEYS  # dataset arrays its batches carry
+    base_batch_keys: ClassVar[tuple[str, ...]] = BATCH_KEYS  # dataset arrays its batches carry
 
     def __init__(self, config: BaseConfig, obs_spec: ObsSpec | int, action_dim: int):
         self.config = config
@@ -116,8 +116,56 @@ class Agent:
         # What the networks see: the last `frame_stack` observations along channels (pixel tasks;
         # gfp.engine.frames stacks them in training, gfp.evaluate at evaluation).
         self.obs_spec = spec.stacked(config.frame_stack)
-        self.action_dim = action_dim
+        # Action chunking (QC, Li et al. 2025): `action_dim` is the ENVIRONMENT's A; the policies
+        # and networks act on a chunk of chunk_len actions flattened to chunk_len * A (step i in
+        # out[..., i*A:(i+1)*A]). horizon 1, or action_chunking off: one action, chunk_len 1.
+        self.env_action_dim = action_dim
+        self.horizon = config.horizon
+        self.chunk_len = config.horizon if config.action_chunking else 1
+        self.action_dim = self.chunk_len * action_dim
         self.nets = self.networks()
+
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """The dataset arrays its batches carry; h-step windows (horizon > 1) also carry `valid`
+        (B, h): 1 for the window's steps up to and including its first terminal, 0 after."""
+        keys = self.base_batch_keys
+        return (*keys, "valid") if self.horizon > 1 else keys
+
+    # ---- action chunks (horizon > 1; the batch format is gfp.engine's window sampler's) -------
+    def noise_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of the noise z that `action` takes for observations of batch shape
+        `batch_shape`: one z per action (chunk)."""
+        return (*batch_shape, self.action_dim)
+
+    def discount(self) -> float:
+        """The discount of the bootstrap: gamma, or gamma^h for an h-step window (QC's
+        discount ** horizon_length; the window's rewards are already discounted and summed)."""
+        c = self.config
+        return c.gamma if self.horizon == 1 else c.gamma**self.horizon
+
+    def batch_actions(self, batch: Batch) -> jax.Array:
+        """The dataset action the networks see: the batch's (B, A) for horizon 1; for a window
+        (B, h, A) the chunk flattened to (B, h*A) with chunking, else its first action (QC)."""
+        a = batch["actions"]
+        if self.horizon == 1:
+            return a
+        if self.chunk_len > 1:
+            return a.reshape(a.shape[0], -1)
+        return a[:, 0]
+
+    def step_mask(self, batch: Batch) -> jax.Array | None:
+        """Per action coordinate, whether its step of the chunk is valid (B, h*A), for the flow
+        matching of chunks (QC masks its BC flow loss by `valid`); None where nothing is masked
+        (horizon 1, or one action per window)."""
+        if self.chunk_len == 1:
+            return None
+        return jnp.repeat(batch["valid"], self.env_action_dim, axis=-1)
+
+    def td_weight(self, batch: Batch) -> jax.Array | None:
+        """Weight of each sample's TD error: valid[:, -1] for h-step windows (QC: a window that
+        crosses a terminal before its last step contributes nothing); None for horizon 1."""
+        return None if self.horizon == 1 else batch["valid"][:, -1]
 
     @property
     def obs_dim(self) -> int:
@@ -169,9 +217,10 @@ class Agent:
     def action(
         self, params: Params, obs: jax.Array, z: jax.Array, policy: str = "actor"
     ) -> jax.Array:
-        """The action of `policy` at `obs` for the noise `z` ~ N(0, I) of shape (*batch,
-        action_dim), clipped to [-1, 1]; deterministic policies ignore `z`. A pure function, so
-        that exported policies (gfp.export) take the noise as an input."""
+        """The action of `policy` at `obs` for the noise `z` ~ N(0, I) of shape
+        `noise_shape(batch)` (by default (*batch, action_dim)), clipped to [-1, 1]; deterministic
+        policies ignore `z`. A pure function, so that exported policies (gfp.export) take the
+        noise as an input. With action chunking the action is a chunk (*batch, chunk_len * A)."""
         raise NotImplementedError
 
     def explore_action(
@@ -193,7 +242,7 @@ class Agent:
     ) -> jax.Array:
         """The stochastic policy used at evaluation: a fresh z ~ N(0, I) from `rng`; with
         `explore`, the online phase's collection policy (`explore_action`)."""
-        z = jax.random.normal(rng, (*self.batch_shape(obs), self.action_dim))
+        z = jax.random.normal(rng, self.noise_shape(self.batch_shape(obs)))
         return (self.explore_action if explore else self.action)(params, obs, z, policy)
 
     def schedule(self, step: jax.Array) -> dict[str, jax.Array]:

@@ -6,6 +6,9 @@
             guidance weight g = 1, FQL's BC flow on its own),
             L = mean_batch,j (v(t, s, a_t) - (a - eps))_j^2,   a_t = (1 - t) eps + t a;
             acts with M Euler steps from z ~ N(0, I), clipped to [-1, 1].
+            With horizon h > 1 it clones action chunks (QC's BC flow on its own, Li, Zhou,
+            Levine 2025): the flow outputs h*A, its loss masked per step by the window's valid.
+'bc' refuses horizon > 1 (configs.SINGLE_STEP_CONFIGS).
 """
 
 from __future__ import annotations
@@ -71,12 +74,17 @@ class FlowBC(Agent):
     def sample_noise(self, rng: jax.Array, batch: Batch) -> dict[str, jax.Array]:
         """The flow-matching source sample eps ~ N(0, I) and time t ~ U[0, 1)."""
         k_eps, k_t = jax.random.split(rng)
-        shape = batch["actions"].shape
+        shape = batch["actions"].shape if self.horizon == 1 else self.batch_actions(batch).shape
         return {"eps": jax.random.normal(k_eps, shape), "t": jax.random.uniform(k_t, shape[:1])}
 
     def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
         flow = self.nets["flow"][0]
-        s, a = batch["observations"], batch["actions"]
-        err = flow_matching_error(flow, {"params": params["flow"]}, s, a, noise["eps"], noise["t"])
+        s, a = batch["observations"], self.batch_actions(batch)
+        p = {"params": params["flow"]}
+        mask = self.step_mask(batch)  # a chunk's steps after a terminal (None: nothing masked)
+        if mask is None:
+            err = flow_matching_error(flow, p, s, a, noise["eps"], noise["t"])
+        else:
+            err = flow_matching_error(flow, p, s, a, noise["eps"], noise["t"], mask)
         loss = err.mean()
         return {"flow": loss}, {"flow/loss": loss}

@@ -312,9 +312,29 @@ class BaseConfig:
         ge=0,
         le=32,
     )
+    horizon: int = option(
+        1,
+        "Action chunking (Q-chunking, QC; Li, Zhou, Levine 2025): the length h of the action "
+        "chunks the policy outputs and the critic scores, trained on h-step windows with the "
+        "h-step return r_t + ... + gamma^(h-1) r_(t+h-1) + gamma^h Q(s_(t+h), a'). 1 = one action "
+        "per step (no chunking). gfp, fql, flow_bc and qc only.",
+        ge=1,
+        le=64,
+    )
+    action_chunking: bool = option(
+        True,
+        "With horizon > 1: True = the policy and critic act on the whole chunk of h actions (QC); "
+        "False = one action with the h-step return (QC's 'FQL-n' / 'BFN-n' baselines).",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.horizon > 1 and isinstance(self, SINGLE_STEP_CONFIGS):
+            name = next((n for n, c in CONFIGS.items() if c is type(self)), type(self).__name__)
+            raise ConfigError(
+                f"{name} does not support horizon = {self.horizon} (action chunking): "
+                f"horizon > 1 is for {', '.join(CHUNKING_AGENTS)}"
+            )
 
     @classmethod
     def field_help(cls) -> dict[str, str]:
@@ -462,6 +482,36 @@ class FlowBCConfig(BaseConfig):
     )
 
 
+# ---- QC (Q-chunking, best-of-N) -----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class QCConfig(BaseConfig):
+    """QC's `actor_type='best-of-n'` (Li, Zhou, Levine 2025, Sec. 4): a BC flow over action chunks
+    and a chunk critic; the policy draws num_samples chunks from the flow and takes the one the
+    critic values most. Defaults are QC's (its get_config: 4x512 networks, critic LayerNorm, no
+    actor LayerNorm, lr 3e-4, batch 256, discount 0.99, tau 0.005, horizon 5)."""
+
+    horizon: int = option(
+        5,
+        "Action chunk length h (QC's horizon_length, 5 in its experiments); the critic learns the "
+        "h-step return of the chunk.",
+        ge=1,
+        le=64,
+    )
+    flow_steps: int = option(10, _FLOW_STEPS, ge=1)
+    q_agg: Literal["mean", "min"] = option(
+        "mean",
+        "Aggregation of the 2 critics in the Bellman target and in the best-of-N choice (QC's "
+        "q_agg; 'mean' by default).",
+    )
+    num_samples: int = option(
+        32,
+        "N: chunks drawn from the BC flow per state; the policy (and the Bellman target's next "
+        "chunk) is the one with the highest Q (QC's actor_num_samples).",
+        ge=1,
+    )
+    time_embedding: Literal["sinusoidal", "scalar"] = option("scalar", _TIME_EMB)
+
+
 # ---- the registry --------------------------------------------------------------------------------
 CONFIGS: dict[str, type[BaseConfig]] = {
     "gfp": GFPConfig,
@@ -470,6 +520,7 @@ CONFIGS: dict[str, type[BaseConfig]] = {
     "iql": IQLConfig,
     "bc": BCConfig,
     "flow_bc": FlowBCConfig,
+    "qc": QCConfig,
 }
 # Where each agent's implementation lives ("module:class"); imported only when an agent is built.
 AGENT_CLASSES: dict[str, str] = {
@@ -479,8 +530,28 @@ AGENT_CLASSES: dict[str, str] = {
     "iql": "gfp.agents.iql:IQL",
     "bc": "gfp.agents.bc:BC",
     "flow_bc": "gfp.agents.bc:FlowBC",
+    "qc": "gfp.agents.qc:QC",
 }
 AGENT_NAMES: tuple[str, ...] = tuple(CONFIGS)
+# Action chunking (BaseConfig.horizon > 1): the flow agents; the others refuse it when built.
+CHUNKING_AGENTS: tuple[str, ...] = ("gfp", "fql", "flow_bc", "qc")
+SINGLE_STEP_CONFIGS: tuple[type[BaseConfig], ...] = (ReBRACConfig, IQLConfig, BCConfig)
+
+# Options added after runs were recorded: a config.json's agent_config without them reads back
+# with the field's default (`config_from_dict`), and at the default value below they are left
+# out of the run-defining hash (`hashed_agent_config`, gfp.job.config_hash), so a run recorded
+# before them keeps its identity and --resume accepts it.
+LATER_OPTIONS: dict[str, Any] = {"horizon": 1, "action_chunking": True}
+
+
+def hashed_agent_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """An agent_config record as the run-defining hash sees it: the LATER_OPTIONS at their
+    default values left out (what a record made before them hashed)."""
+    return {
+        k: v
+        for k, v in values.items()
+        if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k] and type(v) is type(LATER_OPTIONS[k]))
+    }
 
 
 def config_class(agent: str, configs: Mapping[str, type] | None = None) -> type[BaseConfig]:
@@ -495,7 +566,8 @@ def config_class(agent: str, configs: Mapping[str, type] | None = None) -> type[
 def config_from_dict(agent: str, values: dict[str, Any], where: str = "config") -> BaseConfig:
     """A Config from plain values (e.g. a config.json's agent_config; the Config normalizes them,
     lists of sizes to tuples); an unknown or missing key, or a bad value, is a ConfigError naming
-    the key and `where`."""
+    the key and `where`. A missing LATER_OPTIONS key (a record made before it) takes its
+    default."""
     cls = config_class(agent)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
@@ -503,6 +575,8 @@ def config_from_dict(agent: str, values: dict[str, Any], where: str = "config") 
         raise ConfigError(
             f"{where}: unknown {agent} option(s) {', '.join(unknown)} (valid: {', '.join(names)})"
         )
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    values = {**{n: defaults[n] for n in LATER_OPTIONS if n not in values}, **values}
     missing = [n for n in names if n not in values]
     if missing:
         raise ConfigError(f"{where}: missing {agent} option(s) {', '.join(missing)}")

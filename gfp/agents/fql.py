@@ -14,17 +14,19 @@ What makes this FQL rather than GFP with eta = 0 (docs/paper-vs-code.md #5, #9, 
 loss always averages the two critics (q_agg only sets the Bellman target), the Q term is
 unnormalised by default (so alpha is on FQL's scale, 1 to 30000, not GFP's), the flow takes the
 raw scalar t, and the flow-matching loss is unweighted.
+
+With horizon h > 1 this is QC's "QC-FQL" (Li, Zhou, Levine 2025; its acfql.py, actor_type
+'distill-ddpg'): the same three losses on action chunks and h-step windows (gfp.agents.onestep):
+y = R_t^h + gamma^h * mask * Qagg_phibar(s_(t+h), clip(mu_theta(s_(t+h), z'))), the TD error
+weighted by valid_(h-1), the flow loss masked per step by valid, the actor's terms over the whole
+chunk (unmasked, as QC). action_chunking False: QC's "FQL-n".
 """
 
 from __future__ import annotations
 
-import jax
-
 from gfp.agents.base import Batch, Params, critic_metrics
 from gfp.agents.configs import FQLConfig as Config
 from gfp.agents.onestep import OneStepFlow
-
-sg = jax.lax.stop_gradient
 
 
 class FQL(OneStepFlow):
@@ -36,19 +38,20 @@ class FQL(OneStepFlow):
     config: Config
 
     def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
-        c = self.config
-        s, a = batch["observations"], batch["actions"]
+        s, a = batch["observations"], self.batch_actions(batch)  # a: the chunk for horizon > 1
 
-        # Critic: y = r + gamma * mask * Qagg_phibar(s', clip(mu_theta(s', z'))), no gradient in y.
+        # Critic: y = r + gamma * mask * Qagg_phibar(s', clip(mu_theta(s', z'))), no gradient in y
+        # (h-step windows: R + gamma^h * mask * Q, onestep.bellman_target).
         q_next = self.next_value(params, target_params, batch, noise["z_next"])
-        y = sg(batch["rewards"] + c.gamma * batch["masks"] * q_next)
+        y = self.bellman_target(batch, q_next)
         critic_loss, q_all = self.td_loss(params, batch, y)
 
         # Actor: -lambda Q + alpha * distillation, Q the MEAN of the two critics whatever q_agg.
         actor_loss, p = self.actor_loss(params, s, noise["z"], q_agg="mean")
 
-        # BC flow: plain (unweighted) flow matching on the dataset actions.
-        flow_err = self.flow_error(params, s, a, noise["eps"], noise["t"])
+        # BC flow: plain (unweighted) flow matching on the dataset actions (a chunk: its steps
+        # after a terminal masked out, as QC).
+        flow_err = self.flow_error(params, s, a, noise["eps"], noise["t"], self.step_mask(batch))
         flow_loss = flow_err.mean()
 
         metrics = {

@@ -17,6 +17,23 @@ Losses (equation numbers are the paper's):
   (10) g = sigmoid((lambda / eta) (Q(s, a) - Q(s, a_theta)))
 Where the paper and the authors' code disagree (docs/paper-vs-code.md) both are options; the
 defaults reproduce the published numbers (the code's behaviour).
+
+Action chunking (horizon h > 1; Q-chunking, QC: Li, Zhou, Levine, NeurIPS 2025, Sec. 4): GFP on
+chunks of h actions and h-step windows, built as QC builds QC-FQL from FQL (gfp.agents.onestep):
+  (6)  y = R_t^h + gamma^h * mask * Qagg_phibar(s_(t+h), a'), a' the actor's next chunk (and for
+       y_VaBC, Eq. 7, the VaBC chunk, at s_(t+h) or s_t as target_use_next says); the TD error
+       weighted by valid_(h-1) (QC's critic loss);
+  (8)  the actor's Q and distillation terms over the whole chunk, unmasked (QC does not mask its
+       distillation loss; we follow its code, not the issue's "valid steps only");
+  (9)  each sample's flow error is the valid-masked mean over the chunk's (step, dim) coordinates
+       (QC's BC flow loss), weighted by
+  (10) g = sigmoid((lambda / eta) (Q(s, a_chunk) - Q(s, a_theta_chunk))), the chunk critic.
+Choices GFP has and QC has no counterpart for: g scores the dataset's WHOLE chunk, its steps after
+a terminal included (the critic only knows whole chunks, and those samples' flow error is masked
+there anyway, so g only reweights their valid steps); lambda (Eq. 8) is taken over chunk values
+as they are; the VaBC next chunk of y_VaBC is drawn with the same z' as the actor's. With
+action_chunking False (QC's "FQL-n"): every network sees the window's first action, the flow loss
+is unmasked, and the critic keeps the h-step target and the valid_(h-1) weight.
 """
 
 from __future__ import annotations
@@ -41,7 +58,8 @@ class GFP(OneStepFlow):
 
     # ---- losses -------------------------------------------------------------------------------
     def critic_target(self, params: Params, target_params: Params, batch: Batch, z: jax.Array):
-        """y = r + gamma * mask * q_next (Eq. 6 / Eq. 7); no gradient flows through it."""
+        """y = r + gamma * mask * q_next (Eq. 6 / Eq. 7), gamma^h for an h-step window; no
+        gradient flows through it."""
         c = self.config
         s_next = batch["next_observations"]
         q_actor = self.next_value(params, target_params, batch, z)
@@ -57,7 +75,7 @@ class GFP(OneStepFlow):
                 "min": jnp.minimum(q_actor, q_vabc),
                 "max": jnp.maximum(q_actor, q_vabc),
             }[c.target_agg]
-        return sg(batch["rewards"] + c.gamma * batch["masks"] * q_next)
+        return self.bellman_target(batch, q_next)  # h-step windows: R + gamma^h * mask * q_next
 
     def guidance(self, q_data: jax.Array, q_ref: jax.Array, lam: jax.Array) -> jax.Array:
         """g(s, a) from Eq. 10 (softmax) or Eq. 11 (advantage); eta = 0 gives g = 1 (no
@@ -70,7 +88,7 @@ class GFP(OneStepFlow):
 
     def loss_terms(self, params: Params, target_params: Params, batch: Batch, noise: dict):
         c = self.config
-        s, a = batch["observations"], batch["actions"]
+        s, a = batch["observations"], self.batch_actions(batch)  # a: the chunk for horizon > 1
         metrics: Metrics = {}
 
         # Critic (Eq. 6/7). Actor and VaBC appear only inside the stop-gradient target.
@@ -83,7 +101,7 @@ class GFP(OneStepFlow):
         a_theta, a_omega, lam = p["a_theta"], p["a_flow"], p["lam"]
 
         # VaBC (Eq. 9/10): flow matching on the linear path, each sample weighted by g.
-        flow_err = self.flow_error(params, s, a, noise["eps"], noise["t"])
+        flow_err = self.flow_error(params, s, a, noise["eps"], noise["t"], self.step_mask(batch))
         g_critic = target_params["critic"] if c.guidance_critic == "target" else params["critic"]
         g_critic = sg(g_critic)
         q_data = self.q(g_critic, s, a)

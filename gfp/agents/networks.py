@@ -219,11 +219,22 @@ def euler_flow(velocity: nn.Module, params, obs: jax.Array, z: jax.Array, steps:
 
 
 def flow_matching_error(
-    velocity: nn.Module, params, obs: jax.Array, actions: jax.Array, eps: jax.Array, t: jax.Array
+    velocity: nn.Module,
+    params,
+    obs: jax.Array,
+    actions: jax.Array,
+    eps: jax.Array,
+    t: jax.Array,
+    mask: jax.Array | None = None,
 ) -> jax.Array:
     """Per-sample flow-matching error on the linear path a_t = (1 - t) eps + t a, whose velocity is
     a - eps: mean_j (v(t, s, a_t)_j - (a - eps)_j)^2, shape (batch,): paper Eq. 9 before its
-    weight g, and FQL's BC flow; a mean over action dims, not the sum (docs/paper-vs-code.md #4)."""
+    weight g, and FQL's BC flow; a mean over action dims, not the sum (docs/paper-vs-code.md #4).
+    `mask` (batch, dims): the coordinates of an action chunk's invalid steps (after a terminal)
+    weigh 0, still counted in the mean's denominator, as QC's BC flow loss (mean over (B, h, A) of
+    err * valid)."""
     a_t = (1.0 - t[:, None]) * eps + t[:, None] * actions
     v = velocity.apply(params, obs, a_t, t)
-    return jnp.mean((v - (actions - eps)) ** 2, axis=-1)
+    if mask is None:
+        return jnp.mean((v - (actions - eps)) ** 2, axis=-1)
+    return jnp.mean((v - (actions - eps)) ** 2 * mask, axis=-1)

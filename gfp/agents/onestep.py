@@ -1,6 +1,18 @@
 """The one-step flow agents' common core, `OneStepFlow`: what GFP keeps from FQL (Flow Q-Learning;
 Park, Li, Levine, ICML 2025), whose code GFP's authors forked. gfp.agents.gfp (GFP) and
 gfp.agents.fql (FQL) subclass it and write their own `loss_terms` from its pieces.
+
+Action chunking (horizon h > 1; Q-chunking, QC: Li, Zhou, Levine, NeurIPS 2025, Sec. 4, its
+"QC-FQL"): the actor, the flow and the critic act on chunks of h actions flattened to h*A; the
+batch is an h-step window (gfp.agents.base: `batch_actions`, `step_mask`, `td_weight`):
+  y        = R_t^h + gamma^h * mask * Qagg_phibar(s_(t+h), a'),  R_t^h = sum_i gamma^i r_(t+i)
+  L_critic = mean_k,batch (Q_phi^k(s, a_chunk) - y)^2 * valid_(h-1)
+  L_flow   = mean_batch,(i,j) valid_i * (v_omega(t, s, a_t) - (a_chunk - eps))_(i,j)^2
+and the actor's distillation and Q terms cover the whole chunk, unmasked: QC's code does not mask
+its distillation loss (the issue asked for "valid steps only"; we follow QC's code). With
+action_chunking False the networks see the window's first action only (QC's "FQL-n": the h-step
+return with one action), the flow loss is unmasked and the critic still weighted by valid_(h-1).
+horizon 1 runs exactly the single-step code.
 """
 
 from __future__ import annotations
@@ -73,7 +85,7 @@ class OneStepFlow(Agent):
     def sample_noise(self, rng: jax.Array, batch: Batch) -> dict[str, jax.Array]:
         """All randomness of one update: z' (target), z (actor/distillation/guidance), and the flow
         matching eps and t, which are independent of z (docs/paper-vs-code.md #10)."""
-        shape = batch["actions"].shape
+        shape = batch["actions"].shape if self.horizon == 1 else self.batch_actions(batch).shape
         k_next, k_z, k_eps, k_t = jax.random.split(rng, 4)
         return {
             "z_next": jax.random.normal(k_next, shape),
@@ -89,11 +101,26 @@ class OneStepFlow(Agent):
         return self.q(target_params["critic"], s_next, a_next)
 
     def td_loss(self, params: Params, batch: Batch, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """mean over both critics and the batch of (Q_phi^k(s, a) - y)^2; returns (loss, Q^k)."""
+        """mean over both critics and the batch of (Q_phi^k(s, a) - y)^2; returns (loss, Q^k).
+        An h-step window: a = the chunk (or its first action), each error weighted by
+        valid_(h-1) (QC's critic loss)."""
+        if self.horizon == 1:
+            q_all = self.nets["critic"][0].apply(
+                {"params": params["critic"]}, batch["observations"], batch["actions"]
+            )
+            return jnp.mean((q_all - y) ** 2), q_all
         q_all = self.nets["critic"][0].apply(
-            {"params": params["critic"]}, batch["observations"], batch["actions"]
+            {"params": params["critic"]}, batch["observations"], self.batch_actions(batch)
         )
-        return jnp.mean((q_all - y) ** 2), q_all
+        return jnp.mean((q_all - y) ** 2 * self.td_weight(batch)), q_all
+
+    def bellman_target(self, batch: Batch, q_next: jax.Array) -> jax.Array:
+        """y = r + gamma * mask * q_next (horizon 1), or the h-step R + gamma^h * mask * q_next of
+        a window (QC; its rewards and masks come summed and min-ed over the window); no
+        gradient."""
+        if self.horizon == 1:
+            return sg(batch["rewards"] + self.config.gamma * batch["masks"] * q_next)
+        return sg(batch["rewards"] + self.discount() * batch["masks"] * q_next)
 
     def actor_loss(self, params: Params, obs: jax.Array, z: jax.Array, q_agg: str):
         """The one-step actor's loss (GFP Eq. 8 and FQL's), with one z for both actions:
@@ -133,7 +160,11 @@ class OneStepFlow(Agent):
             "actor/lambda": parts["lam"],
         }
 
-    def flow_error(self, params: Params, obs, actions, eps, t) -> jax.Array:
-        """Per-sample flow-matching error of the BC flow, mean over action dims, shape (batch,)."""
+    def flow_error(self, params: Params, obs, actions, eps, t, mask=None) -> jax.Array:
+        """Per-sample flow-matching error of the BC flow, mean over action dims, shape (batch,);
+        `mask`: an action chunk's valid coordinates (`step_mask`)."""
         flow = self.nets[self.flow_module][0]
-        return flow_matching_error(flow, {"params": params[self.flow_module]}, obs, actions, eps, t)
+        p = {"params": params[self.flow_module]}
+        if mask is None:
+            return flow_matching_error(flow, p, obs, actions, eps, t)
+        return flow_matching_error(flow, p, obs, actions, eps, t, mask)

@@ -35,7 +35,7 @@ class ReBRAC(Agent):
     Config = Config
     policies = ("actor",)
     targets = ("critic", "actor")
-    batch_keys = (*BATCH_KEYS, "next_actions")
+    base_batch_keys = (*BATCH_KEYS, "next_actions")
     config: Config
 
     def networks(self):
