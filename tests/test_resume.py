@@ -39,27 +39,13 @@ TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
-def jax_cache(tmp_path_factory):
-    """A persistent compilation cache for this module: env vars for the subprocesses, and the same
-    directory for this process (restored afterwards)."""
-    from jax._src import compilation_cache
-
-    path = str(tmp_path_factory.mktemp("jax_cache"))
-    settings = {
-        "jax_compilation_cache_dir": path,
-        "jax_persistent_cache_min_compile_time_secs": 0,
-        "jax_persistent_cache_min_entry_size_bytes": 0,
-    }
-    old = {k: getattr(jax.config, k) for k in settings}
-    for k, v in settings.items():
-        jax.config.update(k, v)
-    compilation_cache.reset_cache()
-    env = {**os.environ, **{k.upper(): str(v) for k, v in settings.items()}}
+def jax_cache():
+    """The environment of this module's `gfp` subprocesses: the session's persistent compilation
+    cache (tests/conftest.py sets it for every process the suite starts, so each resume compiles
+    nothing new) and this checkout on the import path."""
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    yield env
-    for k, v in old.items():
-        jax.config.update(k, v)
-    compilation_cache.reset_cache()
+    return env
 
 
 def gfp_train(env, *args, driver: str | None = None) -> subprocess.Popen:
