@@ -10,6 +10,10 @@ themselves. This module imports only the standard library and `gfp.errors`: eval
 
 Names understood (checked in this order)
 ----------------------------------------
+* `lerobot:PATH`: a LeRobot dataset folder (meta/info.json, data/, videos/; format v3.0 or
+  v2.1), source `lerobot`, no environment (evaluation is skipped). PATH is relative to
+  `--dataset-dir` when one is given (`lerobot_path`). A folder holding meta/info.json given as
+  the task is one too.
 * a path: `*.npz` -> source `npz`, `*.hdf5` / `*.h5` -> `hdf5` (a file named after a D4RL task,
   e.g. `pen-human-v1.hdf5` or D4RL's own antmaze cache name, is evaluated and scored as that
   task); a Minari dataset directory (holding `data/metadata.json`) -> `minari`. Any other
@@ -49,11 +53,11 @@ from typing import Literal, NoReturn
 
 from gfp.errors import ConfigError, DataError
 
-Source = Literal["ogbench", "d4rl", "minari", "npz", "hdf5"]
+Source = Literal["ogbench", "d4rl", "minari", "npz", "hdf5", "lerobot"]
 Benchmark = Literal["ogbench", "ogbench-pixel", "d4rl", "minari", "other"]
 Scoring = Literal["success", "normalized_return", "return"]
 
-SOURCES: tuple[str, ...] = ("ogbench", "d4rl", "minari", "npz", "hdf5")
+SOURCES: tuple[str, ...] = ("ogbench", "d4rl", "minari", "npz", "hdf5", "lerobot")
 FILE_SUFFIXES: tuple[str, ...] = (".npz", ".hdf5", ".h5")
 # The paper's gradient-step budget per benchmark family (Tab. 4, the same as FQL's): 1M on
 # OGBench state tasks and Minari, 500K on D4RL and OGBench pixel tasks. Other data: 1M.
@@ -330,6 +334,8 @@ def parse_task(name_or_path: str | os.PathLike[str]) -> Task:
             "the task is empty: give an OGBench task (e.g. "
             f"{_EXAMPLE}), a D4RL name, a Minari id or a dataset file"
         )
+    if text.startswith(LEROBOT_PREFIX):
+        return _lerobot_task(name, text.removeprefix(LEROBOT_PREFIX).strip())
     path = Path(text).expanduser()
     if path.suffix in FILE_SUFFIXES or path.is_file():
         return _file_task(name, path)
@@ -496,7 +502,36 @@ def minari_data_dir(directory: Path) -> Path | None:
     return None
 
 
+LEROBOT_PREFIX = "lerobot:"
+
+
+def _lerobot_task(name: str, folder: str) -> Task:
+    if not folder:
+        raise ConfigError(
+            "task 'lerobot:' names no folder: give lerobot:PATH, a LeRobot dataset folder "
+            "(holding meta/info.json)"
+        )
+    key = task_env(Path(folder).name or folder)
+    return _record(name, "lerobot", None, folder, key, "other")
+
+
+def is_lerobot_dir(path: Path) -> bool:
+    """A LeRobot dataset folder: it holds meta/info.json."""
+    return (path / "meta" / "info.json").is_file()
+
+
+def lerobot_path(task: Task, dataset_dir: str | os.PathLike[str] | None) -> Path:
+    """The folder of a `lerobot` task: its PATH, under `dataset_dir` when one is given (unless
+    PATH is absolute)."""
+    path = Path(task.dataset).expanduser()
+    if dataset_dir is not None and not path.is_absolute():
+        return Path(dataset_dir).expanduser() / path
+    return path
+
+
 def _directory_task(name: str, path: Path) -> Task:
+    if is_lerobot_dir(path):  # found from here: not under a --dataset-dir
+        return _lerobot_task(name, str(path.resolve()))
     if minari_data_dir(path) is None:
         raise DataError(_not_a_dataset_dir(name.strip(), path))
     # Under Minari's own layout (ROOT/D4RL/pen/human-v2) the last parts are the dataset id.

@@ -16,6 +16,9 @@ what the name means and calls the loader of its source (`LOADERS`, one function 
 * **minari** (:mod:`gfp.data.minari_loader`): Minari datasets already on disk
   (``D4RL/pen/human-v2``, ``mujoco/hopper/medium-v0``, ...) under ``dataset_dir`` or
   ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``, or a dataset directory; never downloaded.
+* **lerobot** (:mod:`gfp.data.lerobot_loader`): a LeRobot dataset folder (``lerobot:PATH``,
+  format v3.0 or v2.1), its observation chosen by ``obs_keys``; its actions normalised to
+  [-1, 1] from the dataset's stats, the map and its inverse in ``Dataset.info``. No environment.
 
 Reward shift: ``reward_shift=None`` means "FQL's default": ``-1.0`` when the data is antmaze and
 not an OGBench task (D4RL antmaze rewards become r - 1, as FQL's ``d4rl_utils`` does), else
@@ -29,14 +32,14 @@ disk.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from gfp.data import validate as V
-from gfp.errors import DataError
+from gfp.errors import ConfigError, DataError
 from gfp.tasks import FILE_SUFFIXES, Task, parse_task
 
 # FQL clips dataset actions slightly inside the box so that atanh-style squashing stays finite.
@@ -44,24 +47,30 @@ ACTION_CLIP = 1.0 - 1e-5
 
 # The loader of each source in gfp.tasks.SOURCES, as "module:function". Imported on first use so
 # that `import gfp.data.load` does not pull in OGBench, h5py or Minari. A loader is called as
-# `load(task, dataset_dir, validation=..., antmaze=...)` and returns `Loaded`.
+# `load(task, dataset_dir, validation=..., antmaze=...)` (the lerobot loader also with
+# `obs_keys=`) and returns `Loaded`.
 LOADERS: dict[str, str] = {
     "ogbench": "gfp.data.ogbench_loader:load",
     "d4rl": "gfp.data.file_loader:load_by_name",
     "npz": "gfp.data.file_loader:load",
     "hdf5": "gfp.data.file_loader:load",
     "minari": "gfp.data.minari_loader:load",
+    "lerobot": "gfp.data.lerobot_loader:load",
 }
+# The sources whose observation is chosen among the dataset's features (`obs_keys`).
+OBS_KEY_SOURCES = ("lerobot",)
 
 
 class Loaded(NamedTuple):
     """What a loader returns: the splits (unshifted, unclipped, raw-validated), the kind of data
-    read (``Dataset.source``) and the environment evaluation should build (None if unknown)."""
+    read (``Dataset.source``), the environment evaluation should build (None if unknown) and
+    what else a run should keep of the data (``info``, e.g. LeRobot's action normalisation)."""
 
     train: dict[str, np.ndarray]
     val: dict[str, np.ndarray] | None
     source: str
     env_name: str | None
+    info: dict[str, Any] | None = None
 
 
 @dataclass
@@ -81,6 +90,10 @@ class Dataset:
     source: str  # 'ogbench' | 'hdf5' | 'minari' | 'npz'
     env_name: str | None  # what evaluation should build; None if unknown
     reward_shift: float = 0.0  # the shift that was added to the rewards (FQL antmaze: -1)
+    # What else a run keeps of the data, JSON types: LeRobot's `action_normalization` (min/max
+    # per dimension; gfp.data.lerobot_loader.unnormalize_actions turns actions back into robot
+    # units) and `lerobot` (format, fps, the observation keys). Empty for the other sources.
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def obs_dim(self) -> int:
@@ -103,6 +116,7 @@ def load_dataset(
     reward_shift: float | None = None,
     clip_actions: bool = True,
     validation: bool = True,
+    obs_keys: str | None = None,
 ) -> Dataset:
     """Load ``task_or_path`` as training (and validation) transitions; see the module docstring.
 
@@ -116,6 +130,9 @@ def load_dataset(
         clip_actions: clip actions to ``[-1 + 1e-5, 1 - 1e-5]`` (FQL).
         validation: also load the validation split when the source has one (OGBench's
             ``-val.npz``; for files, a sibling ``NAME-val.npz`` / ``NAME-val.hdf5``).
+        obs_keys: a LeRobot dataset's features that make the observation, comma-separated
+            (``observation.state``, or a camera ``observation.images.top``, ``KEY@HxW`` for
+            another resolution); None: the loader's default. Other sources refuse it.
 
     Raises:
         DataError: missing or malformed data (names the file, key and first bad index).
@@ -127,7 +144,17 @@ def load_dataset(
     antmaze = _fql_antmaze(task)
     module, function = LOADERS[task.source].split(":")
     loader = getattr(importlib.import_module(module), function)
-    train, val, source, env_name = loader(task, directory, validation=validation, antmaze=antmaze)
+    options: dict[str, Any] = {}
+    if obs_keys is not None:
+        if task.source not in OBS_KEY_SOURCES:
+            raise ConfigError(
+                f"obs_keys (--obs-keys) chooses among a LeRobot dataset's features; {spec} is "
+                f"a {task.source} dataset, whose observation is fixed"
+            )
+        options["obs_keys"] = obs_keys
+    train, val, source, env_name, info = loader(
+        task, directory, validation=validation, antmaze=antmaze, **options
+    )
 
     if reward_shift is None:
         reward_shift = -1.0 if antmaze else 0.0
@@ -146,6 +173,7 @@ def load_dataset(
         source=source,
         env_name=env_name,
         reward_shift=float(reward_shift),
+        info=dict(info or {}),
     )
 
 
