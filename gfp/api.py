@@ -9,6 +9,13 @@ stacked along channels, oldest first, an episode's first frame repeated (gfp.eng
 `Policy.act` takes single frames and stacks them the same way (`reset()` at each episode start),
 as gfp_deploy's `policy.reset()` / `policy.act(frame)` do; `Policy.act_stacked` takes inputs that
 are already stacked.
+
+Action chunks (Q-chunking, Li, Zhou & Levine 2025, Sec. 4): an agent trained with
+action_chunking outputs k = `chunk_len` actions at once. `act` executes them open loop, as
+evaluation does (gfp.evaluate): a queue per policy and batch row holds the chunk's actions not
+yet taken, the policy is called only when it is empty, and `reset()` clears it; `act_chunk`
+returns the whole chunk (k, A). With k = 1 (every agent without action chunking) `act` calls the
+policy at every step, as before.
 """
 
 from __future__ import annotations
@@ -61,13 +68,18 @@ class Policy:
     _fns: dict[str, Callable] = dataclasses.field(default_factory=dict, init=False)
     _device_params: Any = dataclasses.field(default=None, init=False)
     _stack: Any = dataclasses.field(default=None, init=False)
+    # Per policy name: the open-loop action queue of the chunks `act` executes (gfp.deploy's).
+    _queues: dict[str, Any] = dataclasses.field(default_factory=dict, init=False)
 
     def __repr__(self) -> str:
         spec = self.agent.obs_spec
         where = f" from {self.path}" if self.path is not None else ""
+        out = f"action[{self.env_action_dim}]"
+        if self.chunk_len > 1:
+            out = f"chunk[{self.chunk_len}, {self.env_action_dim}]"
         return (
             f"Policy({self.agent.name} on {self.config.get('task')}{where}: obs "
-            f"{spec.dtype}{list(spec.shape)} -> action[{self.agent.action_dim}], policies "
+            f"{spec.dtype}{list(spec.shape)} -> {out}, policies "
             f"{', '.join(self.agent.policies)})"
         )
 
@@ -100,18 +112,38 @@ class Policy:
         shape = tuple(self.agent.obs_spec.shape)
         return (*shape[:-1], shape[-1] // self.frame_stack)
 
-    def reset(self) -> None:
+    @property
+    def chunk_len(self) -> int:
+        """k: the actions one call of the policy gives (action chunking; 1 otherwise)."""
+        return int(getattr(self.agent, "chunk_len", 1))
+
+    @property
+    def env_action_dim(self) -> int:
+        """A: the size of one action, as the environment takes it."""
+        return int(getattr(self.agent, "env_action_dim", self.agent.action_dim // self.chunk_len))
+
+    def reset(self, rows: Any = None) -> None:
         """Start an episode: the next `act` fills the frame stack with its frame (pixel runs with
-        frame_stack > 1; a no-op otherwise)."""
-        self._stack = None
+        frame_stack > 1) and plans a new chunk (chunk_len > 1); a no-op otherwise. `rows`
+        (indices or a boolean mask of the batch axis): only those environments start one."""
+        if rows is None:
+            self._stack = None
+            self._queues.clear()
+            return
+        if self._stack is not None:
+            self._stack.reset(rows)
+        for queue in self._queues.values():
+            queue.reset(rows)
 
     def act(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
         """The action of `policy` ('actor' or 'vabc' for GFP; `agent.policies`) for one
         observation `obs` of shape `obs_shape`, or (N, *obs_shape) for N environments, as a numpy
-        array (action_dim,) or (N, action_dim). Deterministic: the noise comes from
+        array (A,) or (N, A) (A = `env_action_dim`). Deterministic: the noise comes from
         `jax.random.PRNGKey(seed)`, as at evaluation. With frame_stack K > 1, `obs` is the newest
         frame: it is pushed onto the episode's stack (the first after `reset()` fills it) and the
-        policy acts on the K frames stacked."""
+        policy acts on the K frames stacked. With chunk_len k > 1 the action is the next one of
+        the chunk being executed open loop: the policy (with `seed`) plans a new chunk only for
+        rows that have taken all k of theirs, or after `reset()`."""
         if self.frame_stack > 1:
             obs = self._push(obs)
         return self.act_stacked(obs, policy, seed)
@@ -119,12 +151,38 @@ class Policy:
     def act_stacked(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
         """`act` for inputs already stacked as the networks take them (`agent.obs_spec.shape`, or
         (N, *that)); the same as `act` when frame_stack is 1."""
-        fn = self._policy_fn(policy)
+        from gfp.deploy import ActionQueue
+
         batch, single = self._as_batch(obs)
+        queue = self._queues.setdefault(policy, ActionQueue(self.chunk_len))
+        try:
+            action = queue.pop(lambda: self._chunks(batch, policy, seed))
+        except ValueError as e:  # another batch size in the middle of a chunk
+            raise DataError(f"{e}; call reset() before a new episode") from None
+        return action[0] if single else action
+
+    def act_chunk(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
+        """The whole chunk of `policy` for `obs` (as `act` takes it: with frame_stack K > 1 the
+        newest frame, pushed onto the stack), shape (k, A) or (N, k, A) with k = `chunk_len`
+        (k = 1 without action chunking). The action queue of `act` is left alone: in one
+        episode, call either `act` or `act_chunk` at each step."""
+        if self.frame_stack > 1:
+            obs = self._push(obs)
+        return self.act_chunk_stacked(obs, policy, seed)
+
+    def act_chunk_stacked(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
+        """`act_chunk` for inputs already stacked (`agent.obs_spec.shape`, or (N, *that))."""
+        batch, single = self._as_batch(obs)
+        chunks = self._chunks(batch, policy, seed)
+        return chunks[0] if single else chunks
+
+    def _chunks(self, batch: np.ndarray, policy: str, seed: int) -> np.ndarray:
+        """The policy's output for `batch` as chunks (N, k, A): step i = [..., i*A:(i+1)*A]."""
+        fn = self._policy_fn(policy)
         if self._device_params is None:
             self._device_params = jax.device_put(self.params)
         actions = np.asarray(fn(self._device_params, batch, jax.random.PRNGKey(seed)))
-        return actions[0] if single else actions
+        return actions.reshape(len(batch), self.chunk_len, self.env_action_dim)
 
     def _policy_fn(self, policy: str) -> Callable:
         if policy not in self.agent.policies:

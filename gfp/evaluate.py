@@ -4,6 +4,14 @@
 A pool of `num_envs` environments is stepped in lockstep with ONE batched policy call per step;
 when an episode ends its environment starts the next one, until `episodes` have finished.
 
+Action chunks (Q-chunking, Li, Zhou & Levine 2025, Sec. 4): a policy that outputs k actions at
+once (chunk_len k > 1: (batch, k * A), step i at [:, i*A:(i+1)*A]) executes each chunk open loop.
+Every environment slot keeps a queue of its chunk's actions not yet taken; the policy is called
+(one batched call, one noise key) only at steps where some running slot's queue is empty, and
+only those slots take the new chunk; each step pops one action per slot; an episode's start
+clears its slot's queue. With k = 1 every queue is empty at every step: one call per step, as
+without chunking, with the same keys and actions.
+
 Speed (BENCHMARKS.md, "Evaluation"): simulation, not the policy, dominates, and building an
 OGBench environment costs about a second. So the environments are stepped by worker processes
 (one per core, each owning a share of the pool) while the policy runs here, and the pool is kept
@@ -173,6 +181,16 @@ class _Envs:
             out.append((slot, ob))
         return out
 
+    def action_size(self, jobs: Sequence[tuple[int, Any]]) -> list[tuple[int, int | None]]:
+        """The size of one action of each slot's environment (None: not a Box)."""
+        out = []
+        for slot, _ in jobs:
+            if slot not in self.envs:
+                self.envs[slot] = make_env(self.env_name)
+            shape = getattr(self.envs[slot].action_space, "shape", None)
+            out.append((slot, int(np.prod(shape)) if shape else None))
+        return out
+
     def step(self, jobs: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, StepResult]]:
         out = []
         for slot, action in jobs:
@@ -279,6 +297,12 @@ class EnvPool:
         """Step slot i with action a for every (i, a); returns [(i, StepResult)] by slot."""
         return self._call("step", jobs)
 
+    def action_size(self) -> int | None:
+        """The size A of one action of this pool's environment (slot 0's; None: not a Box)."""
+        if not hasattr(self, "_action_size"):
+            self._action_size = self._call("action_size", [(0, None)])[0][1]
+        return self._action_size
+
     def close(self) -> None:
         if self.local is not None:
             self.local.close()
@@ -379,6 +403,33 @@ class FrameStack:
         return frames[0] if self.k == 1 else np.concatenate(frames, axis=-1)
 
 
+def as_chunks(
+    actions: Any, chunk_len: int | None, env_action_dim: Callable[[], int | None]
+) -> np.ndarray:
+    """A policy's output as chunks (batch, k, A): (batch, k, A) as it is, (batch, k * A) split
+    into k steps of A (step i = [:, i*A:(i+1)*A], the chunked agents' layout). `chunk_len` None:
+    k = (output size) / A, with A = `env_action_dim()` (the environment's action size; k = 1
+    when it is not known)."""
+    actions = np.asarray(actions)
+    if actions.ndim == 3:
+        return actions
+    n, size = actions.shape
+    if chunk_len is None:
+        a = env_action_dim()
+        if a is None or size == a:
+            chunk_len = 1
+        elif size % a:
+            raise ValueError(
+                f"the policy's actions have {size} dimensions, the environment's {a}: not a "
+                "chunk of whole actions"
+            )
+        else:
+            chunk_len = size // a
+    if size % chunk_len:
+        raise ValueError(f"the policy's {size} action dimensions are not {chunk_len} steps")
+    return actions.reshape(n, chunk_len, size // chunk_len)
+
+
 def policy_input(batch: np.ndarray) -> np.ndarray:
     """A batch of observations as the policy takes it: images stay uint8 (the encoders scale them
     on the device), anything else becomes float32."""
@@ -406,10 +457,14 @@ def evaluate(
     workers: int | None = None,
     success_timing: str | None = None,
     frame_stack: int = 1,
+    chunk_len: int | None = None,
 ) -> dict[str, float]:
     """Run `episodes` episodes; return mean success, return, length (and normalised score).
     `frame_stack`: the policy sees the last `frame_stack` observations stacked along the last axis
-    (pixel tasks, `FrameStack`); image observations reach it as uint8.
+    (pixel tasks, `FrameStack`, updated at every environment step); image observations reach it
+    as uint8. `chunk_len`: k, the actions per policy call, executed open loop (the module
+    docstring; the agent's `chunk_len`); None: the policy's output size over the environment's
+    action size (1 for every policy without action chunking).
     `success_timing`: 'post' or 'pre' for OGBench tasks (`make_env`); None: OGBench's default.
 
     Episode i is reset with seed `seed + i`, so results do not depend on `num_envs`. `workers`:
@@ -437,12 +492,15 @@ def evaluate(
     results: list[tuple[float, float, int]] = []
     next_episode = 0
     stacks = FrameStack(frame_stack)
+    # Per slot: the actions of its current chunk not yet taken (QC's open-loop action queue).
+    queues: list[collections.deque] = [collections.deque() for _ in range(num_envs)]
 
     def start(slots: Sequence[int]) -> None:
         """Start the next episodes in `slots`, in slot order (idle once all have started)."""
         nonlocal next_episode
         jobs = []
         for i in slots:
+            queues[i].clear()
             if next_episode < episodes:
                 jobs.append((i, seed + next_episode))
                 running[i], ep_return[i], ep_length[i] = next_episode, 0.0, 0
@@ -456,13 +514,19 @@ def evaluate(
         start(range(num_envs))
         idle = np.zeros_like(obs[0])
         while any(r >= 0 for r in running):
-            # Pad idle slots so the jitted policy always sees the same batch shape (no recompiles).
-            batch = np.stack([o if r >= 0 else idle for o, r in zip(obs, running, strict=True)])
-            actions = np.asarray(policy(policy_input(batch), next(keys)))
             active = [i for i in range(num_envs) if running[i] >= 0]
+            if any(not queues[i] for i in active):
+                # Pad idle slots so the jitted policy always sees the same batch shape (no
+                # recompiles).
+                batch = np.stack([o if r >= 0 else idle for o, r in zip(obs, running, strict=True)])
+                out = policy(policy_input(batch), next(keys))
+                chunks = as_chunks(out, chunk_len, pool.action_size)
+                for i in active:
+                    if not queues[i]:  # the others go on executing their chunk
+                        queues[i].extend(chunks[i])
             ended = []
             for i, (ob, reward, terminated, truncated, success) in pool.step(
-                [(i, actions[i]) for i in active]
+                [(i, queues[i].popleft()) for i in active]
             ):
                 obs[i] = stacks.push(i, ob)
                 ep_return[i] += reward
@@ -475,7 +539,7 @@ def evaluate(
         drop_env_pool(pool)
         raise
     if video_path is not None:
-        record_video(policy, spec, video_path, video_episodes, seed, frame_stack)
+        record_video(policy, spec, video_path, video_episodes, seed, frame_stack, chunk_len)
     success, returns, lengths = (np.array(x, dtype=float) for x in zip(*results, strict=True))
     out = {"success": float(np.mean(success)), "return": float(np.mean(returns))}
     out["length"] = float(np.mean(lengths))
@@ -494,9 +558,11 @@ def record_video(
     episodes: int = 1,
     seed: int = 0,
     frame_stack: int = 1,
+    chunk_len: int | None = None,
 ) -> int:
     """Render `episodes` episodes of `policy` (seeds from `seed + 10_000`, apart from the scored
-    ones) to an H.264 mp4 at `path`, 30 frames per second; returns the number of frames.
+    ones) to an H.264 mp4 at `path`, 30 frames per second; returns the number of frames. Chunks
+    (`chunk_len`, as in `evaluate`) are executed open loop, a frame per environment step.
 
     Works without a display: `gfp.render.configure_gl()` picks EGL or OSMesa (it must run before
     mujoco is first imported; `evaluate` and the CLI call it early). Frames are streamed to the
@@ -516,6 +582,9 @@ def record_video(
     env = make_env(env_name, render=True)
     keys = _key_stream(jax.random.PRNGKey(seed + 10_000))
     stacks = FrameStack(frame_stack)
+    queue: collections.deque = collections.deque()  # the chunk's actions not yet taken
+    shape = getattr(env.action_space, "shape", None)
+    action_size = int(np.prod(shape)) if shape else None
     frames = 0
     with tempfile.TemporaryDirectory(prefix="gfp-video-") as tmp:
         # macro_block_size=2: H.264 (yuv420p) needs even sides only; the default 16 would rescale
@@ -525,6 +594,7 @@ def record_video(
             for ep in range(episodes):
                 ob, _ = env.reset(seed=seed + 10_000 + ep)
                 ob = stacks.reset(0, ob)
+                queue.clear()
                 done = False
                 while not done:
                     if frames == 0:  # the first frame starts the ffmpeg encoder (fork + exec)
@@ -533,7 +603,10 @@ def record_video(
                     else:
                         writer.append_data(env.render())
                     frames += 1
-                    action = np.asarray(policy(policy_input(ob[None]), next(keys)))[0]
+                    if not queue:
+                        out = policy(policy_input(ob[None]), next(keys))
+                        queue.extend(as_chunks(out, chunk_len, lambda: action_size)[0])
+                    action = queue.popleft()
                     ob, _, terminated, truncated, _ = env.step(action)
                     ob = stacks.push(0, ob)
                     done = terminated or truncated

@@ -10,6 +10,14 @@ The exported function is `agent.action` with the run's parameters baked in as co
 
 Actions are clipped to [-1, 1], exactly as `gfp eval` acts (it draws z ~ N(0, I) per step).
 
+Action chunks (Q-chunking, Li, Zhou & Levine 2025, Sec. 4): an agent trained with
+action_chunking (`agent.chunk_len` k > 1) outputs k actions of the environment's size A at once;
+the exported function returns that chunk as (batch, k, A) (step i at [:, i], executed in order,
+open loop) and the sidecar's `chunk` says so ({"length": k, "action_dim": A, ...}); the
+sidecar's `action_dim`, action names and bounds are those of one step (A). z has the agent's
+noise shape (`agent.noise_shape`: (batch, k * A) for a chunk, (batch, N, k * A) for an agent
+that samples N candidates). With k = 1 the output stays (batch, A) and `chunk.length` is 1.
+
 Formats:
 * ONNX through jax2onnx. The function is first traced to a jaxpr by JAX itself, under
   `jax.disable_jit()`, and jax2onnx converts that jaxpr (`_eval_for_onnx`). Two reasons: (1)
@@ -85,6 +93,20 @@ __all__ = [
 
 
 # ---- the function ---------------------------------------------------------------------------
+def chunk_shape(agent: Agent) -> tuple[int, int]:
+    """(k, A): the actions one call of the agent's policy returns and the size of one
+    (`agent.chunk_len`, `agent.env_action_dim`; 1 and `action_dim` for agents without them)."""
+    k = int(getattr(agent, "chunk_len", 1))
+    return k, int(getattr(agent, "env_action_dim", agent.action_dim // k))
+
+
+def noise_shape(agent: Agent, batch_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The shape of the noise input z for `batch_shape` (`agent.noise_shape`; (*batch_shape,
+    action_dim) for agents without it)."""
+    fn = getattr(agent, "noise_shape", None)
+    return tuple(fn(batch_shape)) if fn is not None else (*batch_shape, agent.action_dim)
+
+
 def check_policy(agent: Agent, policy: str) -> None:
     """A ConfigError unless `agent` has the policy `policy`."""
     if policy not in agent.policies:
@@ -98,19 +120,25 @@ def policy_function(
     agent: Agent, params: Any, policy: str, deterministic: bool = False
 ) -> Callable[..., jax.Array]:
     """f(obs, z) (or f(obs) when `deterministic`: z = 0) = agent.action(params, obs, z, policy),
-    the parameters closed over so that they become the exported graph's constants."""
+    the parameters closed over so that they become the exported graph's constants; a chunk of
+    k > 1 actions as (batch, k, A) (`chunk_shape`)."""
     check_policy(agent, policy)
     params = jax.tree.map(jnp.asarray, params)
+    k, a = chunk_shape(agent)
+
+    def shaped(actions: jax.Array) -> jax.Array:
+        return actions if k == 1 else actions.reshape(*actions.shape[:-1], k, a)
+
     if deterministic:
 
         def act_deterministic(obs: jax.Array) -> jax.Array:
-            z = jnp.zeros((obs.shape[0], agent.action_dim), jnp.float32)
-            return agent.action(params, obs, z, policy)
+            z = jnp.zeros(noise_shape(agent, (obs.shape[0],)), jnp.float32)
+            return shaped(agent.action(params, obs, z, policy))
 
         return act_deterministic
 
     def act(obs: jax.Array, z: jax.Array) -> jax.Array:
-        return agent.action(params, obs, z, policy)
+        return shaped(agent.action(params, obs, z, policy))
 
     return act
 
@@ -134,7 +162,7 @@ def input_specs(agent: Agent, batch: int | str, deterministic: bool) -> list[jax
     spec = agent.obs_spec
     specs = [jax.ShapeDtypeStruct((b, *spec.shape), np.dtype(spec.dtype))]
     if not deterministic:
-        specs.append(jax.ShapeDtypeStruct((b, agent.action_dim), np.float32))
+        specs.append(jax.ShapeDtypeStruct(noise_shape(agent, (b,)), np.float32))
     return specs
 
 
@@ -366,7 +394,7 @@ def _check(
             obs = 2.0 * rng.standard_normal((b, *spec.shape))
         inputs = [obs.astype(spec.dtype)]
         if not deterministic:
-            inputs.append(rng.standard_normal((b, agent.action_dim)).astype(np.float32))
+            inputs.append(rng.standard_normal(noise_shape(agent, (b,))).astype(np.float32))
         want = np.asarray(jax.jit(fn)(*inputs))
         got = _run_exported(fmt, blob, inputs)
         if got.shape != want.shape:
@@ -558,7 +586,7 @@ def dimension_info(cfg: Mapping[str, Any], agent: Agent) -> dict[str, dict[str, 
     ds = cfg.get("dataset") or {}
     env_name = ds.get("env_name") or cfg.get("task")
     pixels = np.dtype(agent.obs_spec.dtype) == np.uint8
-    obs_dim, act_dim = int(np.prod(agent.obs_spec.shape)), int(agent.action_dim)
+    obs_dim, act_dim = int(np.prod(agent.obs_spec.shape)), chunk_shape(agent)[1]  # one step
     if not env_name:
         reason = "the run records no environment" + _NO_DATA_NAMES
         return {
@@ -583,12 +611,15 @@ def _self_test(
     which every load repeats, so a damaged file that still loads is refused."""
     n = 1 if batch == "dynamic" else int(batch)
     spec = agent.obs_spec
-    inputs = self_test_inputs(spec.shape, spec.dtype, agent.action_dim, n, deterministic)
+    noise = noise_shape(agent, (n,))[1:]
+    a = chunk_shape(agent)[1]
+    inputs = self_test_inputs(spec.shape, spec.dtype, a, n, deterministic, noise)
     actions = np.asarray(_run_exported(fmt, blob, inputs), np.float64)
+    how = "deterministic" if noise == (a,) else "deterministic, noise shape"
     return {
         "batch": n,
         "inputs": "gfp_deploy.self_test_inputs(observation shape, dtype, action_dim, batch, "
-        "deterministic)",
+        f"{how})",
         "actions": actions.tolist(),
         "tolerance": SELF_TEST_TOLERANCE,
     }
@@ -668,9 +699,24 @@ def export_policy(
     self_test = _self_test(fmt, blob, agent, batch, deterministic)
 
     dim = BATCH_NAME if batch == "dynamic" else batch
+    k, a = chunk_shape(agent)
+    noise = list(noise_shape(agent, (dim,)))
     inputs = [{"name": "obs", "shape": [dim, *agent.obs_spec.shape], "dtype": agent.obs_spec.dtype}]
     if not deterministic:
-        inputs.append({"name": "z", "shape": [dim, agent.action_dim], "dtype": "float32"})
+        inputs.append({"name": "z", "shape": noise, "dtype": "float32"})
+    output = [dim, a] if k == 1 else [dim, k, a]
+    if deterministic:
+        noise_text = "z = 0 (baked in)"
+    elif noise == [dim, a]:  # the text of sidecars before chunks: unchanged
+        noise_text = (
+            "z ~ N(0, I), float32 (batch, action_dim), drawn by the caller per action, as gfp "
+            "eval does"
+        )
+    else:
+        noise_text = (
+            f"z ~ N(0, I), float32 {_shape_text(['batch', *noise[1:]])}, drawn by the caller per "
+            "call of the policy (per chunk), as gfp eval does"
+        )
     meta: dict[str, Any] = {
         "format": fmt,
         "model_file": out.name,
@@ -685,17 +731,15 @@ def export_policy(
             **_dimensions_part(dimensions, "observation"),
         },
         **frame_info(agent),
-        "action_dim": agent.action_dim,
+        "action_dim": a,
         "action_range": [-1.0, 1.0],
-        "action": {"dim": agent.action_dim, **_dimensions_part(dimensions, "action")},
+        "action": {"dim": a, **_dimensions_part(dimensions, "action")},
+        "chunk": chunk_record(k, a),
         "batch": batch,
         "deterministic": deterministic,
-        "noise": "z = 0 (baked in)"
-        if deterministic
-        else "z ~ N(0, I), float32 (batch, action_dim), drawn by the caller per action, as gfp "
-        "eval does",
+        "noise": noise_text,
         "inputs": inputs,
-        "outputs": [{"name": "action", "shape": [dim, agent.action_dim], "dtype": "float32"}],
+        "outputs": [{"name": "action", "shape": output, "dtype": "float32"}],
         **({"onnx": _onnx_info(blob, lowest)} if fmt == "onnx" else {}),
         "check": check,
         "self_test": self_test,
@@ -714,6 +758,29 @@ def _dimensions_part(dimensions: Mapping[str, Mapping[str, Any]] | None, part: s
     reason = "not recorded: exported without the run's environment (export_policy(dimensions=None))"
     out = _unnamed(reason)
     return out | {"low": None, "high": None, "bounds_source": reason} if part == "action" else out
+
+
+def _shape_text(shape: list[Any]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def chunk_record(k: int, a: int) -> dict[str, Any]:
+    """The sidecar's `chunk`: how many actions one call returns and how to execute them (the
+    open-loop rule of Q-chunking, Li, Zhou & Levine 2025, Sec. 4, as gfp eval runs them)."""
+    if k == 1:
+        return {
+            "length": 1,
+            "action_dim": a,
+            "output": "one action per call: output (batch, action_dim); act at every step",
+        }
+    return {
+        "length": k,
+        "action_dim": a,
+        "output": f"(batch, {k}, {a}): output[:, i] is the chunk's step i, for i = 0..{k - 1}",
+        "execution": f"open loop, as gfp eval does: execute the {k} actions in order, one per "
+        "environment step, then call the policy again (at once after an episode ends); "
+        "gfp.deploy's policy.act(frame) / policy.reset() or ActionQueue do this",
+    }
 
 
 def frame_info(agent: Agent) -> dict[str, Any]:
@@ -822,9 +889,13 @@ def cli_main(
     k = meta["frame_stack"]
     stacked = f" ({k} frames of {meta['frames']['frame_shape']}, oldest first)" if k > 1 else ""
     onnx_v = f", ONNX opset {meta['onnx']['opset']}" if "onnx" in meta else ""
+    steps = meta["chunk"]["length"]
+    action = f"action[{meta['action_dim']}]"
+    if steps > 1:
+        action = f"chunk[{steps}, {meta['action_dim']}]"
     print(
         f"gfp: wrote {out} and {sidecar_path(out)}: {meta['agent']} {policy} policy{onnx_v}, "
-        f"obs {spec['dtype']}{spec['shape']}{stacked} -> action[{meta['action_dim']}], batch "
+        f"obs {spec['dtype']}{spec['shape']}{stacked} -> {action}, batch "
         f"{meta['batch']}{', deterministic (z = 0)' if deterministic else ', noise input z'}; "
         f"max |{format} - gfp| = {meta['check']['max_abs_diff']:.2g}"
     )

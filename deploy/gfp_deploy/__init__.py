@@ -20,6 +20,15 @@ records it (`frame_stack`, `frames`). Feed single frames as they come and the po
 
 `FrameStack` is the same stacker on its own (for batched environments, or to see the inputs).
 
+Action chunks (Q-chunking, Li, Zhou & Levine 2025, Sec. 4): a policy trained with
+action_chunking outputs k actions at once, and the sidecar's `chunk` says so (`length` k, the
+one-step `action_dim` A; the model's output is (batch, k, A), step i of the chunk at [:, i]).
+`policy(obs)` and `policy.act_chunk(frame)` return the whole chunk; `policy.act(frame)` executes
+it open loop, as gfp evaluates: a queue per batch row holds the chunk's actions not yet taken,
+the policy is called again only when it is empty, and `reset()` clears it. With k = 1 (every
+policy without chunking, and sidecars written before `chunk` was recorded) `act` calls the
+policy at every step, as before. `ActionQueue` is that queue on its own.
+
 ONNX versions: the sidecar's `onnx` records the model's opset and IR version and the oldest
 onnxruntime that runs it (`min_onnxruntime`, from `ONNXRUNTIME_OPSETS`); a model the installed
 onnxruntime cannot load is refused with one line naming both versions.
@@ -140,10 +149,18 @@ class FrameStack:
             raise ValueError(f"frame stack must be a positive integer, not {k!r}")
         self.k = int(k)
         self._frames: list[np.ndarray] = []
+        self._restart: np.ndarray | None = None  # batch rows restarting at the next push
 
-    def reset(self) -> None:
-        """Start a new episode: the next frame pushed fills the whole stack."""
-        self._frames = []
+    def reset(self, rows: Any = None) -> None:
+        """Start a new episode: the next frame pushed fills the whole stack. `rows` (indices or a
+        boolean mask of the leading batch axis): only those environments restart; the next
+        frame fills their stacks, the others push it as usual."""
+        if rows is None or not self._frames:
+            self._frames, self._restart = [], None
+            return
+        mask = np.zeros(len(self._frames[-1]), bool)
+        mask[np.asarray(rows)] = True
+        self._restart = mask if self._restart is None else self._restart | mask
 
     def push(self, frame: Any) -> np.ndarray:
         """Add `frame` (the first of an episode after `reset`) and return the stacked input."""
@@ -157,6 +174,12 @@ class FrameStack:
             self._frames = [frame] * self.k
         else:
             self._frames = [*self._frames[1:], frame]
+            if self._restart is not None:  # rows whose episode restarts: `frame` fills them
+                restart, self._restart = self._restart, None
+                for j, old in enumerate(self._frames[:-1]):
+                    old = np.array(old)
+                    old[restart] = frame[restart]
+                    self._frames[j] = old
         return self.stacked
 
     @property
@@ -169,6 +192,66 @@ class FrameStack:
         return np.concatenate(self._frames, axis=STACK_AXIS)
 
 
+class ActionQueue:
+    """Open-loop execution of action chunks (Q-chunking, Li, Zhou & Levine 2025, Sec. 4: a chunk
+    of k actions is executed step by step before the policy acts again), per batch row.
+
+        queue = ActionQueue(k)
+        action = queue.pop(plan)               # plan() -> chunks (batch, k, A); called only
+                                               # when some row has no action left
+        queue.reset()                          # episode start: every row re-plans
+        queue.reset(rows=[2])                  # only environment 2 re-plans at the next pop
+
+    A row whose queue is empty takes its row of the new chunk; the others keep theirs (the
+    policy is computed for the whole batch, as a fixed-batch model needs). With k = 1 `plan` is
+    called at every pop and its action returned as it is."""
+
+    def __init__(self, k: int):
+        if int(k) != k or k < 1:
+            raise ValueError(f"chunk length must be a positive integer, not {k!r}")
+        self.k = int(k)
+        self._chunks: np.ndarray | None = None  # (batch, k, A): the chunks being executed
+        self._next: np.ndarray | None = None  # (batch,): index of each row's next action
+
+    def reset(self, rows: Any = None) -> None:
+        """Clear the queue (every row, or the batch rows `rows`: indices or a boolean mask); the
+        next `pop` re-plans for them."""
+        if rows is None or self._next is None:
+            self._chunks, self._next = None, None
+        else:
+            self._next[np.asarray(rows)] = self.k
+
+    @property
+    def empty(self) -> np.ndarray | None:
+        """Which rows the next `pop` re-plans (None: all, nothing is held)."""
+        return None if self._next is None else self._next >= self.k
+
+    def pop(self, plan: Callable[[], np.ndarray]) -> np.ndarray:
+        """The next action of every row (batch, A): from the queue, after `plan()` (chunks of
+        shape (batch, k, A)) refilled the rows that had none left."""
+        empty = self.empty
+        if empty is None or empty.any():
+            chunks = np.asarray(plan())
+            if chunks.ndim < 3 or chunks.shape[1] != self.k:
+                raise ValueError(f"chunks have shape {chunks.shape}; expected (batch, {self.k}, A)")
+            if self.k == 1:
+                self._chunks, self._next = None, None
+                return chunks[:, 0]
+            if empty is None:
+                self._chunks, self._next = chunks.copy(), np.zeros(len(chunks), np.int64)
+            elif chunks.shape != self._chunks.shape:
+                raise ValueError(
+                    f"chunks have shape {chunks.shape}, the queued ones {self._chunks.shape} "
+                    "(another batch size?); call reset() first"
+                )
+            else:
+                self._chunks[empty], self._next[empty] = chunks[empty], 0
+        rows = np.arange(len(self._next))
+        action = self._chunks[rows, self._next]
+        self._next = self._next + 1
+        return action
+
+
 def _hashed(n: int, salt: int) -> np.ndarray:
     """n pseudo-random integers in [0, 2**32) from Knuth's multiplicative hash (exact in int64)."""
     k = np.arange(n, dtype=np.int64) + salt * 1_000_003
@@ -176,10 +259,16 @@ def _hashed(n: int, salt: int) -> np.ndarray:
 
 
 def self_test_inputs(
-    obs_shape: Sequence[int], obs_dtype: Any, action_dim: int, batch: int, deterministic: bool
+    obs_shape: Sequence[int],
+    obs_dtype: Any,
+    action_dim: int,
+    batch: int,
+    deterministic: bool,
+    noise_shape: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """The self-test's inputs: obs (batch, *obs_shape) (floats in [-2, 2), or integers over the
-    dtype's range) and, unless `deterministic`, z (batch, action_dim) in [-2, 2)."""
+    dtype's range) and, unless `deterministic`, z (batch, *noise_shape) in [-2, 2) (noise_shape
+    None: (action_dim,))."""
     dtype = np.dtype(obs_dtype)
     size = batch * int(np.prod(obs_shape))
     if np.issubdtype(dtype, np.integer):
@@ -189,8 +278,9 @@ def self_test_inputs(
         obs = (_hashed(size, 1) / float(1 << 32) * 4.0 - 2.0).astype(dtype)
     inputs = [obs.reshape(batch, *obs_shape)]
     if not deterministic:
-        z = _hashed(batch * action_dim, 2) / float(1 << 32) * 4.0 - 2.0
-        inputs.append(z.astype(np.float32).reshape(batch, action_dim))
+        noise = (int(action_dim),) if noise_shape is None else tuple(int(n) for n in noise_shape)
+        z = _hashed(batch * int(np.prod(noise)), 2) / float(1 << 32) * 4.0 - 2.0
+        inputs.append(z.astype(np.float32).reshape(batch, *noise))
     return inputs
 
 
@@ -239,9 +329,12 @@ def check_model_signature(
     outputs: Sequence[tuple[str, Sequence[Any]]],
 ) -> None:
     """InvalidModel unless the model's inputs and outputs (name, shape) are the sidecar's
-    `inputs` / `outputs`, and those agree with its `observation` shape and `action_dim`."""
+    `inputs` / `outputs`, and those agree with its `observation` shape, `action_dim` and `chunk`
+    (output (batch, action_dim), or (batch, k, action_dim) for a chunk of k > 1; the noise's last
+    axis k * action_dim)."""
     obs_shape = list(meta["observation"]["shape"])
     action_dim = int(meta["action_dim"])
+    k = chunk_length(meta)
     for kind, recorded, actual in (
         ("input", meta["inputs"], inputs),
         ("output", meta.get("outputs") or [], outputs),
@@ -266,12 +359,26 @@ def check_model_signature(
             f"{where}: the sidecar's observation shape {_shape_text(obs_shape)} is not its input "
             f"'obs' shape {_shape_text(obs_in)} without the batch axis; export it again"
         )
-    for spec in [*meta["inputs"][1:], *(meta.get("outputs") or [])]:
-        if list(spec["shape"][1:]) != [action_dim]:
+    wanted = [(spec, spec["shape"][-1:], [k * action_dim]) for spec in meta["inputs"][1:]]
+    out_shape = [action_dim] if k == 1 else [k, action_dim]
+    wanted += [(spec, spec["shape"][1:], out_shape) for spec in meta.get("outputs") or []]
+    for spec, have, want in wanted:
+        if list(have) != want:
+            chunk = f" and chunk length {k}" if k > 1 else ""
             raise InvalidModel(
-                f"{where}: the sidecar's action_dim {action_dim} does not fit its "
+                f"{where}: the sidecar's action_dim {action_dim}{chunk} does not fit its "
                 f"{spec['name']!r} shape {_shape_text(spec['shape'])}; export it again"
             )
+
+
+def chunk_length(meta: Mapping[str, Any]) -> int:
+    """k, the actions one call of the policy returns (the sidecar's `chunk.length`; 1 for
+    sidecars without `chunk`, written before gfp recorded it, when every policy returned one)."""
+    chunk = meta.get("chunk") or {}
+    k = chunk.get("length", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidModel(f"the sidecar's chunk length {k!r} is not a positive integer")
+    return k
 
 
 def sidecar_path(model: str | Path) -> Path:
@@ -287,6 +394,10 @@ def check_sidecar(meta: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: sidecar lacks {', '.join(missing)}; re-export with gfp export")
     if meta["format"] not in ("onnx", "stablehlo"):
         raise ValueError(f"{where}: unknown model format {meta['format']!r} in the sidecar")
+    try:
+        chunk_length(meta)
+    except InvalidModel as e:
+        raise InvalidModel(f"{where}: {e}; re-export with gfp export") from None
 
 
 def _names(part: Mapping[str, Any] | None, flat: bool) -> list[str] | None:
@@ -297,15 +408,19 @@ def _names(part: Mapping[str, Any] | None, flat: bool) -> list[str] | None:
 class Policy:
     """An exported policy: call it with observations (and optionally noise) to get actions.
 
-    Attributes: `meta` (the sidecar), `obs_shape`, `obs_dtype`, `action_dim`, `batch` (an int,
-    or None for a dynamic batch), `deterministic` (no noise input), `frame_stack` (K, None when
-    the sidecar predates recording it), `frame_shape` (one frame as the environment gives it),
-    `observation_names`, `action_names`, `action_low`, `action_high` (what each dimension means
-    and the environment's action bounds, None where the sidecar records none).
+    Attributes: `meta` (the sidecar), `obs_shape`, `obs_dtype`, `action_dim` (A, one step's
+    action), `chunk_len` (k: the actions one call returns, 1 without action chunking),
+    `chunk_shape` ((k, A)), `noise_shape` (z of one observation, None when `deterministic`),
+    `batch` (an int, or None for a dynamic batch), `deterministic` (no noise input),
+    `frame_stack` (K, None when the sidecar predates recording it), `frame_shape` (one frame
+    as the environment gives it), `observation_names`, `action_names`, `action_low`,
+    `action_high` (what each dimension means and the environment's action bounds of one step,
+    None where the sidecar records none).
 
     Two ways to call it: `policy(obs)` with observations already stacked as the policy takes them
     (`obs_shape`), or `policy.reset()` at an episode's start and `policy.act(frame)` with each
-    single frame, which stacks them as training and `gfp eval` did (`FrameStack`).
+    single frame, which stacks them as training and `gfp eval` did (`FrameStack`) and executes
+    a chunk (k > 1) open loop (`ActionQueue`); `policy.act_chunk(frame)` gives the whole chunk.
     """
 
     def __init__(
@@ -321,8 +436,16 @@ class Policy:
         self.obs_shape = tuple(int(n) for n in meta["observation"]["shape"])
         self.obs_dtype = np.dtype(meta["observation"]["dtype"])
         self.action_dim = int(meta["action_dim"])
+        self.chunk_len = chunk_length(meta)
+        self.chunk_shape = (self.chunk_len, self.action_dim)
         self.batch = None if meta["batch"] == "dynamic" else int(meta["batch"])
         self.deterministic = bool(meta["deterministic"])
+        self.noise_shape = None
+        if not self.deterministic:
+            inputs = meta["inputs"]
+            noise = inputs[1]["shape"][1:] if len(inputs) > 1 else [self.action_dim]
+            self.noise_shape = tuple(int(n) for n in noise)
+        self._queue = ActionQueue(self.chunk_len)
         # What each dimension means, where the run's environment says (None otherwise, and for
         # sidecars written before gfp recorded it); the sidecar's names_source says why.
         self.observation_names = _names(meta.get("observation"), len(self.obs_shape) == 1)
@@ -354,16 +477,21 @@ class Policy:
 
     def __repr__(self) -> str:
         m = self.meta
+        out = f"action[{self.action_dim}]"
+        if self.chunk_len > 1:
+            out = f"chunk[{self.chunk_len}, {self.action_dim}]"
         return (
             f"Policy({self.path.name}: {m.get('agent')} {m.get('policy')} on {m.get('task')}, "
-            f"obs {self.obs_dtype}{list(self.obs_shape)} -> action[{self.action_dim}], "
+            f"obs {self.obs_dtype}{list(self.obs_shape)} -> {out}, "
             f"batch {m['batch']}, {m['format']})"
         )
 
     def __call__(self, obs: Any, z: Any | None = None) -> np.ndarray:
         """Actions for `obs` of shape (batch, *obs_shape), or (*obs_shape) for one observation
-        (then the action has shape (action_dim,)). `z`: noise of shape (batch, action_dim), or
-        (action_dim,) for one observation; drawn from N(0, I) when None."""
+        (then the action has shape (action_dim,)); for a chunked policy (chunk_len k > 1) the
+        chunks, (batch, k, action_dim) or (k, action_dim). `z`: noise of shape
+        (batch, *noise_shape), or noise_shape for one observation (noise_shape is (action_dim,)
+        without chunking); drawn from N(0, I) when None."""
         obs = np.asarray(obs)
         single = obs.shape == self.obs_shape
         if single:
@@ -398,13 +526,15 @@ class Policy:
             if z is not None:
                 raise InvalidInput("this policy was exported with --deterministic: it takes no z")
         else:
+            noise = self.noise_shape
             if z is None:
-                z = self.rng.standard_normal((n, self.action_dim), np.float32)
+                z = self.rng.standard_normal((n, *noise), np.float32)
             z = np.asarray(z, np.float32)
-            if single and z.shape == (self.action_dim,):
+            if single and z.shape == noise:
                 z = z[None]
-            if z.shape != (n, self.action_dim):
-                raise InvalidInput(f"z has shape {z.shape}; expected ({n}, {self.action_dim})")
+            if z.shape != (n, *noise):
+                want = ", ".join(str(d) for d in (n, *noise))
+                raise InvalidInput(f"z has shape {z.shape}; expected ({want})")
             bad = _non_finite("noise (input 'z')", z)
             if bad is not None:
                 raise InvalidInput(bad)
@@ -420,14 +550,15 @@ class Policy:
             )
         return self._stack
 
-    def reset(self) -> None:
-        """Start an episode: the next `act(frame)` fills the frame stack with that frame."""
-        self._frames().reset()
+    def reset(self, rows: Any = None) -> None:
+        """Start an episode: the next `act(frame)` fills the frame stack with that frame and
+        plans a new chunk. `rows` (indices or a boolean mask of the batch axis): only those
+        environments start a new episode."""
+        self._frames().reset(rows)
+        self._queue.reset(rows)
 
-    def act(self, frame: Any, z: Any | None = None) -> np.ndarray:
-        """The action for the newest single frame (`frame_shape`, or (batch, *frame_shape) for
-        environments reset together): the frame is pushed onto the stack (the first after
-        `reset()` fills it) and the policy called on the stacked input (`stacked_input`)."""
+    def _push(self, frame: Any) -> tuple[np.ndarray, bool]:
+        """(the stacked input after `frame`, whether `frame` was one frame without batch axis)."""
         stack = self._frames()
         frame = np.asarray(frame)
         n = len(self.frame_shape)
@@ -436,7 +567,32 @@ class Policy:
                 f"frame has shape {frame.shape}; this policy takes single frames of "
                 f"{list(self.frame_shape)} (or (batch, *that)), {self.frame_stack} stacked"
             )
-        return self(stack.push(frame), z)
+        return stack.push(frame), frame.ndim == n
+
+    def act_chunk(self, frame: Any, z: Any | None = None) -> np.ndarray:
+        """The whole chunk (chunk_len, action_dim) (or (batch, chunk_len, action_dim)) for the
+        newest single frame, pushed onto the frame stack as `act` does; the action queue is left
+        alone (in one episode, call either `act` or `act_chunk` at each step)."""
+        obs, _ = self._push(frame)
+        out = self(obs, z)
+        return out[..., None, :] if self.chunk_len == 1 else out
+
+    def act(self, frame: Any, z: Any | None = None) -> np.ndarray:
+        """The action for the newest single frame (`frame_shape`, or (batch, *frame_shape) for
+        environments reset together): the frame is pushed onto the stack (the first after
+        `reset()` fills it; at every step) and the action is the next one of the chunk being
+        executed open loop (`ActionQueue`): only when a row has none left is the policy called
+        on the stacked input (`stacked_input`, with `z` when given) and the new chunk queued.
+        With chunk_len 1 the policy acts at every step, as `policy(stacked_input, z)`."""
+        obs, single = self._push(frame)
+
+        def plan() -> np.ndarray:
+            out = self(obs, z)
+            out = out[None] if single else out
+            return out[:, None, :] if self.chunk_len == 1 else out
+
+        action = self._queue.pop(plan)
+        return action[0] if single else action
 
     @property
     def stacked_input(self) -> np.ndarray:
@@ -591,6 +747,7 @@ def run_self_test(policy: Policy, run: Callable[[list[np.ndarray]], np.ndarray])
         policy.action_dim,
         int(test["batch"]),
         policy.deterministic,
+        policy.noise_shape,
     )
     want = np.asarray(test["actions"], np.float64)
     try:
