@@ -8,7 +8,8 @@ The table (`gfp/presets.csv`, one row per value)
 Columns: `preset, agent, tasks, key, value, source, note`.
 
 * `preset`: `paper` (the per-task values of the paper; always applied), `cpu` (smaller networks and
-  batch for CPU runs, same algorithm) or `awr` (the GFP-AWR ablation of paper Tab. 7 / Tab. 13).
+  batch for CPU runs, same algorithm), `awr` (the GFP-AWR ablation of paper Tab. 7 / Tab. 13) or
+  `qc` (Q-chunking's settings, Li, Zhou, Levine 2025, on its 5 OGBench domains `QC_ENVS`).
 * `agent`: an agent name (gfp.agents.configs.CONFIGS), or `*` for every agent (then `key` must be
   a shared field).
 * `tasks`: `*` (every task) or ONE environment selector from `PAPER_ENVS` (see matching below).
@@ -39,6 +40,17 @@ What the table holds (only values the paper or the authors' code state; paper Ta
 * `awr`: Tab. 13's GFP-AWR (alpha, eta) on its 13 envs, guidance_fn=advantage everywhere, and
   target_agg=mean (y_VaBC) on its cube, humanoidmaze and puzzle envs, where the paper says it
   helped. On other envs `awr` only switches guidance_fn (alpha, eta stay GFP's).
+
+* `qc`: Q-chunking's published settings (its README's commands and its code's defaults, commit
+  48283b4) on its domains scene, puzzle-3x3, cube-double, cube-triple (`-play`) and
+  cube-quadruple-play (which the GFP paper does not run), for the agents qc (QC: horizon 5,
+  action chunking, best-of-N with N = 32), fql (QC-FQL: horizon 5, action chunking, alpha 100:
+  the README's value on cube-triple, QC's code default elsewhere, as the per-domain alpha of QC's
+  appendix could not be checked; batch 256) and gfp (a gfp choice, not QC's: GFP's paper values
+  for the task plus horizon 5 with action chunking). What QC's runs do that a preset cannot set
+  (1M offline + 1M online steps, sparse rewards on scene and puzzle-3x3, which gfp has no option
+  for, the 100M cube-quadruple dataset) is `PRESET_NOT_SET`, printed by `gfp presets`. For CPU
+  runs at QC's chunking, `--preset cpu --horizon 5` (the cpu rows hold for every agent).
 
 Task matching rule (exact, no prefixes or globs)
 ------------------------------------------------
@@ -109,7 +121,7 @@ from gfp.tasks import (
     task_env,
 )
 
-PRESETS: tuple[str, ...] = ("paper", "cpu", "awr")
+PRESETS: tuple[str, ...] = ("paper", "cpu", "awr", "qc")
 TABLE_PATH = Path(__file__).with_name("presets.csv")
 COLUMNS: tuple[str, ...] = ("preset", "agent", "tasks", "key", "value", "source", "note")
 ANY = "*"
@@ -129,6 +141,41 @@ def user_presets_path() -> Path:
 # The paper's 144 tasks (its evaluation protocol) live in the task registry, gfp/tasks.py; its
 # environment selectors double as the table's vocabulary: a `tasks` cell outside them is a typo.
 _ALL_ENVS: frozenset[str] = frozenset(e for envs in PAPER_ENVS.values() for e in envs)
+# Q-chunking's OGBench domains (Li, Zhou, Levine 2025, Sec. 5; its README), 5 tasks each: the
+# `qc` preset's environments. cube-quadruple-play is not one of the GFP paper's.
+QC_ENVS: tuple[str, ...] = (
+    "scene-play",
+    "puzzle-3x3-play",
+    "cube-double-play",
+    "cube-triple-play",
+    "cube-quadruple-play",
+)
+_TABLE_ENVS: frozenset[str] = _ALL_ENVS | frozenset(QC_ENVS)
+# What QC's runs do that the `qc` preset cannot set (it holds agent options only), shown by
+# `gfp presets ... --preset qc`: environment ('*': every one) -> lines. QC README and its main.py.
+PRESET_NOT_SET: dict[str, dict[str, tuple[str, ...]]] = {
+    "qc": {
+        "*": (
+            "QC trains offline-to-online: 1M offline steps, then 1M online steps (QC Fig. 1, "
+            "main.py): give --steps 1000000 --online-steps 1000000 for its online numbers",
+            "QC evaluates every 100K steps on 50 episodes (main.py --eval_interval, "
+            "--eval_episodes; gfp's --eval-every 100000 and --eval-episodes 50)",
+        ),
+        "scene-play": (
+            "QC runs scene with sparse rewards (README: --sparse=True): gfp has no sparse-reward "
+            "option, so its rewards (OGBench's) differ from QC's; success is measured the same",
+        ),
+        "puzzle-3x3-play": (
+            "QC runs puzzle-3x3 with sparse rewards (README: --sparse=True): gfp has no "
+            "sparse-reward option, so its rewards (OGBench's) differ from QC's; success is "
+            "measured the same",
+        ),
+        "cube-quadruple-play": (
+            "QC trains on the 100M-transition dataset (README): a preset cannot choose the data; "
+            "give --dataset-dir DIR/cube-quadruple-play-100m-v0 (the sharded folder) to use it",
+        ),
+    },
+}
 
 
 # The fields and how their values parse are the agents' Config dataclasses'
@@ -256,7 +303,7 @@ def _load_table(
                 raise ConfigError(
                     f"{where}: {key!r} is not a field of {whose} (fields: {', '.join(fields)})"
                 )
-            if not tasks or (not user and tasks != ANY and tasks not in _ALL_ENVS):
+            if not tasks or (not user and tasks != ANY and tasks not in _TABLE_ENVS):
                 hint = (
                     f" (did you mean {task_env(tasks)!r}?)" if task_env(tasks) in _ALL_ENVS else ""
                 )
@@ -288,6 +335,7 @@ class _Resolved:
     notes: dict[str, str]
     env: str | None
     task_rows: int  # how many paper rows matched the task specifically (not via '*')
+    preset_rows: int = 0  # how many rows of the named preset matched the task specifically
 
 
 def _close(name: str, choices: list[str]) -> str:
@@ -377,7 +425,7 @@ def _resolve(
     values: dict[str, Any] = {}
     env = task_env(task) if task else None
     layers = ("paper",) if preset == "paper" else ("paper", preset)
-    task_rows = 0
+    task_rows = preset_rows = 0
     paper: dict[str, str] = {}  # field -> "value (source)" set by a paper row, for the notes
     for layer in layers:
         rows = [r for r in table if r.preset == layer and r.applies(agent, env)]
@@ -400,6 +448,8 @@ def _resolve(
             if layer == "paper":
                 paper[row.key] = f"{format_value(values[row.key])} ({row.source})"
                 task_rows += row.tasks != ANY
+            else:
+                preset_rows += row.tasks != ANY
     for key, raw in overrides.items():
         try:
             value = coerce(raw, kinds[key])
@@ -415,7 +465,7 @@ def _resolve(
         config = dataclasses.replace(config_cls(), **values)
     except ConfigError as e:
         raise ConfigError(f"{agent} option {e}") from None
-    return _Resolved(config, sources, notes, env, task_rows)
+    return _Resolved(config, sources, notes, env, task_rows, preset_rows)
 
 
 def resolve(
@@ -446,13 +496,15 @@ def format_presets(agent: str, task: str | None, preset: str = "paper") -> str:
     if task is None:
         lines.append("no task given: agent defaults plus the preset's rows for every task")
     elif r.env not in _ALL_ENVS:
+        mine = f", then the {preset} preset's values for it" if r.preset_rows else ""
         lines.append(
             f"environment {r.env!r} is not one of the paper's {len(PAPER_TASKS)} tasks: "
-            "agent defaults apply"
+            f"agent defaults apply{mine}"
         )
     elif r.task_rows == 0:
+        mine = f", then the {preset} preset's values for it" if r.preset_rows else ""
         lines.append(
-            f"environment {r.env}: the paper gives no {agent} values for it; defaults apply"
+            f"environment {r.env}: the paper gives no {agent} values for it; defaults apply{mine}"
         )
     else:
         lines.append(f"environment {r.env}")
@@ -465,4 +517,21 @@ def format_presets(agent: str, task: str | None, preset: str = "paper") -> str:
     for row in table:
         cells = [row[i].ljust(widths[i]) for i in range(3)] + [row[3]]
         lines.append("  ".join(cells).rstrip())
+    lines += _not_set(preset, r.env)
     return "\n".join(lines)
+
+
+def _not_set(preset: str, env: str | None) -> list[str]:
+    """The lines of `PRESET_NOT_SET` for a preset and environment: what the published runs did
+    that the preset does not set (and gfp sometimes cannot); [] for the other presets."""
+    by_env = PRESET_NOT_SET.get(preset)
+    if not by_env:
+        return []
+    if env is None:
+        found = [line for lines in by_env.values() for line in lines]
+    else:
+        found = [*by_env.get("*", ()), *by_env.get(env, ())]
+    if preset == "qc" and env is not None and env not in QC_ENVS:
+        found.insert(0, f"QC reports no {env} runs: the qc preset has values for "
+                        f"{', '.join(QC_ENVS)} only")  # fmt: skip
+    return [f"not set by the {preset} preset: {line}" for line in found]

@@ -52,6 +52,8 @@ class _GFP(_Base):
     guidance_critic: Literal["target", "online"] = "target"
     time_embedding: Literal["sinusoidal", "scalar"] = "sinusoidal"
     normalize_q_loss: bool = True
+    horizon: int = 1  # action chunking (QC), which the qc preset sets
+    action_chunking: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,18 @@ class _FQL(_Base):
     flow_steps: int = 10
     q_agg: Literal["mean", "min"] = "mean"
     normalize_q_loss: bool = False
+    time_embedding: Literal["sinusoidal", "scalar"] = "scalar"
+    horizon: int = 1
+    action_chunking: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class _QC(_Base):  # Q-chunking's best-of-N agent (QC's get_config defaults)
+    horizon: int = 5
+    action_chunking: bool = True
+    flow_steps: int = 10
+    q_agg: Literal["mean", "min"] = "mean"
+    num_samples: int = 32
     time_embedding: Literal["sinusoidal", "scalar"] = "scalar"
 
 
@@ -90,6 +104,7 @@ FAKE = {
     "iql": _agent(_IQL),
     "bc": _agent(_Base),
     "flow_bc": _agent(_Base),
+    "qc": _agent(_QC),
 }
 
 
