@@ -226,6 +226,18 @@ class RunSettings:
         recorded=False,
         run_defining=False,
     )
+    obs_keys: str | None = setting(
+        None,
+        "LeRobot datasets: the features that make the observation, comma-separated, e.g. "
+        "observation.state, or one camera, observation.images.top (KEY@HxW: decoded at that "
+        "resolution). Unset: observation.state, else the dataset's one camera.",
+        # Recorded only when given (every other run's config.json stays as it was) and not
+        # hashed (every hash stays as it was): the data it picks is checked on resume by the
+        # dataset's fingerprint and shape, as dataset_dir's is.
+        run_defining=False,
+        when_set=True,
+        metavar="KEYS",
+    )
     dataset_dir: Path | None = setting(
         None,
         "Where the dataset files live. Unset: OGBench's default directory (~/.ogbench/data), or "
