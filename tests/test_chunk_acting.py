@@ -315,6 +315,24 @@ def test_policy_act_batch_rows_reset_on_their_own(fql_chunked):
         policy.act(obs[3, :1].repeat(3, axis=0))  # another batch size mid-chunk
 
 
+def test_a_chunked_agent_is_evaluated_open_loop(recorded_envs):
+    """flow_bc with horizon 3 on Pendulum (A = 1): its (batch, 3) output is inferred to be a
+    chunk of 3 actions, each executed in order, as the agent's chunk says."""
+    log = recorded_envs
+    agent = chunked_agent("flow_bc", obs_dim=3, act_dim=1)
+    params = agent.init(jax.random.PRNGKey(1)).params
+    fn = agent.policy_fn("actor")
+
+    def policy(obs, key):
+        out = np.asarray(fn(params, obs, key))
+        log.append(("call", out.reshape(len(obs), K, 1)))
+        return out
+
+    ev.evaluate(policy, ENV, episodes=2, num_envs=2, seed=0, workers=0)
+    counts = replay_open_loop(log, K)
+    assert counts["steps"] == 7 + 9 and counts["calls"] == 3  # at steps 0, 3, 6 of both slots
+
+
 # ---- export and deploy ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def exported_chunked(fql_chunked, tmp_path_factory):
@@ -404,3 +422,44 @@ def test_k1_export_keeps_its_shapes_and_says_chunk_1(tmp_path):
     obs = np.ones(4, np.float32)
     z = np.full(2, 0.3, np.float32)
     np.testing.assert_array_equal(policy.act(obs, z), policy(obs, z))  # every step, as before
+
+
+def qc_agent():
+    """A small QC agent (best-of-N over chunks: its noise is (batch, N, k * A))."""
+    if "qc" not in AGENTS:
+        pytest.skip("the qc agent is not in this checkout")
+    config = AGENTS["qc"].Config(
+        actor_hidden_dims=(16, 16),
+        value_hidden_dims=(16, 16),
+        horizon=K,
+        num_samples=4,
+        flow_steps=2,
+    )
+    agent = make_agent("qc", config, obs_dim=OBS_DIM, action_dim=ACT_DIM)
+    return agent, jax.device_get(agent.init(jax.random.PRNGKey(0)).params)
+
+
+def check_qc_export(tmp_path, fmt: str) -> None:
+    from gfp.export import export_policy
+
+    agent, params = qc_agent()
+    meta = export_policy(agent, params, "actor", fmt, tmp_path / f"qc.{fmt}")
+    assert meta["inputs"][1]["shape"] == ["batch", 4, K * ACT_DIM]
+    assert meta["outputs"][0]["shape"] == ["batch", K, ACT_DIM] and meta["chunk"]["length"] == K
+    policy = load_policy(tmp_path / f"qc.{fmt}", seed=0)
+    assert policy.noise_shape == (4, K * ACT_DIM)
+    obs = np.random.default_rng(5).standard_normal((2, OBS_DIM)).astype(np.float32)
+    z = np.random.default_rng(6).standard_normal((2, 4, K * ACT_DIM)).astype(np.float32)
+    want = np.asarray(agent.action(params, obs, z, "actor")).reshape(2, K, ACT_DIM)
+    np.testing.assert_allclose(policy(obs, z), want, atol=1e-5)
+    np.testing.assert_allclose(policy.act_chunk(obs[1], z[1]), want[1], atol=1e-5)
+    assert policy.act(obs[0]).shape == (ACT_DIM,)  # its own noise, of the recorded shape
+
+
+def test_qc_stablehlo_export_takes_n_noises_per_state(tmp_path):
+    check_qc_export(tmp_path, "stablehlo")
+
+
+@pytest.mark.slow  # the ONNX conversion of N flows and the argmax: about 30 s on a loaded 2-core
+def test_qc_onnx_export_takes_n_noises_per_state(tmp_path):
+    check_qc_export(tmp_path, "onnx")
