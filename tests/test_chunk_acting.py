@@ -38,11 +38,14 @@ class Recorder(gymnasium.Wrapper):
 
     def reset(self, **kw):
         self.log.append(("reset", self.number))
-        return self.env.reset(**kw)
+        out = self.env.reset(**kw)
+        self.log.append(("obs", self.number, np.array(out[0])))
+        return out
 
     def step(self, action):
         out = self.env.step(action)
         self.log.append(("step", self.number, np.array(action), bool(out[2] or out[3])))
+        self.log.append(("obs", self.number, np.array(out[0])))
         return out
 
 
@@ -73,6 +76,8 @@ def replay_open_loop(log: list, k: int, a: int = 1) -> dict[str, int]:
             env = event[1]
             counts["discarded"] += len(queues.get(env, []))
             queues[env], _ = [], running.add(env)
+        elif event[0] == "obs":
+            continue
         elif event[0] == "call":
             out = event[1]
             takers = [env for env in running if not queues[env]]
@@ -150,6 +155,29 @@ def test_evaluation_with_chunks_is_deterministic_and_independent_of_workers():
     for result, seen in rest:
         np.testing.assert_equal(result, first)  # NaN success (Pendulum has none) included
         np.testing.assert_array_equal(np.stack(seen), np.stack(seen0))
+
+
+def test_frame_stack_follows_every_step_between_chunks(recorded_envs):
+    """With frame_stack 2 the policy sees, when it plans, the last two observations of each
+    environment, however many steps the chunk took (the stack is pushed at every step)."""
+    log = recorded_envs
+    policy = chunk_policy(log, K)
+    seen = []
+
+    def recording(obs, key):
+        seen.append((len(log), np.array(obs)))
+        return policy(obs, key)
+
+    ev.evaluate(recording, ENV, episodes=2, num_envs=2, seed=1, workers=0, frame_stack=2)
+    replay_open_loop(log, K)
+    assert len(seen) == 3
+    for at, obs in seen:
+        for env in (0, 1):
+            history = [e[2] for e in log[:at] if e[0] == "obs" and e[1] == env]
+            started = max(i for i, e in enumerate(log[:at]) if e[:2] == ("reset", env))
+            fresh = sum(1 for e in log[started:at] if e[0] == "obs" and e[1] == env)
+            last_two = history[-2:] if fresh > 1 else history[-1:] * 2
+            np.testing.assert_array_equal(obs[env], np.concatenate(last_two))
 
 
 def test_outputs_that_are_no_whole_chunk_are_refused(recorded_envs):
