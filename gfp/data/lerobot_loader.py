@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -192,36 +192,41 @@ def _read_columns(
 ) -> dict[str, np.ndarray]:
     wanted = list(dict.fromkeys([*keys, *_INDEX_KEYS]))
     parts: dict[str, list[np.ndarray]] = {k: [] for k in wanted}
+    files = []  # (file, its first row)
     for path in _data_files(meta, episodes):
         table = _read_parquet(path)
+        files.append((path, sum(len(p) for p in parts[wanted[0]])))
         for key in wanted:
             if key not in table.column_names:
                 V.fail(str(path), key, "is missing from the data (meta/info.json lists it)")
             shape = meta.shape(key) if key in meta.features else ()
             parts[key].append(_column(table, key, shape, str(path)))
     out = {k: np.concatenate(v) for k, v in parts.items()}
-    _check_order(out, meta)
+    _check_order(out, files, meta)
     return out
 
 
-def _check_order(cols: dict[str, np.ndarray], meta: Meta) -> None:
+def _check_order(cols: dict[str, np.ndarray], files: list[tuple[Path, int]], meta: Meta) -> None:
     """Rows grouped by episode, and frame_index 0, 1, 2, ... within each."""
-    where = f"{meta.root}/data"
+
+    def fail(key: str, problem: str, row: int) -> NoReturn:
+        path, first = next((p, r) for p, r in reversed(files) if r <= row)
+        V.fail(str(path), key, problem, row - first)
+
     ep, frame = cols["episode_index"].astype(np.int64), cols["frame_index"].astype(np.int64)
     if len(ep) == 0:
-        raise DataError(f"{where}: has no frames")
+        raise DataError(f"{meta.root}/data: has no frames")
     starts = np.flatnonzero(np.concatenate([[True], ep[1:] != ep[:-1]]))
     seen: set[int] = set()
     for s in starts.tolist():
         if int(ep[s]) in seen:
-            V.fail(where, "episode_index", f"returns to episode {int(ep[s])} (rows not grouped)", s)
+            fail("episode_index", f"returns to episode {int(ep[s])} (rows not grouped)", s)
         seen.add(int(ep[s]))
     expected = np.arange(len(ep)) - np.repeat(starts, np.diff(np.append(starts, len(ep))))
     bad = np.flatnonzero(frame != expected)
     if bad.size:
         row = int(bad[0])
-        V.fail(
-            where,
+        fail(
             "frame_index",
             f"is {int(frame[row])}, expected {int(expected[row])} (frame_index must count 0, 1, "
             f"2, ... within each episode; episode {int(ep[row])})",
@@ -344,8 +349,7 @@ def _decode_at(
                     break
     except av.FFmpegError as e:
         raise DataError(f"{path}: cannot be decoded ({e})") from e
-    if i < len(wanted):  # times after the last frame: the last frame, if it is near enough
-        q, row = wanted[i]
+    for q, row in wanted[i:]:  # times after the last frame: the last frame, if near enough
         if prev is None or q - prev_t >= TOLERANCE_S:
             ends = f"its last frame is at {last_t:.4f} s" if last_t is not None else "no frames"
             V.fail(
@@ -354,9 +358,7 @@ def _decode_at(
                 f"{q:.4f} s has no frame: the video is shorter than its timestamps ({ends})",
                 row,
             )
-        for q, row in wanted[i:]:
-            _check_near(path, q, prev_t, row)
-            put(prev, row)
+        put(prev, row)
 
 
 def _check_near(path: Path, query: float, found: float, row: int) -> None:
