@@ -101,6 +101,16 @@ def where_tree(on: jax.Array | None, new: Any, old: Any) -> Any:
 BATCH_KEYS: tuple[str, ...] = ("observations", "actions", "rewards", "masks", "next_observations")
 
 
+class _BatchKeys:
+    """`Agent.batch_keys`: the dataset arrays its batches carry. On the class, the agent's
+    `base_batch_keys`; on an agent, h-step windows (horizon > 1) also carry `valid` (B, h): 1 for
+    the window's steps up to and including its first terminal, 0 after."""
+
+    def __get__(self, agent: Agent | None, cls: type[Agent]) -> tuple[str, ...]:
+        keys = cls.base_batch_keys
+        return (*keys, "valid") if agent is not None and agent.horizon > 1 else keys
+
+
 class Agent:
     """Base class. Subclasses set `name`, `Config`, and implement networks/losses/act."""
 
@@ -125,12 +135,7 @@ class Agent:
         self.action_dim = self.chunk_len * action_dim
         self.nets = self.networks()
 
-    @property
-    def batch_keys(self) -> tuple[str, ...]:
-        """The dataset arrays its batches carry; h-step windows (horizon > 1) also carry `valid`
-        (B, h): 1 for the window's steps up to and including its first terminal, 0 after."""
-        keys = self.base_batch_keys
-        return (*keys, "valid") if self.horizon > 1 else keys
+    batch_keys = _BatchKeys()
 
     # ---- action chunks (horizon > 1; the batch format is gfp.engine's window sampler's) -------
     def noise_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
