@@ -115,12 +115,12 @@ class Policy:
     @property
     def chunk_len(self) -> int:
         """k: the actions one call of the policy gives (action chunking; 1 otherwise)."""
-        return int(getattr(self.agent, "chunk_len", 1))
+        return int(self.agent.chunk_len)
 
     @property
     def env_action_dim(self) -> int:
         """A: the size of one action, as the environment takes it."""
-        return int(getattr(self.agent, "env_action_dim", self.agent.action_dim // self.chunk_len))
+        return int(self.agent.env_action_dim)
 
     def reset(self, rows: Any = None) -> None:
         """Start an episode: the next `act` fills the frame stack with its frame (pixel runs with

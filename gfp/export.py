@@ -95,16 +95,14 @@ __all__ = [
 # ---- the function ---------------------------------------------------------------------------
 def chunk_shape(agent: Agent) -> tuple[int, int]:
     """(k, A): the actions one call of the agent's policy returns and the size of one
-    (`agent.chunk_len`, `agent.env_action_dim`; 1 and `action_dim` for agents without them)."""
-    k = int(getattr(agent, "chunk_len", 1))
-    return k, int(getattr(agent, "env_action_dim", agent.action_dim // k))
+    (`agent.chunk_len`, `agent.env_action_dim`; k = 1 without action chunking)."""
+    return int(agent.chunk_len), int(agent.env_action_dim)
 
 
 def noise_shape(agent: Agent, batch_shape: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The shape of the noise input z for `batch_shape` (`agent.noise_shape`; (*batch_shape,
-    action_dim) for agents without it)."""
-    fn = getattr(agent, "noise_shape", None)
-    return tuple(fn(batch_shape)) if fn is not None else (*batch_shape, agent.action_dim)
+    """The shape of the noise input z for `batch_shape` (`agent.noise_shape`: (*batch_shape,
+    action_dim) by default, (*batch_shape, N, action_dim) for QC's best-of-N)."""
+    return tuple(agent.noise_shape(batch_shape))
 
 
 def check_policy(agent: Agent, policy: str) -> None:

@@ -7,7 +7,6 @@ stays as before (the existing tests of those modules).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import gymnasium
@@ -262,24 +261,13 @@ def test_frame_stack_resets_single_rows():
 
 # ---- agents with action chunks -----------------------------------------------------------
 def chunked_agent(name: str, k: int = K, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM):
-    """`name` built with horizon k and action chunking (agents helper's interface: chunk_len,
-    env_action_dim, action_dim = k * A)."""
-    config_cls = AGENTS[name].Config
-    small = {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16)}
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    if "horizon" in fields:
-        agent = make_agent(
-            name,
-            config_cls(**small, horizon=k, action_chunking=True),
-            obs_dim=obs_dim,
-            action_dim=act_dim,
-        )
-        if getattr(agent, "chunk_len", None) == k:
-            assert agent.action_dim == k * act_dim and agent.env_action_dim == act_dim
-            return agent
-    # a stand-in until the agents implement it: an agent of k * A outputs said to be a chunk
-    agent = make_agent(name, config_cls(**small), obs_dim=obs_dim, action_dim=k * act_dim)
-    agent.chunk_len, agent.env_action_dim = k, act_dim
+    """`name` built with horizon k and action chunking: its policies output k * A."""
+    config = AGENTS[name].Config(
+        actor_hidden_dims=(16, 16), value_hidden_dims=(16, 16), horizon=k, action_chunking=True
+    )
+    agent = make_agent(name, config, obs_dim=obs_dim, action_dim=act_dim)
+    assert agent.chunk_len == k and agent.env_action_dim == act_dim
+    assert agent.action_dim == k * act_dim
     return agent
 
 
@@ -454,8 +442,6 @@ def test_k1_export_keeps_its_shapes_and_says_chunk_1(tmp_path):
 
 def qc_agent():
     """A small QC agent (best-of-N over chunks: its noise is (batch, N, k * A))."""
-    if "qc" not in AGENTS:
-        pytest.skip("the qc agent is not in this checkout")
     config = AGENTS["qc"].Config(
         actor_hidden_dims=(16, 16),
         value_hidden_dims=(16, 16),
