@@ -34,8 +34,9 @@ from gfp.data.load import Dataset, load_dataset
 from gfp.engine.chunk import init_states, unstack
 from gfp.engine.driver import LogSums, OfflinePhase, Phase, drive, train
 from gfp.engine.frames import check_settings
-from gfp.engine.placement import make_sampler
+from gfp.engine.placement import agent_sampler
 from gfp.engine.replay import online_rows
+from gfp.engine.sequence import check_online, horizon_of
 from gfp.errors import ConfigError, DivergenceError, Interrupted, WriteError
 from gfp.evaluate import evaluate, evaluation_seed
 from gfp.io import os_reason
@@ -69,9 +70,7 @@ def fit(
     ...)."""
     if states is None:
         states = init_states(agent, seeds)
-    return train(
-        agent, make_sampler(dataset.train, agent.batch_keys), states, steps=steps, **kwargs
-    )
+    return train(agent, agent_sampler(dataset.train, agent), states, steps=steps, **kwargs)
 
 
 def evaluate_policies(
@@ -165,6 +164,8 @@ class Training:
                 f"online fine-tuning needs an environment, and the dataset {self.dataset.name!r} "
                 "names none"
             )
+        if job.online_steps:  # h-step windows need one environment's rows in order
+            check_online(horizon_of(job.config), job.online_envs)
         if job.online_steps and self.agent.obs_spec.dtype == "uint8":
             raise ConfigError(
                 f"online fine-tuning takes state observations; {self.dataset.name!r} has images "
@@ -362,9 +363,9 @@ class Training:
         """All offline updates, to job.steps."""
         if min(self.at) >= self.job.steps:
             return states  # every seed is past the offline phase (resumed online)
-        sampler = make_sampler(
+        sampler = agent_sampler(
             self.dataset.train,
-            self.agent.batch_keys,
+            self.agent,
             self.job.data_placement,
             cache_dir=self.job.out,
             log=lambda line: print(f"gfp: {line}"),
@@ -404,8 +405,9 @@ class Training:
         if job.eta_online is None:
             return self.agent
         config = dataclasses.replace(job.config, eta=job.eta_online)
+        env_action_dim = getattr(self.agent, "env_action_dim", self.agent.action_dim)
         return make_agent(
-            job.agent, config, obs_spec=self.agent.obs_spec, action_dim=self.agent.action_dim
+            job.agent, config, obs_spec=self.agent.obs_spec, action_dim=env_action_dim
         )
 
     def on_episode(self, i: int, row: dict[str, float]) -> None:
@@ -439,7 +441,7 @@ class Training:
             collector = Collector(
                 agent,
                 pool,
-                make_sampler(self.dataset.train, agent.batch_keys).data,
+                agent_sampler(self.dataset.train, agent).data,
                 seeds=job.seeds,
                 n_envs=job.online_envs,
                 capacity=capacity,

@@ -10,7 +10,8 @@ key) and draws the rows with the batch key; `Agent.update` then splits the updat
 keeps the first half as the state's next key (gfp/agents/base.py). That chain does not depend on
 the update's values, so `plan_rows` walks it ahead of the updates and draws the same rows; the
 gathered rows are the same float32 values the device copy holds, so every placement trains to
-bit-identical parameters.
+bit-identical parameters. (Action-chunk windows, `horizon` > 1: the same minibatches, bit for
+bit; the parameters to float rounding, gfp.engine.sequence.)
 
 Disk (`spill`): the training arrays are written once, in the dtype the device would hold, as .npy
 files in a fresh folder, reopened with `mmap_mode='r'` and the folder removed at once: the open

@@ -33,10 +33,23 @@ For ReBRAC (which reads `next_actions`) a row's next action is the action taken 
 next_observation, written into the row when that action is taken; at an episode's end, and for the
 newest row of each environment until then, the row's own action stands in (as in
 gfp.engine.samplers.next_actions).
+
+Action chunks (an agent config's `horizon` h > 1: Q-chunking, Li, Zhou and Levine, NeurIPS 2025,
+Sec. 4: the chunk is executed open loop). The policy's output at an observation is a chunk of
+`agent.chunk_len` actions; each environment keeps a queue of them: when it is empty the newest
+chunk (the actions sampled at the environment's current observation) fills it, each environment
+step pops one, and an episode's end (or a reset, or a resumed run) empties it, so a chunk never
+runs into the next episode. The buffer's rows are the single environment steps, with `terminals`
+(terminated or truncated) so that the replay sampler's h-step windows see the episodes' ends
+(gfp.engine.replay); a resumed run's interrupted episode ends with terminals = 1 at its last row
+(the cut, like a time limit: mask 1), recorded in the counters (`cuts`) so every later resume
+marks it again. Windows need one environment's rows in order, so h > 1 collects with one
+environment per seed (online_envs > 1 is refused: gfp.engine.sequence.check_online).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -55,6 +68,7 @@ from gfp.engine.replay import (
     held_rows,
     restore_rows,
 )
+from gfp.engine.sequence import check_online, data_keys, horizon_of
 from gfp.errors import DataError
 
 
@@ -146,15 +160,28 @@ class Collector:
     ):
         self.agent, self.pool, self.seeds, self.n_envs = agent, pool, list(seeds), n_envs
         self.reward_shift = float(reward_shift)
-        keys = list(agent.batch_keys)
+        self.horizon = horizon = horizon_of(agent.config)
+        check_online(horizon, n_envs)
+        # The open loop's chunks: the policy's output holds chunk_len actions of the environment.
+        self.chunk_len = int(getattr(agent, "chunk_len", 1))
+        self.env_action_dim = int(getattr(agent, "env_action_dim", agent.action_dim))
+        keys = list(data_keys(agent.batch_keys, horizon))
+        missing = [k for k in keys if k not in initial]
+        if missing:
+            raise DataError(f"the online phase's initial data lacks {missing} (horizon {horizon})")
         initial = {k: initial[k] for k in keys}
         self.on_episode = on_episode
         start = {k: x[:0] for k, x in initial.items()} if balanced else initial
         buffers = create_buffers(start, capacity, len(self.seeds))
-        self.sampler = ReplaySampler(buffers, initial if balanced else {}, balanced)
+        out = agent.batch_keys if horizon > 1 else None
+        self.sampler = ReplaySampler(buffers, initial if balanced else {}, balanced, horizon, out)
         self.specs = {k: (x.shape[1:], x.dtype) for k, x in initial.items()}
         self.added = [0] * len(self.seeds)
         self.slots = [[EnvSlot() for _ in range(n_envs)] for _ in self.seeds]
+        # Per environment, the actions of the current chunk still to execute (open loop).
+        self.queues = [[collections.deque() for _ in range(n_envs)] for _ in self.seeds]
+        # Per seed, the online rows ending an episode a resume interrupted (horizon > 1).
+        self.cuts: list[list[int]] = [[] for _ in self.seeds]
         self.restarted: list[str] = []  # what resuming did to partial episodes (for a message)
         for i, item in enumerate(saved):
             if item is not None:
@@ -192,12 +219,15 @@ class Collector:
 
     def counters(self, i: int) -> dict[str, Any]:
         """Seed i's counters of `payload`, without its rows (gfp.run writes those in segments)."""
-        return {
+        out = {
             "added": self.added[i],
             "capacity": self.buffers.capacity,
             "base": self.buffers.base,
             "envs": [{"episode": s.episode, "start": s.start} for s in self.slots[i]],
         }
+        if "terminals" in self.buffers.data:
+            out["cuts"] = list(self.cuts[i])
+        return out
 
     def _restore(self, i: int, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         want = {"capacity": self.buffers.capacity, "base": self.buffers.base}
@@ -219,6 +249,22 @@ class Collector:
                     f"seed {self.seeds[i]} env {j}: episode {env['episode']} restarted, its {kept} "
                     "transitions so far kept"
                 )
+                if "terminals" in self.buffers.data:  # one env (check_online): its last row
+                    self.cuts[i].append(added - 1)
+        if "terminals" in self.buffers.data:
+            self._mark_cuts(i, [int(c) for c in meta.get("cuts", ())] + self.cuts[i])
+
+    def _mark_cuts(self, i: int, cuts: Sequence[int]) -> None:
+        """terminals = 1 at seed i's online rows `cuts` (interrupted episodes' last rows) that the
+        buffer still holds; those are the cuts its counters keep."""
+        cap, added = self.buffers.capacity, self.added[i]
+        held = sorted({c for c in cuts if added - cap <= c < added})
+        self.cuts[i] = held
+        if held:
+            pos = jnp.asarray((self.buffers.base + np.asarray(held)) % cap)
+            t = self.buffers.data["terminals"]
+            data = {**self.buffers.data, "terminals": t.at[i, pos].set(1.0)}
+            self.buffers = self.buffers.replace(data=data)
 
     # -- environment steps --
     def reset(self, states: TrainState) -> TrainState:
@@ -228,6 +274,7 @@ class Collector:
             for j, slot in enumerate(self.slots[i]):
                 jobs.append((i * self.n_envs + j, reset_seed(seed, j, slot.episode)))
                 slot.ret, slot.length, slot.prev = 0.0, 0, -1
+                self.queues[i][j].clear()
         for k, ob in self.pool.reset(jobs):
             self.slots[k // self.n_envs][k % self.n_envs].obs = ob
         states, actions = self.first(states, self.observations())
@@ -242,6 +289,15 @@ class Collector:
              for slots in self.slots]
         )  # fmt: skip
 
+    def next_action(self, i: int, j: int) -> np.ndarray:
+        """The action seed i's environment j executes now: the next of its chunk's queue, which an
+        empty queue first fills with the chunk sampled at the current observation (the policy's
+        output as (chunk_len, A), oldest first). chunk_len 1: that output itself."""
+        queue = self.queues[i][j]
+        if not queue:
+            queue.extend(self.actions[i, j].reshape(self.chunk_len, self.env_action_dim))
+        return queue.popleft()
+
     def step(self, states: TrainState, active: Sequence[bool], step: int) -> tuple:
         """One collection step at global step `step` for the seeds that are `active`: step their
         environments with the pending actions, then the jitted add + E updates + next actions.
@@ -251,20 +307,21 @@ class Collector:
         rows = {k: np.zeros((len(self.seeds), e, *shape), dtype) for k, (shape, dtype) in
                 self.specs.items()}  # fmt: skip
         fill_at = np.full((len(self.seeds), e), -1, np.int32)
-        jobs = [
-            (i * e + j, self.actions[i, j]) for i, a in enumerate(active) if a for j in range(e)
-        ]
+        taken = {(i, j): self.next_action(i, j) for i, a in enumerate(active) if a
+                 for j in range(e)}  # fmt: skip
+        jobs = [(i * e + j, action) for (i, j), action in taken.items()]
         resets, episodes = [], []
         for k, (ob, reward, terminated, truncated, success) in self.pool.step(jobs):
             i, j = divmod(k, e)
-            slot, index = self.slots[i][j], self.added[i] + j
+            slot, index, action = self.slots[i][j], self.added[i] + j, taken[i, j]
             row = {
                 "observations": slot.obs,
-                "actions": self.actions[i, j],
+                "actions": action,
                 "rewards": reward + self.reward_shift,
                 "masks": 0.0 if terminated else 1.0,
+                "terminals": 1.0 if terminated or truncated else 0.0,
                 "next_observations": ob,
-                "next_actions": self.actions[i, j],  # its own until the next one is known
+                "next_actions": action,  # its own until the next one is known
             }
             for key in rows:
                 rows[key][i, j] = np.asarray(row[key], rows[key].dtype).reshape(rows[key].shape[2:])
@@ -276,6 +333,7 @@ class Collector:
                                      "length": slot.length}))  # fmt: skip
                 slot.episode, slot.start = slot.episode + 1, index + 1
                 slot.ret, slot.length, slot.prev = 0.0, 0, -1
+                self.queues[i][j].clear()  # the rest of the chunk is not executed
                 resets.append((k, reset_seed(self.seeds[i], j, slot.episode)))
             else:
                 slot.prev = (self.buffers.base + index) % self.buffers.capacity

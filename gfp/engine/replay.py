@@ -19,7 +19,9 @@ Action chunks (an agent config's `horizon` h > 1, gfp.engine.sequence): the buff
 windows need) and `ReplaySampler` draws h-step windows from its filled rows (starts in
 [0, size - h]) and, balanced, half of them from the dataset's windows. As in the reference
 implementation, a window may run from the buffer's newest row into its oldest once it has
-wrapped.
+wrapped. While fewer than h rows are filled (the first h - 1 collection steps of a balanced run,
+whose buffer starts empty) the online windows start at row 0 and read empty rows (zeros: reward
+0, mask 0).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ minibatch from it inside the traced update (`minibatch`). gfp.engine.chunk runs
 * gfp.engine.frames: pixel frames on the device (`FrameSampler`), or in host memory with
   minibatches gathered and prefetched by a host thread (`HostFrameSampler`, a *fed* sampler: its
   chunk receives one prefetched minibatch per update);
-* gfp.engine.replay: a replay buffer per seed that the online phase also adds rows to.
+* gfp.engine.replay: a replay buffer per seed that the online phase also adds rows to;
+* gfp.engine.sequence: action-chunk windows (an agent config's `horizon` h > 1: `SequenceSampler`
+  on the device; the host, frame and replay samplers take a `horizon` too).
 
 A new sampler is one class with these members. gfp.engine.placement.make_sampler picks the one
 for a dataset.

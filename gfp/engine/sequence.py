@@ -24,7 +24,16 @@ Randomness: the window starts are drawn exactly as single rows are (gfp.engine.s
 `ArraySampler`: the state's key split into (update key, batch key), the batch key draws B
 integers), from N - h + 1 starts instead of N, so the host-fed samplers plan them from the same
 key chain (gfp.engine.host_arrays.plan_rows, gfp.engine.frames.plan_indices) and every placement
-gives the same minibatches.
+gives the same minibatches, bit for bit. (The parameters they train agree to float rounding, not
+always bit for bit as for h = 1: XLA compiles a critic's update over a gathered window and over a
+host-fed one into differently rounded programs.)
+
+Where windows are drawn: offline state data on the device (`SequenceSampler`), in host memory or
+on disk (gfp.engine.host_arrays, `horizon`), pixel frames on the device or the host
+(gfp.engine.frames, `horizon`), and the online replay buffer (gfp.engine.replay, with
+`terminals` stored; one environment per seed, `check_online`). gfp.engine.placement.make_sampler
+picks them when its `horizon` (an agent config's, `agent_sampler`) is > 1; horizon 1 keeps the
+single-transition samplers unchanged.
 """
 
 from __future__ import annotations
