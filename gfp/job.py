@@ -28,8 +28,8 @@ from gfp.agents.configs import (
     check_field,
     config_class,
     config_from_dict,
-    hashed_agent_config,
     is_int,
+    recorded_agent_config,
     require,
 )
 from gfp.errors import ConfigError
@@ -242,13 +242,19 @@ def run_defining_keys() -> list[str]:
 
 def job_record(job: TrainJob) -> dict[str, Any]:
     """The job part of config.json (JSON types only)."""
+    # Options added later, at their defaults, are left out with their sources (the record of a
+    # job that does not use them is the one gfp wrote before them).
+    agent_config = recorded_agent_config(
+        job.agent, json.loads(json.dumps(dataclasses.asdict(job.config)))
+    )
+    dropped = set(dataclasses.asdict(job.config)) - set(agent_config)
     record = {
         "task": job.task,
         "agent": job.agent,
         "seeds": list(job.seeds),
         **run_settings.record(job.settings),
-        "agent_config": json.loads(json.dumps(dataclasses.asdict(job.config))),
-        "agent_config_sources": job.sources,
+        "agent_config": agent_config,
+        "agent_config_sources": {k: v for k, v in job.sources.items() if k not in dropped},
     }
     record["config_hash"] = config_hash(record)
     return record
@@ -260,7 +266,7 @@ def run_defining(record: Mapping[str, Any]) -> dict[str, Any]:
     online = run_settings.online_only()
     out = {k: record.get(k) for k in run_defining_keys() if k not in online or k in record}
     if isinstance(out.get("agent_config"), dict):  # options added later, at their defaults: out
-        out["agent_config"] = hashed_agent_config(out["agent_config"])
+        out["agent_config"] = recorded_agent_config(str(record.get("agent")), out["agent_config"])
     return out
 
 

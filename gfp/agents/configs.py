@@ -538,20 +538,27 @@ CHUNKING_AGENTS: tuple[str, ...] = ("gfp", "fql", "flow_bc", "qc")
 SINGLE_STEP_CONFIGS: tuple[type[BaseConfig], ...] = (ReBRACConfig, IQLConfig, BCConfig)
 
 # Options added after runs were recorded: a config.json's agent_config without them reads back
-# with the field's default (`config_from_dict`), and at the default value below they are left
-# out of the run-defining hash (`hashed_agent_config`, gfp.job.config_hash), so a run recorded
-# before them keeps its identity and --resume accepts it.
-LATER_OPTIONS: dict[str, Any] = {"horizon": 1, "action_chunking": True}
+# with the agent's default (`config_from_dict`), and at that default they are left out of the
+# record and of the run-defining hash (`recorded_agent_config`; gfp.job.job_record, config_hash),
+# so a run recorded before them keeps its record, its identity, and --resume accepts it.
+LATER_OPTIONS: tuple[str, ...] = ("horizon", "action_chunking")
 
 
-def hashed_agent_config(values: Mapping[str, Any]) -> dict[str, Any]:
-    """An agent_config record as the run-defining hash sees it: the LATER_OPTIONS at their
-    default values left out (what a record made before them hashed)."""
-    return {
-        k: v
-        for k, v in values.items()
-        if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k] and type(v) is type(LATER_OPTIONS[k]))
-    }
+def recorded_agent_config(agent: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """An agent_config as config.json records it and the run-defining hash sees it: the
+    LATER_OPTIONS at `agent`'s default values left out (what a record made before them holds)."""
+    cls = CONFIGS.get(agent)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)} if cls else {}
+
+    def at_default(k: str, v: Any) -> bool:
+        return (
+            k in LATER_OPTIONS
+            and k in defaults
+            and type(v) is type(defaults[k])
+            and v == defaults[k]
+        )
+
+    return {k: v for k, v in values.items() if not at_default(k, v)}
 
 
 def config_class(agent: str, configs: Mapping[str, type] | None = None) -> type[BaseConfig]:
