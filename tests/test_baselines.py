@@ -325,7 +325,7 @@ def test_train_reports_missing_batch_keys():
 
 # ---- registry, configs, training smoke runs -----------------------------------------------------
 def test_registry_and_configs():
-    assert set(AGENTS) == {"gfp", "fql", "rebrac", "iql", "bc", "flow_bc"}
+    assert set(AGENTS) == {"gfp", "fql", "rebrac", "iql", "bc", "flow_bc", "qc"}
     for name, cls in AGENTS.items():
         helps = cls.Config.field_help()
         assert all(helps[f.name] for f in dataclasses.fields(cls.Config)), name
