@@ -143,7 +143,7 @@ class Training:
 
     def __init__(self, job: TrainJob):
         self.job = job
-        self.dataset = load_dataset(job.task, job.dataset_dir)
+        self.dataset = load_dataset(job.task, job.dataset_dir, obs_keys=job.obs_keys)
         if job.no_eval:  # no environment: neither evaluated nor checked against the data
             print(f"gfp: no_eval: training {job.task} without environment evaluation")
         else:
@@ -580,6 +580,9 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
     """config.json's `dataset`: what a run trained on (load_run rebuilds the agent's shapes from
     it; resume and reports compare the fingerprint and size)."""
     obs = dataset.train["observations"]
+    # What else the loader says a run must keep (LeRobot: the action normalisation and its
+    # inverse, so that policies can output robot units); absent for every other source.
+    info = {"info": dataset.info} if dataset.info else {}
     return {
         "name": dataset.name,
         "source": dataset.source,
@@ -590,6 +593,7 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
         "obs_dtype": str(obs.dtype),
         "act_dim": dataset.act_dim,
         "fingerprint": dataset_fingerprint(dataset),
+        **info,
     }
 
 

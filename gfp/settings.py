@@ -119,8 +119,9 @@ class RunSettings:
     preset: str = setting(
         "paper",
         "'paper' (the paper's sizes + per-task table), 'cpu' (smaller networks/batch, same "
-        "algorithm), 'awr', a user preset such as 'tuned' (gfp tune), or a FILE.csv. Unset: "
-        "paper, or cpu for gfp train's built-in default job.",
+        "algorithm), 'qc' (Q-chunking's settings on its OGBench domains: horizon 5, its alpha "
+        "and N; gfp presets shows what it cannot set), 'awr', a user preset such as 'tuned' "
+        "(gfp tune), or a FILE.csv. Unset: paper, or cpu for gfp train's built-in default job.",
         derived=True,
     )
     # eval_every, checkpoint_every: their range (0 to the run's steps) is checked with the steps.
