@@ -138,6 +138,9 @@ def test_a_resume_ends_the_interrupted_episode_in_the_buffer_every_time(tmp_path
     run(col, states, 5)  # episode 0 (3 steps) ended, episode 1 two steps in: rows 0..4 online
     arrays, meta = col.payload(0)
     assert meta["cuts"] == [] and arrays["rows"]["terminals"][4] == 0
+    # A checkpoint without the pending actions (written before resumes replayed the interrupted
+    # episode, or one whose replay fails) cuts the episode there.
+    meta = {k: v for k, v in meta.items() if k != "pending"}
     again, states = collector(agent, saved=[(arrays, meta)])
     assert rows(again)["terminals"][D + 4] == 1  # the cut, like a time limit: mask 1
     assert rows(again)["masks"][D + 4] == 1
@@ -149,6 +152,13 @@ def test_a_resume_ends_the_interrupted_episode_in_the_buffer_every_time(tmp_path
     arrays2, meta2 = again.payload(0)
     arrays2 = {"rows": {k: np.array(v) for k, v in arrays2["rows"].items()}}
     arrays2["rows"]["terminals"][4] = 0
+    # With its pending actions the interrupted episode is replayed (the scripted pool's fresh
+    # episode 0 gives the observations the buffer holds) and goes on: no new cut.
+    exact, _ = collector(agent, saved=[(arrays2, meta2)])
+    np.testing.assert_array_equal(np.flatnonzero(rows(exact)["terminals"][D:]), [2, 4])
+    assert exact.counters(0)["cuts"] == [4] and "resumed where it stopped" in exact.restarted[0]
+    assert exact.slots[0][0].length == 2 and exact.pool.sent == [(0, 0), (1, 0)]  # the replay
+    meta2 = {k: v for k, v in meta2.items() if k != "pending"}
     third, _ = collector(agent, saved=[(arrays2, meta2)])
     np.testing.assert_array_equal(np.flatnonzero(rows(third)["terminals"][D:]), [2, 4, 6])
     assert third.counters(0)["cuts"] == [4, 6]

@@ -266,6 +266,20 @@ def test_sigkill_after_incremental_checkpoints_resumes_bit_identical_with_a_wrap
         finals.append(((out / "params.msgpack").read_bytes(), state["online"]["rows"], meta))
     (p50, rows50, meta50), (p200, rows200, meta200) = finals
     assert p50 == p200
+    # ... and both equal a run never killed: the interrupted episode was replayed, not restarted.
+    assert "resumed where it stopped" in text, text
+    out = tmp_path / "whole"
+    args = ["--task", TINY_TASK, "--dataset-dir", tiny_ogbench_dir, *SMALL, "--steps", 20,
+            "--online-steps", 300, "--log-every", "50", "--checkpoint-every", 200,
+            "--eval-every", "0", "--eval-episodes", "1", "--balanced-sampling",
+            "--buffer-size", "64", "--out", out]  # fmt: skip
+    code, _, err = finish(gfp_train(jax_cache, *args))
+    assert code == 0, err[-3000:]
+    whole, meta_whole = RunDir(out, create=False).load_checkpoint()
+    assert (out / "params.msgpack").read_bytes() == p50
+    for k in rows50:
+        np.testing.assert_array_equal(whole["online"]["rows"][k], rows50[k])
+    assert meta_whole["replay"]["counters"] == meta50["replay"]["counters"]
     assert set(rows50) == set(rows200)
     for k in rows50:
         np.testing.assert_array_equal(rows50[k], rows200[k])

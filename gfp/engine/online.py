@@ -23,11 +23,18 @@ buffers donated (updated in place, never copied), inserts the E rows, runs the E
 offline chunk's scan, gfp.engine.chunk.scan_updates, over the replay sampler) and samples the next
 actions; the host only steps the environments.
 
-Checkpoints hold the buffer's online rows and the counters (`Collector.payload`); `gfp.run` writes
-the rows added since the previous checkpoint as a replay segment beside it (gfp.rundir). A resumed
-run restarts each environment's current episode with a fresh reset; the partial episode's rows stay
-in the buffer (they were real transitions; the cut keeps mask 1, like a time limit). So the buffer
-of a run killed and resumed holds exactly one row per environment step of the run, none twice.
+Checkpoints hold the buffer's online rows and the counters (`Collector.payload`: per environment
+its episode and where it started, the pending actions and the rest of the current chunk); `gfp.run`
+writes the rows added since the previous checkpoint as a replay segment beside it (gfp.rundir). A
+resumed run continues each environment's interrupted episode exactly: the environment is reset with
+that episode's seed and the episode's actions, read back from the buffer, are stepped again; the
+simulation is deterministic, so the observations it reproduces equal the buffer's bit for bit
+(checked at every step), and with the pending actions restored the run goes on as if never stopped
+(a run killed with SIGKILL resumes to the final parameters and buffer of an uninterrupted one).
+Where the replay does not reproduce the buffer (another machine, another simulator version) the
+interrupted episode ends there instead and the next starts with a fresh reset; its rows stay in the
+buffer (real transitions; the cut keeps mask 1, like a time limit), and resuming says so. Either
+way the buffer of a run killed and resumed holds exactly one row per environment step, none twice.
 
 For ReBRAC (which reads `next_actions`) a row's next action is the action taken at its
 next_observation, written into the row when that action is taken; at an episode's end, and for the
@@ -116,6 +123,11 @@ def make_first_actions(agent: Agent, policy: str = "actor") -> Callable:
     return jax.jit(jax.vmap(one))
 
 
+def _seed_mask(mask: np.ndarray, like: jax.Array) -> jax.Array:
+    """A per-seed bool `mask` shaped to broadcast against `like` (leading seed axis)."""
+    return jnp.asarray(mask).reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
 # ---- the host side: environments and counters; the phase the driver advances ----------------
 def reset_seed(seed: int, env: int, episode: int) -> int:
     """The reset seed of a collection episode (distinct from evaluation's seed + i)."""
@@ -132,6 +144,8 @@ class EnvSlot:
     length: int = 0
     prev: int = -1  # buffer position of its last row (its next action is still to come), or -1
     obs: Any = None
+    resumed: bool = False  # restored mid-episode from a checkpoint: `reset` leaves it running
+    taken: list = dataclasses.field(default_factory=list)  # the current episode's actions so far
 
 
 class Collector:
@@ -183,12 +197,14 @@ class Collector:
         # Per seed, the online rows ending an episode a resume interrupted (horizon > 1).
         self.cuts: list[list[int]] = [[] for _ in self.seeds]
         self.restarted: list[str] = []  # what resuming did to partial episodes (for a message)
+        # Per seed, the pending actions a checkpoint saved (None: sample them at reset).
+        self.pending: list[np.ndarray | None] = [None] * len(self.seeds)
+        self.actions: np.ndarray | None = None
         for i, item in enumerate(saved):
             if item is not None:
                 self._restore(i, *item)
         self.collect = make_collect_step(agent, self.sampler, policy)
         self.first = make_first_actions(agent, policy)
-        self.actions: np.ndarray | None = None
 
     @property
     def buffers(self) -> Any:
@@ -223,8 +239,20 @@ class Collector:
             "added": self.added[i],
             "capacity": self.buffers.capacity,
             "base": self.buffers.base,
-            "envs": [{"episode": s.episode, "start": s.start} for s in self.slots[i]],
+            "envs": [
+                {
+                    "episode": s.episode,
+                    "start": s.start,
+                    "queue": [np.asarray(a).tolist() for a in self.queues[i][j]],
+                    # The episode's actions the buffer no longer holds (it began before the
+                    # oldest held row), so that a resume can replay it; usually none.
+                    "lost": [np.asarray(a).tolist() for a in s.taken[: self._lost(i, j)]],
+                }
+                for j, s in enumerate(self.slots[i])
+            ],
         }
+        if self.actions is not None:  # float32 -> JSON -> float32 is exact
+            out["pending"] = np.asarray(self.actions[i]).tolist()
         if "terminals" in self.buffers.data:
             out["cuts"] = list(self.cuts[i])
         return out
@@ -240,19 +268,88 @@ class Collector:
         added = int(meta["added"])
         self.buffers = restore_rows(self.buffers, i, arrays["rows"], added)
         self.added[i] = added
+        exact = "pending" in meta  # checkpoints before the exact resume lack the pending actions
         for j, (slot, env) in enumerate(zip(self.slots[i], meta["envs"], strict=True)):
+            episode, start = int(env["episode"]), int(env["start"])
+            if exact and self._replay(i, j, episode, start, arrays["rows"], env):
+                continue
+            exact = False
             # The interrupted episode ends here (its rows stay); the next one starts afresh.
-            slot.episode, slot.start = int(env["episode"]) + 1, added
-            kept = added - int(env["start"])
+            slot.episode, slot.start = episode + 1, added
+            kept = len(self._episode_rows(j, start, added))
             if kept:
                 self.restarted.append(
-                    f"seed {self.seeds[i]} env {j}: episode {env['episode']} restarted, its {kept} "
+                    f"seed {self.seeds[i]} env {j}: episode {episode} restarted, its {kept} "
                     "transitions so far kept"
                 )
                 if "terminals" in self.buffers.data:  # one env (check_online): its last row
                     self.cuts[i].append(added - 1)
+        if exact:
+            self.pending[i] = np.asarray(meta["pending"], np.float32)
         if "terminals" in self.buffers.data:
             self._mark_cuts(i, [int(c) for c in meta.get("cuts", ())] + self.cuts[i])
+
+    def _lost(self, i: int, j: int) -> int:
+        """How many of seed i's environment j's current-episode rows the buffer has overwritten."""
+        first = max(0, self.added[i] - self.buffers.capacity)
+        return sum(k < first for k in self._episode_rows(j, self.slots[i][j].start, self.added[i]))
+
+    def _episode_rows(self, j: int, start: int, added: int) -> list[int]:
+        """Online row indices of environment j's transitions in [start, added): a collection step
+        adds row added + j for environment j, so its rows are those = j modulo n_envs."""
+        return [k for k in range(start, added) if k % self.n_envs == j]
+
+    def _replay(
+        self,
+        i: int,
+        j: int,
+        episode: int,
+        start: int,
+        rows: Mapping[str, np.ndarray],
+        saved: Mapping[str, Any],
+    ) -> bool:
+        """Bring seed i's environment j back to where the checkpoint left it: reset it with the
+        interrupted episode's seed and step the episode's actions again (from the buffer, or the
+        checkpoint's `lost` ones the buffer overwrote), checking every observation the buffer
+        holds. True if it did (the slot then continues the episode); False, with the environment
+        left to `reset`, if an action is missing or the simulation gives another observation."""
+        slot, added, seed = self.slots[i][j], self.added[i], self.seeds[i]
+        first = max(0, added - self.buffers.capacity)  # online index of rows[...][0]
+        steps = self._episode_rows(j, start, added)
+        lost = [np.asarray(a, np.float32) for a in saved.get("lost", [])]
+        if sum(k < first for k in steps) != len(lost):
+            return False  # overwritten rows whose actions the checkpoint does not have
+        shape, dtype = self.specs["observations"]
+
+        def held(key: str, index: int) -> np.ndarray | None:
+            return rows[key][index - first] if index >= first else None
+
+        def same(ob: Any, want: np.ndarray | None) -> bool:
+            return want is None or np.array_equal(np.asarray(ob, dtype).reshape(shape), want)
+
+        k = i * self.n_envs + j
+        ((_, ob),) = self.pool.reset([(k, reset_seed(seed, j, episode))])
+        if steps and not same(ob, held("observations", steps[0])):
+            return False
+        ret, taken = 0.0, []
+        for n, index in enumerate(steps):
+            action = lost[n] if index < first else rows["actions"][index - first]
+            ((_, (ob, reward, terminated, truncated, _)),) = self.pool.step([(k, action)])
+            if not same(ob, held("next_observations", index)) or terminated or truncated:
+                return False
+            ret += float(reward)
+            taken.append(action)
+        slot.episode, slot.start, slot.obs, slot.taken = episode, start, ob, taken
+        slot.ret, slot.length = ret, len(steps)
+        slot.prev = (self.buffers.base + steps[-1]) % self.buffers.capacity if steps else -1
+        slot.resumed = True
+        self.queues[i][j].extend(np.asarray(a, np.float32) for a in saved.get("queue", []))
+        if steps:
+            self.restarted.append(
+                f"seed {seed} env {j}: episode {episode} resumed where it stopped ({len(steps)} "
+                "steps replayed, every observation equal to the buffer's)"
+            )
+        return True
 
     def _mark_cuts(self, i: int, cuts: Sequence[int]) -> None:
         """terminals = 1 at seed i's online rows `cuts` (interrupted episodes' last rows) that the
@@ -272,14 +369,27 @@ class Collector:
         jobs = []
         for i, seed in enumerate(self.seeds):
             for j, slot in enumerate(self.slots[i]):
+                if slot.resumed:  # continues its interrupted episode (`_replay`)
+                    slot.resumed = False
+                    continue
                 jobs.append((i * self.n_envs + j, reset_seed(seed, j, slot.episode)))
-                slot.ret, slot.length, slot.prev = 0.0, 0, -1
+                slot.ret, slot.length, slot.prev, slot.taken = 0.0, 0, -1, []
                 self.queues[i][j].clear()
         for k, ob in self.pool.reset(jobs):
             self.slots[k // self.n_envs][k % self.n_envs].obs = ob
-        states, actions = self.first(states, self.observations())
-        self.actions = np.asarray(actions)
-        return states
+        new, actions = self.first(states, self.observations())
+        actions = np.array(actions)  # a writable copy
+        # A seed resumed exactly takes the actions its checkpoint saved and keeps its key, as the
+        # uninterrupted run had them at this step; the others sample theirs.
+        kept = np.array([p is not None for p in self.pending])
+        for i, p in enumerate(self.pending):
+            if p is not None:
+                actions[i] = p.reshape(actions[i].shape)
+        self.pending = [None] * len(self.seeds)
+        self.actions = actions
+        if kept.any():
+            new = new.replace(rng=jnp.where(_seed_mask(kept, states.rng), states.rng, new.rng))
+        return new
 
     def observations(self) -> np.ndarray:
         """The current observation of every environment, (seeds, envs, *shape)."""
@@ -327,12 +437,13 @@ class Collector:
                 rows[key][i, j] = np.asarray(row[key], rows[key].dtype).reshape(rows[key].shape[2:])
             fill_at[i, j] = slot.prev
             slot.ret, slot.length = slot.ret + float(reward), slot.length + 1
+            slot.taken.append(rows["actions"][i, j].copy())
             if terminated or truncated:
                 episodes.append((i, {"step": step + j + 1, "env": j, "episode": slot.episode,
                                      "return": slot.ret, "success": success,
                                      "length": slot.length}))  # fmt: skip
                 slot.episode, slot.start = slot.episode + 1, index + 1
-                slot.ret, slot.length, slot.prev = 0.0, 0, -1
+                slot.ret, slot.length, slot.prev, slot.taken = 0.0, 0, -1, []
                 self.queues[i][j].clear()  # the rest of the chunk is not executed
                 resets.append((k, reset_seed(self.seeds[i], j, slot.episode)))
             else:
