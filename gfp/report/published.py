@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,19 +126,24 @@ def paper_groups() -> dict[str, tuple[str, tuple[str, ...]]]:
     return {g: (b, tuple(t)) for g, (b, t) in out.items()}
 
 
-@functools.cache
-def load_published(path: str | None = None) -> tuple[Published, ...]:
-    """Every published number (cached). A damaged file is a DataError naming its line."""
-    p = Path(path) if path else DATA_PATH
+def _csv_rows(p: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a shipped CSV whose header must be `columns`; DataError otherwise."""
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise DataError(f"{p}: cannot be read ({e.strerror or e})") from e
     reader = csv.DictReader(text.splitlines())
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise DataError(f"{p}: expected the columns {', '.join(COLUMNS)}")
+    if tuple(reader.fieldnames or ()) != columns:
+        raise DataError(f"{p}: expected the columns {', '.join(columns)}")
+    yield from enumerate(reader, start=2)
+
+
+@functools.cache
+def load_published(path: str | None = None) -> tuple[Published, ...]:
+    """Every published number (cached). A damaged file is a DataError naming its line."""
+    p = Path(path) if path else DATA_PATH
     out = []
-    for line, r in enumerate(reader, start=2):
+    for line, r in _csv_rows(p, COLUMNS):
         try:
             std = float(r["std"]) if r["std"] else None
             out.append(Published(**{**r, "mean": float(r["mean"]), "std": std}))
@@ -276,15 +281,8 @@ class QCPublished:
 def load_qc(path: str | None = None) -> tuple[QCPublished, ...]:
     """Every QC number (cached). A damaged file is a DataError naming its line."""
     p = Path(path) if path else QC_DATA_PATH
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"{p}: cannot be read ({e.strerror or e})") from e
-    reader = csv.DictReader(text.splitlines())
-    if tuple(reader.fieldnames or ()) != QC_COLUMNS:
-        raise DataError(f"{p}: expected the columns {', '.join(QC_COLUMNS)}")
     out = []
-    for line, r in enumerate(reader, start=2):
+    for line, r in _csv_rows(p, QC_COLUMNS):
         try:
             numbers = {k: float(r[k]) for k in ("mean", "ci_low", "ci_high")}
             out.append(QCPublished(**{**r, **numbers, "step": int(r["step"])}))
