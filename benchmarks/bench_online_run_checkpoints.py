@@ -73,9 +73,11 @@ def main() -> None:
     env = dict(os.environ)
     if a.code:
         env["PYTHONPATH"] = os.pathsep.join([a.code, env.get("PYTHONPATH", "")])
-    args = ["train", "--task", TASK, "--dataset-dir", str(Path(a.dataset_dir).resolve()), *SMALL, "--steps", "10",
+    data = str(Path(a.dataset_dir).resolve())
+    args = ["train", "--task", TASK, "--dataset-dir", data, *SMALL, "--steps", "10",
             "--online-steps", str(a.online_steps), "--checkpoint-every", str(a.every),
-            "--log-every", str(a.every), "--eval-every", "0", "--eval-episodes", "1", "--out", str(out)]  # fmt: skip
+            "--log-every", str(a.every), "--eval-every", "0", "--eval-episodes", "1",
+            "--out", str(out)]  # fmt: skip
     code = DRIVER.format(log=str(log))
     # `python -c` puts the working directory first on the import path: run it from the code
     # measured, so that a checkout's gfp is the one imported.
