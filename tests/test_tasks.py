@@ -146,7 +146,7 @@ def test_every_presets_selector_is_the_env_key_of_paper_tasks():
     """Each environment selector of the presets table is reached by the paper's tasks, and by
     nothing else: parse_task(...).env_key is what the table is matched on."""
     rows = presets.load_table()
-    # The qc preset's rows are Q-chunking's domains (presets.QC_ENVS), one of them outside the paper.
+    # The qc preset's rows are Q-chunking's domains (presets.QC_ENVS), one outside the paper.
     selectors = {r.tasks for r in rows if r.preset != "qc"} - {presets.ANY}
     assert len(selectors) == 64  # 20 + 5 + 18 + 21 environments
     assert {r.tasks for r in rows if r.preset == "qc"} == set(presets.QC_ENVS)
