@@ -46,7 +46,11 @@ def timed(self, state, meta, *rest):
     seconds = time.perf_counter() - t
     after = _files(self.path)
     new = [p for p in after if p not in before or after[p] != before.get(p)]
-    written = sum(after[p] for p in new if "checkpoint" in p.name or "replay" in str(p))
+    # What the call wrote: the new checkpoint and replay files (checkpoint.prev is the previous
+    # checkpoint renamed, not written again).
+    written = sum(after[p] for p in new
+                  if (p.name.startswith("checkpoint") and ".prev" not in p.name)
+                  or "replay" in str(p))
     online = meta.get("online", {{}})
     with open(LOG, "a") as f:
         f.write(json.dumps({{"step": meta.get("step"), "seconds": seconds, "bytes": written,
