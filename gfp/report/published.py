@@ -29,11 +29,14 @@ from __future__ import annotations
 import csv
 import functools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from gfp.errors import DataError
+
+T = TypeVar("T")
 
 DATA_PATH = Path(__file__).resolve().parents[1] / "published" / "paper_results.csv"
 COLUMNS = ("table", "kind", "key", "method", "mean", "std", "printed", "provenance", "note")
@@ -126,8 +129,11 @@ def paper_groups() -> dict[str, tuple[str, tuple[str, ...]]]:
     return {g: (b, tuple(t)) for g, (b, t) in out.items()}
 
 
-def _csv_rows(p: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a shipped CSV whose header must be `columns`; DataError otherwise."""
+def _read_csv(
+    p: Path, columns: tuple[str, ...], parse: Callable[[dict[str, str]], T]
+) -> tuple[T, ...]:
+    """Every row of a shipped CSV whose header must be `columns`, each made by `parse`; a file
+    that cannot be read, another header or a row `parse` rejects is a DataError naming it."""
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
@@ -135,21 +141,24 @@ def _csv_rows(p: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str
     reader = csv.DictReader(text.splitlines())
     if tuple(reader.fieldnames or ()) != columns:
         raise DataError(f"{p}: expected the columns {', '.join(columns)}")
-    yield from enumerate(reader, start=2)
+    out = []
+    for line, r in enumerate(reader, start=2):
+        try:
+            out.append(parse(r))
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{p}, line {line}: {e}") from None
+    return tuple(out)
 
 
 @functools.cache
 def load_published(path: str | None = None) -> tuple[Published, ...]:
     """Every published number (cached). A damaged file is a DataError naming its line."""
-    p = Path(path) if path else DATA_PATH
-    out = []
-    for line, r in _csv_rows(p, COLUMNS):
-        try:
-            std = float(r["std"]) if r["std"] else None
-            out.append(Published(**{**r, "mean": float(r["mean"]), "std": std}))
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{p}, line {line}: {e}") from None
-    return tuple(out)
+
+    def parse(r: dict[str, str]) -> Published:
+        std = float(r["std"]) if r["std"] else None
+        return Published(**{**r, "mean": float(r["mean"]), "std": std})
+
+    return _read_csv(Path(path) if path else DATA_PATH, COLUMNS, parse)
 
 
 @functools.cache
@@ -280,15 +289,12 @@ class QCPublished:
 @functools.cache
 def load_qc(path: str | None = None) -> tuple[QCPublished, ...]:
     """Every QC number (cached). A damaged file is a DataError naming its line."""
-    p = Path(path) if path else QC_DATA_PATH
-    out = []
-    for line, r in _csv_rows(p, QC_COLUMNS):
-        try:
-            numbers = {k: float(r[k]) for k in ("mean", "ci_low", "ci_high")}
-            out.append(QCPublished(**{**r, **numbers, "step": int(r["step"])}))
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{p}, line {line}: {e}") from None
-    return tuple(out)
+
+    def parse(r: dict[str, str]) -> QCPublished:
+        numbers = {k: float(r[k]) for k in ("mean", "ci_low", "ci_high")}
+        return QCPublished(**{**r, **numbers, "step": int(r["step"])})
+
+    return _read_csv(Path(path) if path else QC_DATA_PATH, QC_COLUMNS, parse)
 
 
 @functools.cache
