@@ -263,8 +263,10 @@ def job_record(job: TrainJob) -> dict[str, Any]:
 def run_defining(record: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config.json that decides the run (what `config_hash` fingerprints); the
     online settings only where recorded (a run with an online phase)."""
-    online = run_settings.online_only()
-    out = {k: record.get(k) for k in run_defining_keys() if k not in online or k in record}
+    # online and when_set settings count only where recorded, so a run without them keeps the
+    # hash it had before they existed
+    optional = {*run_settings.online_only(), *run_settings.when_set_only()}
+    out = {k: record.get(k) for k in run_defining_keys() if k not in optional or k in record}
     if isinstance(out.get("agent_config"), dict):  # options added later, at their defaults: out
         out["agent_config"] = recorded_agent_config(str(record.get("agent")), out["agent_config"])
     return out

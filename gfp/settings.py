@@ -239,6 +239,33 @@ class RunSettings:
         when_set=True,
         metavar="KEYS",
     )
+    reward: str | None = setting(
+        None,
+        "Where the rewards come from (LeRobot datasets): a column (a feature's name), or a rule: "
+        "'success' (sparse: -1 per step, 0 at the first success, the episode ends there; from "
+        "next.success, or success:COLUMN), 'episode-end' (the same, success at each episode's "
+        "last frame). Unset: next.reward when present.",
+        # Recorded and hashed only when given (every other run's config.json and hash stay).
+        when_set=True,
+        metavar="COLUMN|RULE",
+    )
+    val_episodes: float = setting(
+        0.0,
+        "Hold out whole episodes as a validation split: N episodes (an integer >= 1) or a "
+        "fraction of them (0 < f < 1), never trained on. 0: the dataset's own validation split, "
+        "if it has one.",
+        ge=0,
+        when_set=True,
+        metavar="N|FRACTION",
+    )
+    select_by: str | None = setting(
+        None,
+        "Keep the parameters of the best evaluation by this metric (an eval.csv column, e.g. "
+        "success or val_td_error) next to the final ones (params_best.msgpack).",
+        run_defining=False,  # what is trained is the same; only which parameters are also kept
+        when_set=True,
+        metavar="METRIC",
+    )
     dataset_dir: Path | None = setting(
         None,
         "Where the dataset files live. Unset: OGBench's default directory (~/.ogbench/data), or "
@@ -272,6 +299,12 @@ class RunSettings:
             project is None or (bool(project.strip()) and not set(project) & set("/\\#?%:")),
             f"wandb = {project!r} must be a Weights & Biases project name (not empty, none of "
             "/ \\ # ? % :)",
+        )
+        v = self.val_episodes
+        require(
+            v < 1 or float(v).is_integer(),
+            f"val_episodes = {v!r} must be a number of episodes (an integer >= 1) or a fraction "
+            "of them (0 < f < 1)",
         )
         m, e, b = self.online_steps, self.online_envs, self.buffer_size
         require(
@@ -405,6 +438,11 @@ def from_record(rec: Mapping[str, Any], where: str) -> dict[str, Any]:
 def run_defining() -> list[str]:
     """The run-defining settings (the hash's and --resume's), in order."""
     return [s.name for s in schema() if s.run_defining]
+
+
+def when_set_only() -> list[str]:
+    """Settings recorded (and hashed) only where they are not their default."""
+    return [s.name for s in schema() if s.when_set]
 
 
 def online_only() -> list[str]:
