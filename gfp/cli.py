@@ -141,6 +141,11 @@ class Info:
 
     task_or_path: tyro.conf.Positional[str]
     dataset_dir: Path | None = None
+    obs_keys: str | None = None
+    """LeRobot datasets: the features that make the observation, as gfp train's --obs-keys."""
+    reward: str | None = None
+    """LeRobot datasets: where the rewards come from, as gfp train's --reward (a column, or the
+    rule success, success:COLUMN or episode-end); the report shows what it produced."""
 
 
 # tyro takes a field's docstring, or else the comments next to it, as its help text: lint
@@ -513,7 +518,8 @@ def cmd_data(args: Data) -> None:
     else:
         from gfp.data.info import dataset_info
 
-        print(dataset_info(args.command.task_or_path, args.command.dataset_dir))
+        c = args.command
+        print(dataset_info(c.task_or_path, c.dataset_dir, obs_keys=c.obs_keys, reward=c.reward))
 
 
 def cmd_bench(args: Bench) -> None:

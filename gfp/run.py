@@ -143,7 +143,9 @@ class Training:
 
     def __init__(self, job: TrainJob):
         self.job = job
-        self.dataset = load_dataset(job.task, job.dataset_dir, obs_keys=job.obs_keys)
+        self.dataset = load_dataset(
+            job.task, job.dataset_dir, obs_keys=job.obs_keys, reward=job.reward
+        )
         if job.no_eval:  # no environment: neither evaluated nor checked against the data
             print(f"gfp: no_eval: training {job.task} without environment evaluation")
         else:

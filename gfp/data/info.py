@@ -2,9 +2,11 @@
 
 It loads the data exactly as training would (:func:`gfp.data.load.load_dataset`, so validation
 and any reward shift apply) and reports sizes, dimensions, reward and mask statistics, episode
-counts and the distribution of episode returns. A folder of OGBench shards (gfp.data.sharded, e.g.
-cube-quadruple-play-100m-v0/) is described from the shards' headers alone, without reading any
-array: its shards, rows, dimensions and each shard's size, every shard checked.
+counts and the distribution of episode returns; for a LeRobot dataset also where its rewards came
+from (`--reward`, gfp.data.rewards), its success rate and its terminal transitions. A folder of
+OGBench shards (gfp.data.sharded, e.g. cube-quadruple-play-100m-v0/) is described from the
+shards' headers alone, without reading any array: its shards, rows, dimensions and each shard's
+size, every shard checked.
 """
 
 from __future__ import annotations
@@ -109,6 +111,40 @@ def _split_report(
     return lines
 
 
+_RULES = {
+    "success": "-1 per step, 0 at the first success, the episode ends there",
+    "episode-end": "-1 per step, 0 at each episode's last frame (its success)",
+}
+
+
+def _reward_lines(ds: Dataset) -> list[str]:
+    """Where a LeRobot dataset's rewards came from (gfp.data.rewards: the loader's record), how
+    many of its episodes reached success, and how its transitions end: terminal (mask 0) or cut
+    off. The splits' reports below give the episodes' lengths and returns the rule produced."""
+    record = ds.info.get("reward")
+    if not record:
+        return []
+    column = f" ({record['column']})" if record.get("column") else ""
+    if record["rule"] in _RULES:
+        lines = [f"rewards: {record['rule']}{column}: {_RULES[record['rule']]}"]
+    else:
+        lines = [f"rewards: the column {record['column']}"]
+    episodes = int(record["episodes"])
+    if "succeeded" in record:
+        won = int(record["succeeded"])
+        lines.append(f"success: {won} of {episodes} episodes ({100 * won / max(episodes, 1):.1f}%)")
+    for title, split in (("train", ds.train), ("val", ds.val)):
+        if split is not None:
+            ends = np.flatnonzero(np.asarray(split["terminals"]) > 0.5)
+            terminal = int(np.count_nonzero(np.asarray(split["masks"]) == 0))
+            cut = int(np.count_nonzero(np.asarray(split["masks"])[ends] != 0))
+            lines.append(
+                f"{title} terminals (mask 0): {terminal:,}    episodes cut off (mask 1 at "
+                f"their end: no success, no next.done): {cut:,}"
+            )
+    return lines
+
+
 def format_info(ds: Dataset) -> str:
     """The report for an already loaded dataset."""
     obs_shape = ds.train["observations"].shape[1:]
@@ -121,6 +157,7 @@ def format_info(ds: Dataset) -> str:
         + f"    action dim: {ds.act_dim}",
         f"train transitions: {ds.size:,}    val transitions: {val_size}",
         f"reward shift applied: {_fmt(ds.reward_shift)}",
+        *_reward_lines(ds),
     ]
     # Scored as the task it was loaded as (the registry knows e.g. a Minari id's reference),
     # else as the environment the data names (a file of unknown origin has no reference).
@@ -193,10 +230,18 @@ def sharded_info(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def dataset_info(task_or_path: str, dataset_dir: str | Path | None = None) -> str:
+def dataset_info(
+    task_or_path: str,
+    dataset_dir: str | Path | None = None,
+    *,
+    obs_keys: str | None = None,
+    reward: str | None = None,
+) -> str:
     """Load ``task_or_path`` like training does and return the readable report. An argument
     that is no dataset is a one-line error suggesting the command that fits (a misspelled
-    task name: the closest known ones)."""
+    task name: the closest known ones). ``obs_keys`` and ``reward`` are training's (a LeRobot
+    dataset's observation and rewards; gfp.data.load.load_dataset refuses them elsewhere): the
+    report shows what the reward rule produced before any training."""
     from gfp.presets import close_tasks
 
     text = str(task_or_path).strip()
@@ -204,7 +249,9 @@ def dataset_info(task_or_path: str, dataset_dir: str | Path | None = None) -> st
     if dataset_dir is None and sharded.is_sharded(Path(text).expanduser()):
         return sharded_info(Path(text).expanduser())
     try:
-        return format_info(load_dataset(task_or_path, dataset_dir))
+        return format_info(
+            load_dataset(task_or_path, dataset_dir, obs_keys=obs_keys, reward=reward)
+        )
     except DataError as e:
         # a plain name the registry does not know reads as a D4RL-style file name, which is
         # then not found: a misspelling of a known task is far more likely

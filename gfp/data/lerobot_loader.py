@@ -28,8 +28,14 @@ array per observation.
 Transitions: within an episode, frame t's next observation is frame t + 1, its reward
 `next.reward[t]`, its mask `1 - next.done[t]` (1 without `next.done`). An episode's last frame
 has no next frame in the data: it is kept (as a terminal, mask 0, its own observation as the
-unused next one) when `next.done` marks it, else dropped (the episode was cut off). A dataset
-without `next.reward` is refused for now.
+unused next one) when `next.done` marks it, else dropped (the episode was cut off).
+
+Rewards (`reward`, `--reward`; gfp.data.rewards): a column (default `next.reward`), or a sparse
+success rule, OGBench's convention: `success` (from `next.success`, or `success:COLUMN`) or
+`episode-end` (success at each episode's last frame): -1 per step, 0 at the first success, whose
+transition is terminal (mask 0) and ends the episode (later frames dropped); an episode that never
+succeeds keeps -1 and is cut off as above. A dataset without `next.reward` and no `reward` is
+refused, naming the rules. The rule used is in `info["reward"]`.
 """
 
 from __future__ import annotations
@@ -41,19 +47,15 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from gfp.data import rewards as R
 from gfp.data import validate as V
 from gfp.data.load import Loaded
 from gfp.errors import ConfigError, DataError
 from gfp.tasks import Task, lerobot_path
 
 TOLERANCE_S = 1e-4  # lerobot's LeRobotDataset(tolerance_s=1e-4): a frame this close is "at" a time
-STATE_KEY, ACTION_KEY, REWARD_KEY, DONE_KEY, SUCCESS_KEY = (
-    "observation.state",
-    "action",
-    "next.reward",
-    "next.done",
-    "next.success",
-)
+STATE_KEY, ACTION_KEY, DONE_KEY = "observation.state", "action", "next.done"
+REWARD_KEY, SUCCESS_KEY = R.REWARD_KEY, R.SUCCESS_KEY  # the rewards' columns: gfp.data.rewards
 _INDEX_KEYS = ("episode_index", "frame_index", "timestamp", "index")
 FORMATS = ("v2.0", "v2.1", "v3.0")
 
@@ -487,22 +489,19 @@ def load(
     validation: bool,
     antmaze: bool,
     obs_keys: str | Sequence[str] | None = None,
+    reward: str | None = None,
 ) -> Loaded:
     """A LeRobot dataset folder as transitions (module docstring); no validation split."""
     root = lerobot_path(task, dataset_dir)
     meta = Meta(root)
     states, camera, size = parse_obs_keys(obs_keys, meta)
     meta.feature(ACTION_KEY, "the actions")
-    meta.feature(
-        REWARD_KEY,
-        "the rewards: gfp trains on a reward, and rewards for LeRobot datasets without one are "
-        "not supported yet",
-    )
+    rule = R.parse_reward(reward, meta.features, meta.file, f"LeRobot dataset {root}")
     for key in states:
         if len(meta.shape(key)) > 1:
             V.fail(meta.file, f"features.{key}.shape", f"is {list(meta.shape(key))}, not a vector")
     has_done = DONE_KEY in meta.features
-    keys = [*states, ACTION_KEY, REWARD_KEY, *([DONE_KEY] if has_done else [])]
+    keys = [*states, ACTION_KEY, *filter(None, [rule.column]), *([DONE_KEY] if has_done else [])]
     episodes = episodes_table(meta)
     cols = _read_columns(meta, episodes, keys)
     n = len(cols["index"])
@@ -528,8 +527,8 @@ def load(
     ep = cols["episode_index"].astype(np.int64)
     last = np.append(ep[1:] != ep[:-1], True)
     done = cols[DONE_KEY].astype(bool).reshape(n) if has_done else np.zeros(n, bool)
-    keep = ~last | done
-    rows = np.flatnonzero(keep)
+    labels = R.label(rule, last, done, cols.get(rule.column or ""), meta.file)  # gfp.data.rewards
+    rows = np.flatnonzero(labels.keep)
     if rows.size < V.MIN_TRANSITIONS:
         raise DataError(f"{label}: has {rows.size} transitions (an episode's last frame has none)")
     ends = np.append(ep[rows][1:] != ep[rows][:-1], True)  # the last transition of an episode
@@ -537,8 +536,8 @@ def load(
     nxt = np.where(last[rows], rows, rows + 1)
     train: dict[str, np.ndarray] = {
         "actions": actions[rows],
-        "rewards": np.asarray(cols[REWARD_KEY], np.float32).reshape(n)[rows],
-        "masks": (~done[rows]).astype(np.float32),
+        "rewards": labels.rewards[rows],
+        "masks": labels.masks[rows],
         "terminals": ends.astype(np.float32),
     }
     if camera is None:
@@ -560,6 +559,7 @@ def load(
             "frames": n,
         },
         "action_normalization": record,
+        "reward": labels.info,
     }
     return Loaded(train, None, "lerobot", None, info)
 

@@ -48,7 +48,7 @@ ACTION_CLIP = 1.0 - 1e-5
 # The loader of each source in gfp.tasks.SOURCES, as "module:function". Imported on first use so
 # that `import gfp.data.load` does not pull in OGBench, h5py or Minari. A loader is called as
 # `load(task, dataset_dir, validation=..., antmaze=...)` (the lerobot loader also with
-# `obs_keys=`) and returns `Loaded`.
+# `obs_keys=` and `reward=`) and returns `Loaded`.
 LOADERS: dict[str, str] = {
     "ogbench": "gfp.data.ogbench_loader:load",
     "d4rl": "gfp.data.file_loader:load_by_name",
@@ -59,6 +59,8 @@ LOADERS: dict[str, str] = {
 }
 # The sources whose observation is chosen among the dataset's features (`obs_keys`).
 OBS_KEY_SOURCES = ("lerobot",)
+# The sources whose rewards are chosen: a column or a success rule (`reward`, gfp.data.rewards).
+REWARD_SOURCES = ("lerobot",)
 
 
 class Loaded(NamedTuple):
@@ -117,6 +119,7 @@ def load_dataset(
     clip_actions: bool = True,
     validation: bool = True,
     obs_keys: str | None = None,
+    reward: str | None = None,
 ) -> Dataset:
     """Load ``task_or_path`` as training (and validation) transitions; see the module docstring.
 
@@ -133,6 +136,9 @@ def load_dataset(
         obs_keys: a LeRobot dataset's features that make the observation, comma-separated
             (``observation.state``, or a camera ``observation.images.top``, ``KEY@HxW`` for
             another resolution); None: the loader's default. Other sources refuse it.
+        reward: a LeRobot dataset's rewards: a scalar column (``next.reward``) or a rule,
+            ``success`` / ``success:COLUMN`` / ``episode-end`` (gfp.data.rewards); None:
+            ``next.reward``. Other sources refuse it.
 
     Raises:
         DataError: missing or malformed data (names the file, key and first bad index).
@@ -152,6 +158,13 @@ def load_dataset(
                 f"a {task.source} dataset, whose observation is fixed"
             )
         options["obs_keys"] = obs_keys
+    if reward is not None:
+        if task.source not in REWARD_SOURCES:
+            raise ConfigError(
+                f"reward (--reward) chooses a LeRobot dataset's rewards; {spec} is a "
+                f"{task.source} dataset, whose rewards are fixed"
+            )
+        options["reward"] = reward
     train, val, source, env_name, info = loader(
         task, directory, validation=validation, antmaze=antmaze, **options
     )
