@@ -16,13 +16,20 @@ evaluation does (gfp.evaluate): a queue per policy and batch row holds the chunk
 yet taken, the policy is called only when it is empty, and `reset()` clears it; `act_chunk`
 returns the whole chunk (k, A). With k = 1 (every agent without action chunking) `act` calls the
 policy at every step, as before.
+
+Runs trained on a LeRobot dataset (gfp.data.lerobot_loader): `Policy.act_raw(obs_dict)` takes the
+raw observation dict a robot produces ({feature name: value}), makes the observation as training
+did (`robot_record`, applied by gfp.deploy.RawObservation: the state features concatenated in
+the recorded order, or the camera frame at the training size), stacks and executes it as `act`,
+and returns the action in robot units (`unnormalize`: the inverse of the loader's min/max
+normalisation); gfp.deploy's `policy.act_raw` does the same with the exported model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +77,7 @@ class Policy:
     _stack: Any = dataclasses.field(default=None, init=False)
     # Per policy name: the open-loop action queue of the chunks `act` executes (gfp.deploy's).
     _queues: dict[str, Any] = dataclasses.field(default_factory=dict, init=False)
+    _raw: Any = dataclasses.field(default=None, init=False)  # gfp.deploy.RawObservation
 
     def __repr__(self) -> str:
         spec = self.agent.obs_spec
@@ -233,6 +241,63 @@ class Policy:
         except ValueError as e:  # another batch size in the middle of an episode
             raise DataError(f"{e}; call reset() before a new episode") from None
 
+    # ---- raw robot observations (runs trained on a LeRobot dataset) -----------------------------
+    @property
+    def robot(self) -> dict[str, Any] | None:
+        """The run's observation preprocessing and action normalisation (`robot_record`, the
+        record `gfp export` writes into the sidecar's `robot`); None for a run not trained on a
+        LeRobot dataset."""
+        return robot_record(self.config, self._config_path)
+
+    @property
+    def action_normalization(self) -> dict[str, Any] | None:
+        """The loader's map of the dataset's actions to [-1, 1] (config.json's
+        dataset.info.action_normalization); None for other runs."""
+        info = (self.config.get("dataset") or {}).get("info") or {}
+        return info.get("action_normalization") if info.get("lerobot") else None
+
+    @property
+    def _config_path(self) -> str:
+        return str(self.path / "config.json") if self.path is not None else "config.json"
+
+    def unnormalize(self, actions: Any) -> np.ndarray:
+        """Policy actions in [-1, 1] -> robot units (gfp.data.lerobot_loader.unnormalize_actions
+        with the run's record)."""
+        from gfp.data.lerobot_loader import unnormalize_actions
+
+        record = self.action_normalization
+        if record is None:
+            raise ConfigError(
+                f"{self._config_path}: records no action normalisation (only runs on a LeRobot "
+                "dataset do): this policy's actions are already the environment's"
+            )
+        return unnormalize_actions(np.asarray(actions), record)
+
+    def act_raw(self, obs: Mapping[str, Any], policy: str = "actor", seed: int = 0) -> np.ndarray:
+        """The action in robot units for the raw observation dict `obs` a robot produces
+        ({feature name: value}: the state features as float vectors, a camera as a uint8
+        (H, W, 3) RGB frame at the training size; one leading batch axis allowed), for a run
+        trained on a LeRobot dataset: the observation is made as training made it
+        (gfp.deploy.RawObservation: the state features concatenated in the recorded order),
+        stacked and executed as `act` does (`reset()` at every episode start), and the action
+        un-normalised (`unnormalize`). The same as gfp.deploy's `policy.act_raw` on the
+        exported model. A missing key, a wrong shape or dtype, NaN or inf: DataError naming it."""
+        from gfp.deploy import RawObservation
+
+        if self._raw is None:
+            record = self.robot
+            if record is None:
+                raise ConfigError(
+                    f"{self._config_path}: records no raw-observation preprocessing: act_raw is "
+                    "for runs trained on a LeRobot dataset; call act(obs)"
+                )
+            self._raw = RawObservation(record["observation"], self._config_path)
+        try:
+            prepared = self._raw(obs)
+        except ValueError as e:  # gfp.deploy.InvalidInput: already one line naming the key
+            raise DataError(str(e)) from None
+        return self.unnormalize(self.act(prepared, policy, seed))
+
     # ---- evaluating and saving -----------------------------------------------------------------
     def evaluate(
         self,
@@ -361,3 +426,99 @@ def fit_config(agent: Agent, dataset: Dataset, steps: int) -> dict[str, Any]:
         "dataset": dataset_record(dataset),
         "versions": versions_record(),
     }
+
+
+# ---- the preprocessing of a LeRobot run ----------------------------------------------------------
+UNNORMALIZE_RULE = (
+    "the model outputs robot units: action = a * (max - min) / 2 + (max + min) / 2 per "
+    "dimension, a = the policy's action in [-1, 1] (the loader normalised the dataset's actions "
+    "as a = 2 (x - min) / (max - min) - 1; a dimension with max == min gives min)"
+)
+
+
+def robot_record(config: Mapping[str, Any], where: str = "config.json") -> dict[str, Any] | None:
+    """For a run trained on a LeRobot dataset (config.json's dataset.info holds `lerobot` and
+    `action_normalization`, gfp.data.lerobot_loader), what turns a robot's raw observation dict
+    into the policy's input and its actions into robot units: {"source", "dataset" (root,
+    format, fps), "observation": {"features": [{"key", "kind" ('state' | 'camera'), "shape",
+    "dtype"}, ...] in the order training concatenated them, "rule"}, "action_normalization",
+    "action"}; None for every other run. gfp.deploy.RawObservation applies it."""
+    ds = config.get("dataset") or {}
+    info = ds.get("info") or {}
+    lerobot, norm = info.get("lerobot"), info.get("action_normalization")
+    if not lerobot or not norm:
+        return None
+    features = _observation_features(ds, lerobot, where)
+    cameras = [f["key"] for f in features if f["kind"] == "camera"]
+    if cameras:
+        h, w, _ = features[0]["shape"]
+        rule = (
+            f"the camera frame {cameras[0]!r}, uint8 RGB (H, W, 3) at {h}x{w} (training decoded "
+            f"its video at that size with FFmpeg's scaler; gfp.deploy refuses another size "
+            "rather than resize differently)"
+        )
+    else:
+        rule = (
+            "the state features concatenated in this order into one float32 vector, as the "
+            "loader concatenated the dataset's columns"
+        )
+    return {
+        "source": "lerobot",
+        "dataset": {
+            "root": lerobot.get("root"),
+            "codebase_version": lerobot.get("codebase_version"),
+            "fps": lerobot.get("fps"),
+        },
+        "observation": {"features": features, "rule": rule},
+        "action_normalization": dict(norm),
+        "action": UNNORMALIZE_RULE,
+    }
+
+
+def _observation_features(
+    ds: Mapping[str, Any], lerobot: Mapping[str, Any], where: str
+) -> list[dict[str, Any]]:
+    """Each observation feature of a LeRobot run with its shape and dtype, in the loader's order
+    (config.json's dataset.info.lerobot.obs_keys; the widths of several state features from the
+    dataset's meta/info.json, which config.json does not record)."""
+    keys = list(lerobot.get("obs_keys") or [])
+    shape = [int(n) for n in ds.get("obs_shape") or [ds.get("obs_dim", 0)]]
+    if not keys:
+        raise ConfigError(f"{where}: dataset.info.lerobot.obs_keys is missing or empty")
+    size = lerobot.get("image_size")
+    if size:  # one camera (gfp.data.lerobot_loader.parse_obs_keys)
+        if len(keys) != 1 or shape != [*map(int, size), 3]:
+            raise ConfigError(
+                f"{where}: dataset.info.lerobot records the camera {keys} at {size}, the "
+                f"dataset's observations are {shape}: not one camera's frames"
+            )
+        return [{"key": keys[0], "kind": "camera", "shape": shape, "dtype": "uint8"}]
+    if len(keys) == 1:
+        widths = [shape]
+    else:
+        widths = _state_shapes(lerobot, keys, where)
+        total = sum(int(np.prod(w)) for w in widths)
+        if [total] != shape:
+            raise ConfigError(
+                f"{where}: the state features {keys} have {total} values in the dataset's "
+                f"meta/info.json, the run's observations {shape}: not the dataset it trained on"
+            )
+    return [
+        {"key": k, "kind": "state", "shape": list(w), "dtype": "float32"}
+        for k, w in zip(keys, widths, strict=True)
+    ]
+
+
+def _state_shapes(lerobot: Mapping[str, Any], keys: list[str], where: str) -> list[list[int]]:
+    """The recorded shape of each state feature `keys` from the dataset's meta/info.json."""
+    root = Path(str(lerobot.get("root")))
+    meta = root / "meta" / "info.json"
+    try:
+        features = json.loads(meta.read_text())["features"]
+        return [[int(n) for n in features[k]["shape"]] for k in keys]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            f"{where}: the run concatenates the state features {', '.join(keys)}, and config.json "
+            f"does not record each one's size; the dataset's {meta} gives them, but cannot be "
+            f"read ({type(e).__name__}: {e})"
+        ) from None

@@ -10,6 +10,15 @@ The exported function is `agent.action` with the run's parameters baked in as co
 
 Actions are clipped to [-1, 1], exactly as `gfp eval` acts (it draws z ~ N(0, I) per step).
 
+A run trained on a LeRobot dataset (config.json's dataset.info: the loader's action
+normalisation, gfp.data.lerobot_loader) exports with the un-normalisation inside the graph, so the
+output is in robot units: action = a * (max - min) / 2 + (max + min) / 2 (`unnormalize`); its
+sidecar's `robot` (gfp.api.robot_record) holds the observation preprocessing (the features in
+order, each one's shape and dtype, the image size), the action normalisation record, and
+`action_range` the dataset's min/max; gfp.deploy's `policy.act_raw(obs_dict)` applies it. The
+check's tolerance grows with the output's size (`output_scale`). Every other run's export is
+what it was.
+
 Action chunks (Q-chunking, Li, Zhou & Levine 2025, Sec. 4): an agent trained with
 action_chunking (`agent.chunk_len` k > 1) outputs k actions of the environment's size A at once;
 the exported function returns that chunk as (batch, k, A) (step i at [:, i], executed in order,
@@ -115,17 +124,25 @@ def check_policy(agent: Agent, policy: str) -> None:
 
 
 def policy_function(
-    agent: Agent, params: Any, policy: str, deterministic: bool = False
+    agent: Agent,
+    params: Any,
+    policy: str,
+    deterministic: bool = False,
+    action_normalization: Mapping[str, Any] | None = None,
 ) -> Callable[..., jax.Array]:
     """f(obs, z) (or f(obs) when `deterministic`: z = 0) = agent.action(params, obs, z, policy),
     the parameters closed over so that they become the exported graph's constants; a chunk of
-    k > 1 actions as (batch, k, A) (`chunk_shape`)."""
+    k > 1 actions as (batch, k, A) (`chunk_shape`). With `action_normalization` (a LeRobot run's
+    record, gfp.data.lerobot_loader) the actions come out in robot units (`unnormalize`)."""
     check_policy(agent, policy)
     params = jax.tree.map(jnp.asarray, params)
     k, a = chunk_shape(agent)
 
     def shaped(actions: jax.Array) -> jax.Array:
-        return actions if k == 1 else actions.reshape(*actions.shape[:-1], k, a)
+        actions = actions if k == 1 else actions.reshape(*actions.shape[:-1], k, a)
+        if action_normalization is None:
+            return actions
+        return unnormalize(actions, action_normalization)
 
     if deterministic:
 
@@ -139,6 +156,25 @@ def policy_function(
         return shaped(agent.action(params, obs, z, policy))
 
     return act
+
+
+def unnormalize(actions: jax.Array, record: Mapping[str, Any]) -> jax.Array:
+    """a in [-1, 1] -> robot units, a * (max - min) / 2 + (max + min) / 2 per dimension (the last
+    axis): the inverse of the loader's normalisation (gfp.data.lerobot_loader, whose
+    `unnormalize_actions` is the same map in numpy), as two float32 constants of the graph."""
+    lo, hi = np.asarray(record["min"], np.float64), np.asarray(record["max"], np.float64)
+    half, center = ((hi - lo) / 2).astype(np.float32), ((hi + lo) / 2).astype(np.float32)
+    return actions * half + center
+
+
+def output_scale(record: Mapping[str, Any] | None) -> float:
+    """How much larger than in [-1, 1] the exported actions' float32 errors may be: 1 without
+    un-normalisation, else the largest |min|, |max| (an error e in a becomes (max - min) / 2 * e,
+    plus the rounding of values up to that size)."""
+    if record is None:
+        return 1.0
+    bounds = np.abs(np.concatenate([record["min"], record["max"]]))
+    return float(max(1.0, bounds.max()))
 
 
 def parse_batch(batch: int | str) -> int | str:
@@ -377,9 +413,10 @@ def _check(
     agent: Agent,
     batch: int | str,
     deterministic: bool,
+    tolerance: float = TOLERANCE,
 ) -> dict[str, Any]:
     """Max |exported - gfp| over random inputs (batches 1 and 3 when dynamic); GfpError (nothing is
-    written) if it exceeds TOLERANCE."""
+    written) if it exceeds `tolerance` (TOLERANCE, scaled by `output_scale` for robot units)."""
     rng = np.random.default_rng(0)
     spec = agent.obs_spec
     worst = 0.0
@@ -398,12 +435,12 @@ def _check(
         if got.shape != want.shape:
             raise GfpError(f"the exported {fmt} model returns shape {got.shape}, gfp {want.shape}")
         worst = max(worst, float(np.max(np.abs(got - want))))
-    if not worst <= TOLERANCE:
+    if not worst <= tolerance:
         raise GfpError(
             f"the exported {fmt} model's actions differ from gfp's by up to {worst:.3g} "
-            f"(> {TOLERANCE:g}); nothing was written"
+            f"(> {tolerance:g}); nothing was written"
         )
-    return {"max_abs_diff": worst, "batch_sizes": sizes, "tolerance": TOLERANCE}
+    return {"max_abs_diff": worst, "batch_sizes": sizes, "tolerance": tolerance}
 
 
 # ---- what each dimension means (the sidecar's observation/action names) ----------------------
@@ -570,7 +607,9 @@ def _cached_env_dimensions(
         return json.dumps(_env_dimensions(env_name, pixels, obs_dim, act_dim))
 
 
-def dimension_info(cfg: Mapping[str, Any], agent: Agent) -> dict[str, dict[str, Any]]:
+def dimension_info(
+    cfg: Mapping[str, Any], agent: Agent, robot: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """What each observation and action dimension means, as the run's environment states it:
     {"observation": {"names", "names_source"}, "action": {"names", "names_source", "low",
     "high", "bounds_source"}}. Names only where the env or dataset gives them (OGBench's
@@ -578,8 +617,13 @@ def dimension_info(cfg: Mapping[str, Any], agent: Agent) -> dict[str, dict[str, 
     [dx, dy, dz, dyaw, gripper]); otherwise "names": null and "names_source" says why. Bounds from
     the env's gymnasium action space. The datasets gfp loads carry no feature names: OGBench and
     D4RL files store plain arrays, and Minari datasets are loaded only with a flat Box
-    observation space (gfp.data.minari_loader)."""
+    observation space (gfp.data.minari_loader). A run on a LeRobot dataset (`robot`:
+    gfp.api.robot_record) names each state dimension by its feature and index, and bounds the
+    actions by the dataset's action stats (`robot_dimensions`)."""
     import json
+
+    if robot is not None:
+        return robot_dimensions(robot)
 
     ds = cfg.get("dataset") or {}
     env_name = ds.get("env_name") or cfg.get("task")
@@ -602,8 +646,44 @@ def dimension_info(cfg: Mapping[str, Any], agent: Agent) -> dict[str, dict[str, 
     return found
 
 
+def robot_dimensions(robot: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`dimension_info` of a LeRobot run: observation dimension i of state feature KEY is
+    'KEY[i]' (a one-value feature: 'KEY'), in the order the features were concatenated; the
+    actions' bounds are the dataset's min/max (the range the model's robot units lie in)."""
+    features = robot["observation"]["features"]
+    if any(f["kind"] != "state" for f in features):
+        observation = _unnamed("pixel observations: frames, see 'frames'")
+    else:
+        names: list[str] = []
+        for f in features:
+            n = int(np.prod(f["shape"]))
+            names.extend([f["key"]] if n == 1 else [f"{f['key']}[{i}]" for i in range(n)])
+        observation = {
+            "names": names,
+            "names_source": "the LeRobot features of the run's observation "
+            "(robot.observation.features), in the order training concatenated them: "
+            "'KEY[i]' is value i of feature KEY",
+        }
+    norm = robot["action_normalization"]
+    action = _unnamed(
+        f"the LeRobot dataset's {norm.get('key', 'action')!r} feature; gfp does not record "
+        "its dimensions' names"
+    ) | {
+        "low": [float(v) for v in norm["min"]],
+        "high": [float(v) for v in norm["max"]],
+        "bounds_source": f"the dataset's action statistics ({norm.get('stats')} min/max): the "
+        "model outputs robot units, in this range",
+    }
+    return {"observation": observation, "action": action}
+
+
 def _self_test(
-    fmt: str, blob: bytes, agent: Agent, batch: int | str, deterministic: bool
+    fmt: str,
+    blob: bytes,
+    agent: Agent,
+    batch: int | str,
+    deterministic: bool,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
     """The sidecar's `self_test`: the exported model's actions on gfp_deploy.self_test_inputs,
     which every load repeats, so a damaged file that still loads is refused."""
@@ -619,7 +699,7 @@ def _self_test(
         "inputs": "gfp_deploy.self_test_inputs(observation shape, dtype, action_dim, batch, "
         f"{how})",
         "actions": actions.tolist(),
-        "tolerance": SELF_TEST_TOLERANCE,
+        "tolerance": SELF_TEST_TOLERANCE * scale,
     }
 
 
@@ -663,13 +743,17 @@ def export_policy(
     run_info: dict[str, Any] | None = None,
     opset: int | str | None = None,
     dimensions: Mapping[str, Mapping[str, Any]] | None = None,
+    robot: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export `policy` of `agent` with `params` to `out` (format `fmt`), check it against gfp's own
     actions, then write the model and its sidecar FILE.json (each atomically, the sidecar last, with
     the model's sha256 so a mismatched pair is detected). `run_info` adds the run's task, agent
     and config hash to the sidecar; `opset` the ONNX opset (None: the lowest the graph needs);
     `dimensions` what each observation and action dimension means (`dimension_info`; None: not
-    recorded, names null). Returns the sidecar's content."""
+    recorded, names null); `robot` a LeRobot run's preprocessing and action normalisation
+    (gfp.api.robot_record): the model then outputs robot units, the sidecar records it as
+    `robot` (which gfp.deploy's `policy.act_raw(obs_dict)` applies) and the action range is the
+    dataset's. Returns the sidecar's content."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     batch = parse_batch(batch)
@@ -685,7 +769,9 @@ def export_policy(
     if fmt == "onnx":  # all three before any work: converter, model format, runtime (the check)
         for module in ("jax2onnx", "onnx", "onnxruntime"):
             _require(module, fmt)
-    fn = policy_function(agent, params, policy, deterministic)
+    norm = None if robot is None else robot["action_normalization"]
+    fn = policy_function(agent, params, policy, deterministic, norm)
+    scale = output_scale(norm)
     specs = input_specs(agent, batch, deterministic)
     lowest = None
     if fmt == "onnx":
@@ -693,8 +779,8 @@ def export_policy(
         blob = model.SerializeToString()
     else:
         blob = stablehlo_bytes(fn, specs)
-    check = _check(fmt, blob, fn, agent, batch, deterministic)
-    self_test = _self_test(fmt, blob, agent, batch, deterministic)
+    check = _check(fmt, blob, fn, agent, batch, deterministic, TOLERANCE * scale)
+    self_test = _self_test(fmt, blob, agent, batch, deterministic, scale)
 
     dim = BATCH_NAME if batch == "dynamic" else batch
     k, a = chunk_shape(agent)
@@ -730,9 +816,10 @@ def export_policy(
         },
         **frame_info(agent),
         "action_dim": a,
-        "action_range": [-1.0, 1.0],
+        "action_range": [-1.0, 1.0] if norm is None else _robot_range(norm),
         "action": {"dim": a, **_dimensions_part(dimensions, "action")},
         "chunk": chunk_record(k, a),
+        **({} if robot is None else {"robot": dict(robot)}),
         "batch": batch,
         "deterministic": deterministic,
         "noise": noise_text,
@@ -746,6 +833,15 @@ def export_policy(
     atomic_write_bytes(out, blob)
     atomic_write_json(sidecar_path(out), meta)
     return meta
+
+
+def _robot_range(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "low": [float(v) for v in record["min"]],
+        "high": [float(v) for v in record["max"]],
+        "units": "robot: the dataset's action min/max (robot.action_normalization), which the "
+        "model's un-normalisation maps [-1, 1] onto",
+    }
 
 
 def _dimensions_part(dimensions: Mapping[str, Mapping[str, Any]] | None, part: str) -> dict:
@@ -868,9 +964,12 @@ def cli_main(
         parse_opset(opset)
     elif opset is not None:
         raise ConfigError("--opset is for --format onnx")
+    from gfp.api import robot_record
+
     agent, params, cfg = load_run(run_dir)
     check_policy(agent, policy)  # what was asked for, before whether it may be written
     check_out(run_dir, out, overwrite)
+    robot = robot_record(cfg, str(Path(run_dir) / "config.json"))
     meta = export_policy(
         agent,
         params,
@@ -881,7 +980,8 @@ def cli_main(
         deterministic=deterministic,
         run_info=run_info(cfg),
         opset=opset,
-        dimensions=dimension_info(cfg, agent),
+        dimensions=dimension_info(cfg, agent, robot),
+        robot=robot,
     )
     spec = meta["observation"]
     k = meta["frame_stack"]
@@ -891,6 +991,9 @@ def cli_main(
     action = f"action[{meta['action_dim']}]"
     if steps > 1:
         action = f"chunk[{steps}, {meta['action_dim']}]"
+    if robot is not None:
+        keys = ", ".join(f["key"] for f in robot["observation"]["features"])
+        action += f" in robot units (raw observation: {keys})"
     print(
         f"gfp: wrote {out} and {sidecar_path(out)}: {meta['agent']} {policy} policy{onnx_v}, "
         f"obs {spec['dtype']}{spec['shape']}{stacked} -> {action}, batch "

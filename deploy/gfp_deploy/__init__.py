@@ -29,6 +29,15 @@ the policy is called again only when it is empty, and `reset()` clears it. With 
 policy without chunking, and sidecars written before `chunk` was recorded) `act` calls the
 policy at every step, as before. `ActionQueue` is that queue on its own.
 
+Robot observations (a policy exported from a run on a LeRobot dataset; the sidecar's `robot`):
+the model outputs robot units (the dataset's action normalisation undone inside it), and
+`policy.act_raw(obs_dict)` takes the raw observation dict a robot produces ({feature name:
+value}: state vectors as float arrays, a camera frame as uint8 (H, W, 3) at the training size),
+makes the observation as training did (`RawObservation`), stacks it and executes chunks as `act`:
+
+    policy.reset()                             # at every episode start
+    action = policy.act_raw({"observation.state": state})   # robot units, (action_dim,)
+
 ONNX versions: the sidecar's `onnx` records the model's opset and IR version and the oldest
 onnxruntime that runs it (`min_onnxruntime`, from `ONNXRUNTIME_OPSETS`); a model the installed
 onnxruntime cannot load is refused with one line naming both versions.
@@ -405,6 +414,130 @@ def _names(part: Mapping[str, Any] | None, flat: bool) -> list[str] | None:
     return list(names) if names is not None and flat else None
 
 
+# ---- raw robot observations (policies trained on a LeRobot dataset) ------------------------------
+RAW_STATE, RAW_CAMERA = "state", "camera"
+
+
+class RawObservation:
+    """The observation preprocessing of a policy trained on a LeRobot dataset, as its sidecar's
+    `robot.observation` records it: a raw observation dict {feature name: value}, as a robot
+    produces it, becomes one observation as training saw it (before frame stacking).
+
+    * state features (`kind` 'state'): float (or integer) vectors of the recorded shape,
+      concatenated in the recorded order into one float32 vector, as the loader concatenated
+      the dataset's columns (gfp.data.lerobot_loader);
+    * a camera (`kind` 'camera'): a uint8 (H, W, 3) RGB frame at the training size. A frame of
+      another size is refused: training decoded the video at that size with FFmpeg's scaler
+      (PyAV's `to_ndarray(height=, width=)`), which scales the video's YUV 4:2:0 planes and
+      converts them to RGB in one fixed-point pass; that operation cannot be repeated exactly on
+      the RGB frame a camera gives, so resizing is left to the robot, never approximated here.
+
+    Every value may carry one leading batch axis (n robots), the same n for every feature. Keys
+    the policy does not read are ignored. A missing key, a wrong shape or dtype, NaN or inf
+    raise `InvalidInput` with one line naming the key."""
+
+    def __init__(self, record: Mapping[str, Any], where: str = "sidecar"):
+        try:
+            self.features = [
+                (str(f["key"]), str(f["kind"]), tuple(int(n) for n in f["shape"]), f)
+                for f in record["features"]
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidModel(f"{where}: robot.observation is malformed ({e!r})") from None
+        kinds = {kind for _, kind, _, _ in self.features}
+        if not self.features or not kinds <= {RAW_STATE, RAW_CAMERA}:
+            raise InvalidModel(
+                f"{where}: robot.observation.features lists kinds {sorted(kinds)}; this gfp.deploy "
+                f"reads {RAW_STATE!r} and {RAW_CAMERA!r} features"
+            )
+        if RAW_CAMERA in kinds and (len(self.features) > 1):
+            raise InvalidModel(
+                f"{where}: robot.observation combines a camera with other features; this "
+                "gfp.deploy reads one camera or state features"
+            )
+        self.keys = [key for key, _, _, _ in self.features]
+
+    def __call__(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """The observation (a float32 vector, or a uint8 frame; with a leading batch axis when
+        the values have one) the policy's frame stack takes."""
+        if not isinstance(obs, Mapping):
+            raise InvalidInput(
+                f"the raw observation is a {type(obs).__name__}; pass a dict {{feature name: "
+                f"value}} holding {', '.join(self.keys)}"
+            )
+        parts, sizes = [], []  # sizes: each value's leading batch size (None: no batch axis)
+        for key, kind, shape, _ in self.features:
+            if key not in obs:
+                raise InvalidInput(
+                    f"raw observation: {key!r} is missing (this policy reads "
+                    f"{', '.join(self.keys)}, in that order)"
+                )
+            value = np.asarray(obs[key])
+            check = _raw_camera if kind == RAW_CAMERA else _raw_state
+            value = check(key, value, shape)
+            n = value.shape[0] if value.ndim > len(shape) else None
+            if sizes and n != sizes[0]:
+
+                def text(m: int | None) -> str:
+                    return "no batch axis" if m is None else f"a batch of {m}"
+
+                raise InvalidInput(
+                    f"raw observation: {key!r} has {text(n)}, {self.keys[0]!r} {text(sizes[0])}; "
+                    "give every feature the same leading batch axis (or none)"
+                )
+            parts.append(value)
+            sizes.append(n)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts, axis=-1)
+
+
+def _raw_batched(key: str, value: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    if value.shape != shape and (value.ndim != len(shape) + 1 or value.shape[1:] != shape):
+        raise InvalidInput(
+            f"raw observation: {key!r} has shape {list(value.shape)}; this policy takes "
+            f"{what} {list(shape)} (or (batch, *that))"
+        )
+
+
+def _raw_state(key: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A state feature as the float32 vector(s) training read (the parquet column's values)."""
+    if value.dtype == bool or not (
+        np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)
+    ):
+        raise InvalidInput(
+            f"raw observation: {key!r} is {value.dtype}; this policy takes it as a float vector "
+            f"of shape {list(shape)}"
+        )
+    _raw_batched(key, value, shape, "a vector of")
+    value = value.astype(np.float32)
+    flat = value.reshape(1 if value.ndim == len(shape) else len(value), -1)
+    bad = _non_finite(f"raw observation {key!r}", flat)
+    if bad is not None:
+        raise InvalidInput(bad)
+    return value.reshape(*value.shape[: value.ndim - len(shape)], -1)
+
+
+def _raw_camera(key: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A camera frame as training decoded it: uint8 RGB at the training size (class docstring:
+    why another size is refused)."""
+    if value.dtype != np.uint8:
+        raise InvalidInput(
+            f"raw observation: {key!r} is {value.dtype}; this policy takes uint8 RGB frames "
+            f"{list(shape)} as the camera gives them (not normalised floats)"
+        )
+    size = value.shape[-3:-1] if value.ndim >= 3 else None
+    if value.ndim in (3, 4) and value.shape[-1] == shape[-1] and size != shape[:2]:
+        raise InvalidInput(
+            f"raw observation: {key!r} is a {size[0]}x{size[1]} frame; this policy was trained "
+            f"on {shape[0]}x{shape[1]} frames (the video decoded at that size by FFmpeg's scaler, "
+            "from its YUV frames, which gfp.deploy cannot repeat exactly on an RGB frame): "
+            f"resize it to {shape[0]}x{shape[1]} before act_raw"
+        )
+    _raw_batched(key, value, shape, "frames of")
+    return value
+
+
 class Policy:
     """An exported policy: call it with observations (and optionally noise) to get actions.
 
@@ -415,7 +548,8 @@ class Policy:
     `frame_stack` (K, None when the sidecar predates recording it), `frame_shape` (one frame
     as the environment gives it), `observation_names`, `action_names`, `action_low`,
     `action_high` (what each dimension means and the environment's action bounds of one step,
-    None where the sidecar records none).
+    None where the sidecar records none), `robot`, `raw`, `action_normalization` (a LeRobot
+    run's record, its `RawObservation` and action normalisation; None for other policies).
 
     Two ways to call it: `policy(obs)` with observations already stacked as the policy takes them
     (`obs_shape`), or `policy.reset()` at an episode's start and `policy.act(frame)` with each
@@ -474,6 +608,13 @@ class Policy:
                     f"stacks {FRAME_ORDER}, {EPISODE_START} along axis {STACK_AXIS}"
                 )
         self._stack = FrameStack(self.frame_stack) if self.frame_stack is not None else None
+        # A policy trained on a LeRobot dataset: the raw observation's preprocessing and the
+        # action normalisation the graph undoes (its output is in robot units).
+        self.robot = meta.get("robot")
+        self.action_normalization = (self.robot or {}).get("action_normalization")
+        self.raw = None
+        if self.robot is not None:
+            self.raw = RawObservation(self.robot.get("observation") or {}, f"{path}.json")
 
     def __repr__(self) -> str:
         m = self.meta
@@ -593,6 +734,27 @@ class Policy:
 
         action = self._queue.pop(plan)
         return action[0] if single else action
+
+    def preprocess(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """The observation (a state vector or a frame, before stacking) training made of the raw
+        observation dict `obs` ({feature name: value}, as the robot produces it; `RawObservation`);
+        only for policies exported from a LeRobot run (the sidecar's `robot`)."""
+        if self.raw is None:
+            raise DeployError(
+                f"{self.path.name}.json records no raw-observation preprocessing (only policies "
+                "exported from a run on a LeRobot dataset do); call policy.act(obs) with the "
+                f"observation {list(self.frame_shape or self.obs_shape)} itself"
+            )
+        return self.raw(obs)
+
+    def act_raw(self, obs: Mapping[str, Any], z: Any | None = None) -> np.ndarray:
+        """The action, in robot units, for the raw observation dict `obs` ({feature name:
+        value}: state vectors as float arrays, camera frames as uint8 (H, W, 3) at the training
+        size; one leading batch axis allowed), preprocessed as training did (`preprocess`), then
+        pushed onto the frame stack and executed open loop as `act` does: call `reset()` at
+        every episode start. The model itself un-normalises (the sidecar's
+        `robot.action_normalization`)."""
+        return self.act(self.preprocess(obs), z)
 
     @property
     def stacked_input(self) -> np.ndarray:
