@@ -155,7 +155,7 @@ class Training:
         self.agent = make_agent(
             job.agent,
             job.config,
-            obs_spec=ObsSpec.of(self.dataset.train["observations"]),
+            obs_spec=ObsSpec.of_data(self.dataset.train),
             action_dim=self.dataset.act_dim,
         )
         # Checked here as well as by the offline phase: before any run directory or config.json
@@ -582,6 +582,7 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
     """config.json's `dataset`: what a run trained on (load_run rebuilds the agent's shapes from
     it; resume and reports compare the fingerprint and size)."""
     obs = dataset.train["observations"]
+    state_dim = ObsSpec.of_data(dataset.train).state_dim  # a camera's state beside it, if any
     # What else the loader says a run must keep (LeRobot: the action normalisation and its
     # inverse, so that policies can output robot units); absent for every other source.
     info = {"info": dataset.info} if dataset.info else {}
@@ -593,6 +594,7 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
         "obs_dim": dataset.obs_dim,
         "obs_shape": list(obs.shape[1:]),
         "obs_dtype": str(obs.dtype),
+        **({"obs_state_dim": state_dim} if state_dim else {}),
         "act_dim": dataset.act_dim,
         "fingerprint": dataset_fingerprint(dataset),
         **info,
@@ -652,7 +654,7 @@ def load_run(run_dir: str | Path) -> tuple[Agent, Any, dict[str, Any]]:
         agent_name, ds = cfg["agent"], cfg["dataset"]
         config = config_from_dict(agent_name, cfg["agent_config"], f"{where}: agent_config")
         shape = tuple(ds.get("obs_shape") or (ds["obs_dim"],))
-        spec = ObsSpec(shape, ds.get("obs_dtype", "float32"))
+        spec = ObsSpec(shape, ds.get("obs_dtype", "float32"), int(ds.get("obs_state_dim", 0)))
         agent = make_agent(agent_name, config, obs_spec=spec, action_dim=ds["act_dim"])
     except (OSError, ValueError) as e:
         raise ConfigError(f"{where}: cannot be read ({e})") from None

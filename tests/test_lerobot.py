@@ -192,12 +192,12 @@ def edit_info(root: Path, edit) -> None:
 
 def test_a_missing_feature(copy):
     root = copy("v3.0")
-    edit_info(root, lambda info: info["features"].pop("next.reward"))
+    edit_info(root, lambda info: info["features"].pop("action"))
     with pytest.raises(DataError) as e:
         load_dataset(f"lerobot:{root}")
     text = one_line(e)
-    assert text.startswith(f"{root}/meta/info.json: key 'features.next.reward' is missing")
-    assert "not supported yet" in text
+    assert text.startswith(f"{root}/meta/info.json: key 'features.action' is missing")
+    assert "the actions" in text
 
 
 def test_an_obs_key_not_in_info_json():
@@ -213,7 +213,6 @@ def test_an_obs_key_not_in_info_json():
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        (f"observation.state,{CAMERA}", "a state vector and a camera together are not supported"),
         ("observation.state@64x64", "only a camera takes a resolution"),
         (f"{CAMERA}@64", "the resolution must be HxW"),
         (" , ", "--obs-keys is empty"),

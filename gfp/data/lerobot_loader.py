@@ -21,9 +21,11 @@ What is read
 
 Observations (`obs_keys`, "observation.state,observation.images.top" style): by default
 `observation.state` if the dataset has it, else its one camera. Several state features are
-concatenated; a camera is held in the frame form (gfp.data.frame_layout). A state vector and a
-camera together, or two cameras, are not supported yet: gfp's pixel pipeline carries one image
-array per observation.
+concatenated; a camera is held in the frame form (gfp.data.frame_layout). State features and a
+camera together make a combined observation: the camera's frame form plus the concatenated
+state at each transition and at its next frame (`observations_state`, `next_observations_state`,
+float32), which the networks see as {"pixels": the frame stack, "state": the current state}
+(gfp.agents.base.combined_obs). Two cameras are not supported yet.
 
 Transitions: within an episode, frame t's next observation is frame t + 1, its reward
 `next.reward[t]`, its mask `1 - next.done[t]` (1 without `next.done`). An episode's last frame
@@ -49,6 +51,7 @@ import numpy as np
 
 from gfp.data import rewards as R
 from gfp.data import validate as V
+from gfp.data.frame_layout import STATE_KEYS
 from gfp.data.load import Loaded
 from gfp.errors import ConfigError, DataError
 from gfp.tasks import Task, lerobot_path
@@ -436,7 +439,8 @@ def parse_obs_keys(
     text: str | Sequence[str] | None, meta: Meta
 ) -> tuple[list[str], str | None, tuple[int, int] | None]:
     """(state keys, camera key, camera size) of `--obs-keys` ("KEY,KEY", a camera as KEY or
-    KEY@HxW for a resolution other than the stored one); None: the default (module docstring)."""
+    KEY@HxW for a resolution other than the stored one; state keys and a camera together: a
+    combined observation); None: the default (module docstring)."""
     if text is None:
         if STATE_KEY in meta.features:
             return [STATE_KEY], None, None
@@ -460,17 +464,12 @@ def parse_obs_keys(
             raise ConfigError(f"--obs-keys {item!r}: only a camera takes a resolution (@HxW)")
         else:
             states.append(key)
-    if cameras and states:
-        raise ConfigError(
-            f"--obs-keys {','.join(items)}: a state vector and a camera together are not "
-            "supported yet (gfp's pixel pipeline carries one image array); choose one"
-        )
     if len(cameras) > 1:
         raise ConfigError(
             f"--obs-keys {','.join(items)}: one camera at a time is supported for now"
         )
-    if cameras:
-        return [], cameras[0][0], cameras[0][1]
+    if cameras:  # with states too: a combined observation (module docstring)
+        return states, cameras[0][0], cameras[0][1]
     return states, None, None
 
 
@@ -540,14 +539,18 @@ def load(
         "masks": labels.masks[rows],
         "terminals": ends.astype(np.float32),
     }
-    if camera is None:
-        obs = np.concatenate(
+    state = None
+    if states:
+        state = np.concatenate(
             [np.asarray(cols[k], np.float32).reshape(n, -1) for k in states], axis=1
         )
-        train["observations"], train["next_observations"] = obs[rows], obs[nxt]
+    if camera is None:
+        train["observations"], train["next_observations"] = state[rows], state[nxt]
     else:
+        if state is not None:  # validate_transitions checks a frame form's frames, not this
+            V.check_finite(label, ",".join(states), state)
         frames = _read_frames(meta, episodes, cols, camera, size)
-        train.update(_frame_form(frames, rows, nxt, ends))
+        train.update(_frame_form(frames, rows, nxt, ends, state))
     info = {
         "lerobot": {
             "root": str(root),
@@ -565,18 +568,26 @@ def load(
 
 
 def _frame_form(
-    frames: np.ndarray, rows: np.ndarray, nxt: np.ndarray, ends: np.ndarray
+    frames: np.ndarray,
+    rows: np.ndarray,
+    nxt: np.ndarray,
+    ends: np.ndarray,
+    state: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Pixel transitions in the frame form (gfp.data.frame_layout): observations = the frames
-    of `rows`, each episode's final next frame in `tail_frames`."""
+    of `rows`, each episode's final next frame in `tail_frames`; with the `state` of every frame,
+    also its rows at `rows` and at their next frames (`STATE_KEYS`, a combined observation)."""
     n = len(rows)
     starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])
     episode = np.cumsum(np.concatenate([[0], ends[:-1]]))
     tails = frames[nxt[ends]]
     frame_next = np.where(ends, n + episode, np.arange(1, n + 1))
-    return {
+    out = {
         "observations": frames[rows],
         "tail_frames": np.ascontiguousarray(tails),
         "frame_start": starts[episode].astype(np.int32),
         "frame_next": frame_next.astype(np.int32),
     }
+    if state is not None:
+        out.update(zip(STATE_KEYS, (state[rows], state[nxt]), strict=True))
+    return out
