@@ -27,10 +27,24 @@ from flax import struct
 from gfp.agents import encoders  # noqa: F401 (registers the image encoders in ENCODERS)
 from gfp.agents.configs import BaseConfig
 from gfp.agents.networks import Critic, make_encoder
+from gfp.data.frame_layout import STATE_KEYS, has_state
+from gfp.errors import ConfigError
 
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+
+
+# A combined observation (a camera and a state vector, e.g. a LeRobot robot's) is the pytree
+# {PIXELS: uint8 (*batch, H, W, C * frame_stack), STATE: float32 (*batch, d)}; the frame stack is
+# the last frames', the state the current step's only.
+PIXELS, STATE = "pixels", "state"
+
+
+def combined_obs(pixels: Any, state: Any) -> dict[str, Any]:
+    """The network input of a combined observation: a frame stack (*batch, H, W, C*K) uint8 and
+    the current state vector (*batch, d), cast to float32."""
+    return {PIXELS: pixels, STATE: jnp.asarray(state, jnp.float32)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,23 +52,59 @@ class ObsSpec:
     """What an agent is told about observations: the shape of one observation and its dtype.
 
     State vectors are float32 (d,); pixel observations are uint8 (H, W, C) and stay uint8 on the
-    device (a quarter of float32's memory): the cast happens inside the networks' encoders."""
+    device (a quarter of float32's memory): the cast happens inside the networks' encoders.
+    `state_dim` > 0: a combined observation, `shape`/`dtype` its image's and a float32
+    (state_dim,) state beside it (the pytree `combined_obs` builds)."""
 
     shape: tuple[int, ...]
     dtype: str = "float32"
+    state_dim: int = 0
 
     @classmethod
     def of(cls, obs: Any) -> ObsSpec:
-        """The spec of an observation array with a leading batch axis."""
+        """The spec of an observation array (or combined observation) with a leading batch axis."""
+        if isinstance(obs, dict):
+            image = cls.of(obs[PIXELS])
+            return cls(image.shape, image.dtype, int(obs[STATE].shape[-1]))
         return cls(tuple(int(n) for n in obs.shape[1:]), str(obs.dtype))
+
+    @classmethod
+    def of_data(cls, transitions: Any) -> ObsSpec:
+        """The spec of a dataset's transitions: their observations, and the state beside the
+        frames of combined ones (gfp.data.frame_layout.STATE_KEYS)."""
+        spec = cls.of(transitions["observations"])
+        if not has_state(transitions):
+            return spec
+        return dataclasses.replace(spec, state_dim=int(transitions[STATE_KEYS[0]].shape[1]))
+
+    @property
+    def combined(self) -> bool:
+        return self.state_dim > 0
 
     @property
     def flat_dim(self) -> int:
-        return int(math.prod(self.shape))
+        return int(math.prod(self.shape)) + self.state_dim
 
     def stacked(self, k: int) -> ObsSpec:
-        """The spec of `k` observations stacked along the last axis (frame stacking)."""
-        return ObsSpec((*self.shape[:-1], self.shape[-1] * k), self.dtype) if k > 1 else self
+        """The spec of `k` observations stacked along the last axis (frame stacking; a combined
+        observation stacks its image only)."""
+        if k <= 1:
+            return self
+        return dataclasses.replace(self, shape=(*self.shape[:-1], self.shape[-1] * k))
+
+    def image(self) -> ObsSpec:
+        """The image part alone (a plain spec for the image encoder)."""
+        return ObsSpec(self.shape, self.dtype)
+
+    def zeros(self, batch: tuple[int, ...] = (1,)) -> Any:
+        """Observations of zeros with leading axes `batch` (networks' initialisation)."""
+        obs = jnp.zeros((*batch, *self.shape), self.dtype)
+        return combined_obs(obs, jnp.zeros((*batch, self.state_dim))) if self.combined else obs
+
+    def batch_shape(self, obs: Any) -> tuple[int, ...]:
+        """The leading (batch) axes of an observation (its image's for a combined one)."""
+        x = obs[PIXELS] if self.combined else obs
+        return x.shape[: x.ndim - len(self.shape)]
 
 
 @struct.dataclass
@@ -126,6 +176,11 @@ class Agent:
         # What the networks see: the last `frame_stack` observations along channels (pixel tasks;
         # gfp.engine.frames stacks them in training, gfp.evaluate at evaluation).
         self.obs_spec = spec.stacked(config.frame_stack)
+        if spec.combined and config.horizon > 1:  # the windows' next states are not gathered
+            raise ConfigError(
+                f"horizon = {config.horizon} with a camera and a state together: action chunks "
+                "take one kind of observation for now (use horizon = 1, or --obs-keys one kind)"
+            )
         # Action chunking (QC, Li et al. 2025): `action_dim` is the ENVIRONMENT's A; the policies
         # and networks act on a chunk of chunk_len actions flattened to chunk_len * A (step i in
         # out[..., i*A:(i+1)*A]). horizon 1, or action_chunking off: one action, chunk_len 1.
@@ -179,9 +234,7 @@ class Agent:
 
     def example_inputs(self) -> tuple[jax.Array, jax.Array, jax.Array]:
         """A batch of one (observation, action, flow time) for initialising networks."""
-        spec = self.obs_spec
-        obs = jnp.zeros((1, *spec.shape), spec.dtype)
-        return obs, jnp.zeros((1, self.action_dim)), jnp.zeros((1,))
+        return self.obs_spec.zeros((1,)), jnp.zeros((1, self.action_dim)), jnp.zeros((1,))
 
     def encoder(self) -> Any:
         """A fresh observation encoder for one network (each module gets its own, trained by that
@@ -193,9 +246,16 @@ class Agent:
         c = self.config
         return Critic(c.value_hidden_dims, c.layer_norm, encoder=self.encoder())
 
-    def batch_shape(self, obs: jax.Array) -> tuple[int, ...]:
-        """The leading (batch) axes of an observation array."""
-        return obs.shape[: obs.ndim - len(self.obs_spec.shape)]
+    def batch_shape(self, obs: Any) -> tuple[int, ...]:
+        """The leading (batch) axes of an observation (array or combined pytree)."""
+        return self.obs_spec.batch_shape(obs)
+
+    def repeat_obs(self, obs: Any, n: int) -> Any:
+        """Observations of any batch shape flattened to one batch axis, each repeated `n` times
+        in a row (rows * n, *obs): every part of a combined observation alike."""
+        batch = self.batch_shape(obs)
+        rows, axes = math.prod(batch), len(batch)
+        return jax.tree.map(lambda x: jnp.repeat(x.reshape(rows, *x.shape[axes:]), n, 0), obs)
 
     # ---- to implement -------------------------------------------------------------------------
     def networks(self) -> dict[str, tuple[nn.Module, tuple[jax.Array, ...]]]:

@@ -6,8 +6,10 @@ activation of each hidden layer where enabled (the critic only, by default).
 Every network takes raw observations and starts with its own `encoder` (the observation seam):
 `FlattenObs` for state vectors (no parameters: flatten and cast to float32, so uint8 data is cast
 inside the jitted update, never copied to float32 on the host), or an image encoder registered in
-`ENCODERS` for pixel observations. Networks whose observation is fed many times (the flow's M Euler
-steps) encode it once (`encode`, then `is_encoded=True`).
+`ENCODERS` for pixel observations; a camera and a state vector together ({'pixels', 'state'})
+get the image encoder with the state concatenated to its features (`WithState`). Networks
+whose observation is fed many times (the flow's M Euler steps) encode it once (`encode`, then
+`is_encoded=True`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,21 @@ class FlattenObs(nn.Module):
         return obs.reshape(*batch, -1).astype(jnp.float32)
 
 
+class WithState(nn.Module):
+    """A combined observation {'pixels', 'state'} (gfp.agents.base.combined_obs): the image's
+    features, then the state vector as it is, [image(pixels), state]. The state enters unscaled,
+    exactly as a state-only run's FlattenObs passes it, so a combined run is the state run plus
+    the image's features (their scale is the encoder's last GELU layer's); each network's MLP
+    (LayerNorm'd in the critic) mixes the two from its first layer."""
+
+    image: nn.Module
+
+    @nn.compact
+    def __call__(self, obs: Any) -> jax.Array:
+        feats = self.image(obs["pixels"])
+        return jnp.concatenate([feats, obs["state"].astype(jnp.float32)], axis=-1)
+
+
 # Encoder name (BaseConfig.encoder) -> factory(obs_spec) -> flax module mapping raw observations of
 # shape (*batch, *obs_spec.shape) to features (*batch, n). The pixel encoders register here.
 ENCODERS: dict[str, Callable[[Any], nn.Module]] = {
@@ -42,10 +59,14 @@ ENCODERS: dict[str, Callable[[Any], nn.Module]] = {
 
 
 def make_encoder(name: str, obs_spec: Any) -> nn.Module:
+    """The encoder `name` for observations `obs_spec`; a combined observation's (`state_dim` >
+    0) is that encoder on the image with the state concatenated (`WithState`)."""
+    if getattr(obs_spec, "state_dim", 0):
+        return WithState(ENCODERS[name](obs_spec.image()))
     return ENCODERS[name](obs_spec)
 
 
-def _encode(encoder: nn.Module | None, obs: jax.Array) -> jax.Array:
+def _encode(encoder: nn.Module | None, obs: Any) -> jax.Array:
     return encoder(obs) if encoder is not None else obs.astype(jnp.float32)
 
 

@@ -71,7 +71,7 @@ class QC(Agent):
         batch = self.batch_shape(obs)
         n, d = z.shape[-2:]
         rows = math.prod(batch)
-        flat_obs = jnp.repeat(obs.reshape(rows, *self.obs_spec.shape), n, axis=0)
+        flat_obs = self.repeat_obs(obs, n)
         a = self.flow_action(params, flat_obs, z.reshape(rows * n, d))
         return a.reshape(*batch, n, d), flat_obs
 

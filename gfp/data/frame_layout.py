@@ -13,6 +13,11 @@ Transitions in this *frame form* carry `tail_frames`, `frame_start` and `frame_n
 (`from_compact`, in the file's own memory: a 1M-frame dataset, 12 GiB of uint8, is held once, not
 three times as the two-array form would hold it while loading); `frame_store` also builds it from
 the two-array form of other pixel data. gfp.engine.frames stacks, augments and places the frames.
+
+A camera and a state vector together (a LeRobot `--obs-keys observation.state,CAMERA`): the
+frame form for the camera plus `observations_state` and `next_observations_state` (`STATE_KEYS`,
+(N, d) float32, row t the state at t and at t's next frame; a state is small, so its next rows are
+stored, not indexed). The networks see {"pixels": the frame stack, "state": the current state}.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import numpy as np
 FRAME_KEYS = ("frames", "tail_frames", "frame_start", "frame_next")
 OBS_KEYS = ("observations", "next_observations")
 LAYOUT_KEYS = ("tail_frames", "frame_start", "frame_next")  # the frame form, beside observations
+# the state vector beside a camera (combined observations), row t and t's next state
+STATE_KEYS = ("observations_state", "next_observations_state")
 _BLOCK = 4096  # rows per block of the in-place and blockwise passes: bounded temporaries
 
 
@@ -36,6 +43,11 @@ def is_pixels(obs: Any) -> bool:
 def is_frame_form(transitions: Mapping[str, Any]) -> bool:
     """Pixel transitions whose next frames are indexed (`frame_next`), not stored."""
     return "frame_next" in transitions
+
+
+def has_state(transitions: Mapping[str, Any]) -> bool:
+    """Pixel transitions that also carry a state vector per observation (`STATE_KEYS`)."""
+    return STATE_KEYS[0] in transitions
 
 
 def from_compact(frames: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:

@@ -29,6 +29,12 @@ s = t + h - 1 ([s-K+2, ..., s, next(s)], clamped to s's episode's first row: bot
 the episodes' starts), all shifted by the same offset; rewards, masks, terminals and actions are
 read at the window's h rows and combined by gfp.engine.sequence.window_batch.
 
+A camera and a state vector (combined observations, gfp.data.frame_layout.STATE_KEYS): the
+state rows are gathered with the other arrays, and the minibatch's observations and next
+observations are {"pixels": the frame stack, "state": the state at t / at next(t)}
+(gfp.agents.base.combined_obs); the state is the current step's, never stacked or shifted.
+Horizon 1 only.
+
 Placement: gfp.engine.placement puts the frames on the device when they fit, else in host memory
 (`HostFrameSampler`): the chunk's prefetch thread (gfp.engine.chunk) draws the row indices of the
 next blocks of updates, gathers their frames with NumPy and puts them on the device while the
@@ -45,7 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gfp.data.frame_layout import FRAME_KEYS, OBS_KEYS
+from gfp.agents.base import combined_obs
+from gfp.data.frame_layout import FRAME_KEYS, OBS_KEYS, STATE_KEYS
 from gfp.engine.samplers import Sampler
 from gfp.engine.sequence import (
     batch_keys,
@@ -155,6 +162,9 @@ def finish_batch(
     else:  # 2K frames: t's stack, then the window's last row's next stack
         obs, next_obs = stack_clip(clip[:, :k], k)[0], stack_clip(clip[:, k:], k)[0]
     rest = {key: v for key, v in batch.items() if key != CLIP}
+    if STATE_KEYS[0] in rest:  # a camera and a state: the stack beside the current state
+        obs = combined_obs(obs, rest.pop(STATE_KEYS[0]))
+        next_obs = combined_obs(next_obs, rest.pop(STATE_KEYS[1]))
     rest["observations"], rest["next_observations"] = obs, next_obs
     if horizon == 1:
         return rest
@@ -224,6 +234,11 @@ class FrameSampler(Sampler):
     ):
         self.arrays = dict(arrays)
         self.horizon, self.out = horizon, (tuple(out) if out is not None else None)
+        if horizon > 1 and STATE_KEYS[0] in self.arrays:  # gather_windows reads no next state
+            raise ConfigError(
+                f"horizon = {horizon}: action-chunk windows of a camera and a state together "
+                "are not supported yet; use horizon = 1"
+            )
 
     @property
     def data(self) -> dict[str, Any]:
@@ -248,7 +263,8 @@ class FrameSampler(Sampler):
 
     def select(self, keys: Sequence[str]) -> FrameSampler:
         wanted = data_keys(keys, self.horizon)
-        kept = {k: v for k, v in self.arrays.items() if k in wanted or k in FRAME_KEYS}
+        observed = FRAME_KEYS + (STATE_KEYS if "observations" in keys else ())
+        kept = {k: v for k, v in self.arrays.items() if k in wanted or k in observed}
         return type(self)(kept, self.horizon, keys if self.horizon > 1 else None)
 
     def minibatch(self, config, data, rng, fed=None):

@@ -29,7 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from gfp.agents.base import BATCH_KEYS
-from gfp.data.frame_layout import OBS_KEYS, frame_store, is_frame_form, is_pixels
+from gfp.data.frame_layout import (
+    OBS_KEYS,
+    STATE_KEYS,
+    frame_store,
+    has_state,
+    is_frame_form,
+    is_pixels,
+)
 from gfp.engine.frames import FrameSampler, HostFrameSampler
 from gfp.engine.host_arrays import HostArraySampler, spill
 from gfp.engine.samplers import (
@@ -189,9 +196,11 @@ def frame_arrays(
     frame samplers' (horizon, batch keys) arguments."""
     check_terminals(transitions, horizon)
     store = frame_store(transitions)
+    wanted = data_keys(keys, horizon)
+    observed = STATE_KEYS if "observations" in wanted and has_state(transitions) else ()
     rest = {
         k: np.asarray(training_array(transitions, k), np.float32)
-        for k in data_keys(keys, horizon)
+        for k in (*wanted, *observed)
         if k not in OBS_KEYS
     }
     window = (horizon, tuple(keys)) if horizon > 1 else (1, None)
