@@ -205,6 +205,58 @@ class Export:
     """Replace an existing FILE and FILE.json (never the run's own files)."""
 
 
+@dataclasses.dataclass
+class Ope:
+    """Off-policy evaluation of a finished run's policy from data alone: fitted Q evaluation
+    (FQE) of the policy on the run's dataset, its value from the evaluation episodes' initial
+    states and a 95% bootstrap interval over those episodes; a table, and RUN_DIR/ope.json."""
+
+    run_dir: tyro.conf.Positional[Path]
+    policy: str = "actor"
+    """The policy evaluated: actor (the one-step actor) or the flow (vabc for GFP, flow for FQL)."""
+    fit_on: str = "val"
+    """The transitions FQE fits on: val (the evaluation split's), train (the run's training data)
+    or all (both). The initial states are always the first states of the evaluation split's
+    episodes."""
+    val_episodes: float | None = None
+    """The evaluation split: N whole episodes (or a fraction 0 < f < 1 of them), the last ones,
+    held out of the training data; 0: the dataset's own validation file (OGBench's -val.npz).
+    Unset: the run's own --val-episodes (0 unless it was trained with one)."""
+    dataset_dir: Path | None = None
+    """Where the run's dataset is now (unset: the run's own dataset_dir)."""
+    steps: int = 20_000
+    """FQE gradient steps."""
+    batch_size: int = 256
+    """FQE minibatch size."""
+    hidden_dims: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of FQE's Q network (2 members, LayerNorm, GELU)."""
+    lr: float = 3e-4
+    """FQE's Adam learning rate."""
+    gamma: float | None = None
+    """Discount (unset: the run's agent config gamma)."""
+    tau: float = 0.005
+    """Polyak rate of FQE's target network."""
+    seed: int = 0
+    """Seed of FQE's initialisation, minibatches, policy noise and bootstrap."""
+    bootstrap: int = 1000
+    """Bootstrap resamples of the evaluation episodes for the 95% interval."""
+    policy_samples: int = 4
+    """Noise draws of pi(s') per transition, drawn once before the fit."""
+
+
+def cmd_ope(args: Ope) -> None:
+    from gfp.ope import Evaluation, FQEConfig, format_result, run_ope
+
+    folder = Path(args.run_dir)
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(FQEConfig)
+               if hasattr(args, f.name)}  # fmt: skip
+    config = FQEConfig(**options)
+    config.check()
+    ev = Evaluation(folder, args.policy, args.fit_on, args.val_episodes, args.dataset_dir)
+    result = run_ope(ev, config)
+    print(format_result(result), flush=True)
+
+
 def cmd_export(args: Export) -> None:
     from gfp.export import cli_main
 
@@ -240,6 +292,7 @@ def commands() -> Any:
         Annotated[tune_command(), tyro.conf.subcommand("tune")],
         Annotated[ReportCommand, tyro.conf.subcommand("report")],
         Annotated[Export, tyro.conf.subcommand("export")],
+        Annotated[Ope, tyro.conf.subcommand("ope")],
     ]
 
 
@@ -623,7 +676,7 @@ def _main(argv: list[str] | None) -> None:
     args = _parse(argv)
     handlers = {Train: cmd_train, Eval: cmd_eval, Data: cmd_data, Presets: cmd_presets,
                 Bench: cmd_bench, Sweep: cmd_sweep, Tune: cmd_tune, ReportCommand: cmd_report,
-                Export: cmd_export}  # fmt: skip
+                Export: cmd_export, Ope: cmd_ope}  # fmt: skip
     # train, sweep and tune parse into subclasses with the settings' flags (`commands`)
     handler = next(h for cls, h in handlers.items() if isinstance(args, cls))
     try:
