@@ -219,9 +219,9 @@ class Ope:
     or all (both). The initial states are always the first states of the evaluation split's
     episodes."""
     val_episodes: float | None = None
-    """The evaluation split: N whole episodes (or a fraction 0 < f < 1 of them), the last ones,
-    held out of the training data; 0: the dataset's own validation file (OGBench's -val.npz).
-    Unset: the run's own --val-episodes (0 unless it was trained with one)."""
+    """The evaluation split: N whole episodes (or a fraction 0 < f < 1 of them) held out of the
+    training data as gfp train's --val-episodes holds them out; 0: the dataset's own validation
+    file (OGBench's -val.npz). Unset: the run's own --val-episodes (0 unless it had one)."""
     dataset_dir: Path | None = None
     """Where the run's dataset is now (unset: the run's own dataset_dir)."""
     steps: int = 20_000

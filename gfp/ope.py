@@ -42,6 +42,7 @@ import optax
 
 from gfp.agents.base import TrainState, polyak
 from gfp.agents.networks import Critic, FlattenObs
+from gfp.data.info import episode_bounds
 from gfp.engine.samplers import sample_rows
 from gfp.errors import ConfigError, DataError
 
@@ -82,39 +83,6 @@ class FQEConfig:
 
 
 # ---- episodes -----------------------------------------------------------------------------------
-def episode_bounds(terminals: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) row ranges of the episodes: rows are consecutive within an episode and
-    terminals = 1 marks an episode's last row (gfp.data's convention); a last episode without a
-    terminal ends at the last row."""
-    ends = np.flatnonzero(np.asarray(terminals) > 0.5) + 1
-    n = len(terminals)
-    if not len(ends) or ends[-1] != n:
-        ends = np.append(ends, n)
-    starts = np.concatenate([[0], ends[:-1]])
-    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b > a]
-
-
-def take_rows(transitions: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v)[rows] for k, v in transitions.items()}
-
-
-def hold_out_episodes(
-    transitions: Mapping[str, np.ndarray], val_episodes: float
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(train, val): the last N whole episodes held out (`val_episodes` = N >= 1, or a fraction
-    0 < f < 1 of the episodes, at least one), as gfp.settings' val_episodes describes."""
-    bounds = episode_bounds(transitions["terminals"])
-    n = int(val_episodes) if val_episodes >= 1 else max(1, round(val_episodes * len(bounds)))
-    if n >= len(bounds):
-        raise ConfigError(
-            f"val_episodes = {val_episodes:g} holds out {n} episodes; the data has only "
-            f"{len(bounds)}, and at least one must remain for training"
-        )
-    cut = bounds[-n][0]
-    rows = np.arange(len(transitions["terminals"]))
-    return take_rows(transitions, rows[:cut]), take_rows(transitions, rows[cut:])
-
-
 def behaviour_returns(
     transitions: Mapping[str, np.ndarray], gamma: float, bounds: list[tuple[int, int]]
 ) -> np.ndarray:
@@ -300,49 +268,56 @@ class Evaluation:
 
 
 def load_data(policy: Any, ev: Evaluation) -> tuple[dict, dict, str]:
-    """(train, evaluation split, where the evaluation split came from) of a run's dataset."""
+    """(train, evaluation split, where the evaluation split came from) of a run's dataset, the
+    training part checked against the fingerprint config.json records."""
     from gfp.data.checks import dataset_fingerprint
-    from gfp.data.load import Dataset, load_dataset
 
     cfg = policy.config
-    where = ev.run_dir / "config.json"
+    own = float(cfg.get("val_episodes") or 0.0)
+    n = own if ev.val_episodes is None else float(ev.val_episodes)
+    data = _load(cfg, ev, own)
+    recorded = (cfg.get("dataset") or {}).get("fingerprint")
+    got = dataset_fingerprint(data)
+    if recorded and got != recorded:
+        where = ev.dataset_dir or cfg.get("dataset_dir") or "its default place"
+        raise DataError(
+            f"the dataset of {cfg['task']} at {where} is not the data {ev.run_dir} trained on "
+            f"(fingerprint {got}, config.json records {recorded}); pass --dataset-dir with the "
+            "run's data"
+        )
+    if n != own:  # another evaluation split than the run's: episodes the run may have trained on
+        data = _load(cfg, ev, n)
+    if n:
+        source = f"{'the run' if n == own else 'gfp ope'}'s val_episodes = {n:g} (gfp.data.split)"
+    else:
+        source = "the dataset's validation split"
+    if data.val is None:
+        raise ConfigError(
+            f"{cfg['task']} has no validation split; pass --val-episodes N to hold out N of its "
+            "episodes (the run trained on them unless it was trained with the same "
+            "--val-episodes)"
+        )
+    return data.train, data.val, source
+
+
+def _load(cfg: Mapping[str, Any], ev: Evaluation, val_episodes: float) -> Any:
+    """The run's dataset as gfp train loaded it, `val_episodes` held out (0: its own split)."""
+    from gfp.data.load import load_dataset
+
     task = cfg.get("task")
     if not isinstance(task, str):
-        raise ConfigError(f"{where}: missing key 'task': the run names no dataset")
+        raise ConfigError(f"{ev.run_dir / 'config.json'}: missing key 'task': no dataset named")
     directory = ev.dataset_dir if ev.dataset_dir is not None else cfg.get("dataset_dir")
+    hold = {"val_episodes": val_episodes, "validation": False} if val_episodes else {}
     try:
-        data = load_dataset(task, directory, obs_keys=cfg.get("obs_keys"))
+        data = load_dataset(task, directory, obs_keys=cfg.get("obs_keys"),
+                            reward=cfg.get("reward"), **hold)  # fmt: skip
     except (DataError, ConfigError) as e:
         hint = "" if ev.dataset_dir is not None else "; pass --dataset-dir where it is now"
         raise DataError(f"the dataset of {ev.run_dir} cannot be loaded: {e}{hint}") from None
     if "frame_start" in data.train or data.train["observations"].dtype == np.uint8:
         raise ConfigError(f"{ev.run_dir} is a pixel run; gfp ope evaluates state-based runs only")
-    own = float(cfg.get("val_episodes", 0.0) or 0.0)
-    n = own if ev.val_episodes is None else float(ev.val_episodes)
-    train, val = data.train, data.val
-    if own:  # the run trained without its held-out episodes: check against what it trained on
-        train, val = hold_out_episodes(data.train, own)
-    recorded = (cfg.get("dataset") or {}).get("fingerprint")
-    got = dataset_fingerprint(Dataset(train, None, data.name, data.source, data.env_name))
-    if recorded and got != recorded:
-        raise DataError(
-            f"the dataset of {task} at {directory or 'its default place'} is not the data "
-            f"{ev.run_dir} trained on (fingerprint {got}, config.json records {recorded}); pass "
-            "--dataset-dir with the run's data"
-        )
-    if n != own:
-        train, val = hold_out_episodes(data.train, n) if n else (data.train, data.val)
-    if n:
-        source = f"{'the run' if n == own else 'gfp ope'}'s val_episodes = {n:g}"
-    else:
-        source = "the dataset's validation split"
-    if val is None:
-        raise ConfigError(
-            f"{task} has no validation split; pass --val-episodes N to hold out the last N "
-            "episodes of its training data (the run trained on them unless it was trained with "
-            "the same --val-episodes)"
-        )
-    return train, val, source
+    return data
 
 
 def run_ope(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gfp.cli import main
-from gfp.ope import FQEConfig, bootstrap_interval, episode_bounds, estimate, hold_out_episodes
+from gfp.ope import FQEConfig, bootstrap_interval, estimate
 
 H, GAMMA = 5, 0.9
 FAST = FQEConfig(steps=1500, batch_size=64, hidden_dims=(32, 32), gamma=GAMMA, tau=0.05, lr=1e-3,
@@ -69,16 +69,6 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks():
     assert widths[1] == pytest.approx(2 * 1.96 * many.std() / np.sqrt(1000), rel=0.15)
 
 
-def test_episodes_and_hold_out():
-    data = chain(4)
-    assert episode_bounds(data["terminals"]) == [(0, 5), (5, 10), (10, 15), (15, 20)]
-    train, val = hold_out_episodes(data, 1)
-    assert len(train["observations"]) == 15 and len(val["observations"]) == 5
-    assert np.array_equal(val["actions"], data["actions"][15:])
-    _, val = hold_out_episodes(data, 0.5)
-    assert len(val["observations"]) == 10
-
-
 # ---- gfp ope on a finished run ------------------------------------------------------------------
 def write_npz(path: Path, seed: int, n: int) -> None:
     rng = np.random.default_rng(seed)
@@ -127,7 +117,7 @@ def test_gfp_ope_writes_ope_json_and_prints_one_table(run):
     lo, hi = saved["interval"]
     assert lo <= saved["value"] <= hi
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.name in before} == before
-    # --val-episodes: 2 of the training file's 4 episodes, fitted on the training rows left
+    # --val-episodes: 2 of the training file's 4 episodes (gfp.data.split), fitted on the 2 left
     code, out, err = gfp("ope", run, *FLAGS, "--val-episodes", 2, "--fit-on", "train")
     assert code == 0, err
     saved = json.loads((run / "ope.json").read_text())["policies"]["actor"]
