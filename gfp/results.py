@@ -20,6 +20,9 @@ one column per grid key (the swept hyperparameters, read from the run's `agent_c
   still going is reported with its latest evaluations);
 * `success` (0..1), `return`, `normalized_score` (x100, D4RL/Minari only): as in eval.csv; a
   missing value is an empty cell here and NaN in Python;
+* `val_td_error`, `val_flow_loss`, `val_action_mse`, `val_q_data`, `val_q_actor`, ...: a run's
+  validation metrics (gfp.engine.validation; eval.csv's `val_*` columns, a `POLICY/val_*` one
+  for the row's policy), after the grid columns, only where some run has them;
 * `success_timing`: 'pre' or 'post' as recorded in config.json, empty for runs that predate it;
 * `preset`, `dataset` (its name), `dataset_size` (transitions), `eval_episodes`, `gfp_version`,
   `git_commit`: from config.json (empty where it does not record them), so that a report can say
@@ -81,6 +84,7 @@ METRICS: tuple[str, ...] = ("success", "return", "normalized_score")
 PHASES: tuple[str, ...] = ("offline", "online")
 BENCHMARKS: tuple[str, ...] = ("ogbench", "ogbench-pixel", "d4rl", "minari", "other")
 _INT_COLUMNS = ("seed", "step", "total_steps")
+VAL_PREFIX = "val_"  # validation metrics' columns (gfp.engine.validation), numbers like METRICS
 
 
 # ---- tasks ------------------------------------------------------------------------------------
@@ -181,7 +185,8 @@ def read_eval_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     policies: list[str] = []
     for col in header:
         policy, _, metric = col.rpartition("/")
-        if policy and metric in ("success", "return") and policy not in policies:
+        scored = metric in ("success", "return") or metric.startswith(VAL_PREFIX)
+        if policy and scored and policy not in policies:
             policies.append(policy)
     rows = list(reader)
     out = []
@@ -224,6 +229,9 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
     online = int(cfg.get("online_steps") or 0)
     eval_path = run_dir / "eval.csv"
     policies, evals = read_eval_csv(eval_path)
+    # the validation metrics of this run: of the agent ('val_x') or of a policy ('POLICY/val_x')
+    val = list(dict.fromkeys(c.rpartition("/")[2] for c in (evals[0] if evals else ())))
+    val = [m for m in val if m.startswith(VAL_PREFIX)]
     out = []
     for line, ev in enumerate(evals, start=2):
         where = f"{eval_path}, line {line}"
@@ -239,7 +247,8 @@ def rows_from_run_dir(run_dir: str | Path, grid_keys: Sequence[str] = ()) -> lis
             row = {**base, **length, "step": int(step), "phase": phase, "policy": policy}
             for metric in METRICS:
                 row[metric] = _float(ev.get(f"{policy}/{metric}"), where)
-            out.append({c: row[c] for c in RESULT_COLUMNS} | grid)
+            figures = {m: _float(ev.get(f"{policy}/{m}", ev.get(m)), where) for m in val}
+            out.append({c: row[c] for c in RESULT_COLUMNS} | grid | figures)
     return out
 
 
@@ -383,7 +392,11 @@ def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
                 f"{where}, column finished: {raw['finished']!r} is not true/false"
             ) from None
         for c in grid:
-            row[c] = _grid_value(raw[c])
+            row[c] = (
+                _float(raw[c], f"{where}, column {c}")
+                if c.startswith(VAL_PREFIX)
+                else _grid_value(raw[c])
+            )
         rows.append(row)
     return rows
 

@@ -41,7 +41,16 @@ from gfp.errors import ConfigError, DivergenceError, Interrupted, WriteError
 from gfp.evaluate import evaluate, evaluation_seed
 from gfp.io import os_reason
 from gfp.job import DEFAULT_EPISODES, TrainJob, changed_keys, job_record, resume_hint, run_defining
-from gfp.rundir import CHECKPOINT, CsvLog, ReplaySegment, RunDir, restore_state, stack_states
+from gfp.rundir import (
+    CHECKPOINT,
+    PARAMS,
+    PARAMS_BEST,
+    CsvLog,
+    ReplaySegment,
+    RunDir,
+    restore_state,
+    stack_states,
+)
 from gfp.signals import interruptible, stop_on_signals
 
 
@@ -144,7 +153,11 @@ class Training:
     def __init__(self, job: TrainJob):
         self.job = job
         self.dataset = load_dataset(
-            job.task, job.dataset_dir, obs_keys=job.obs_keys, reward=job.reward
+            job.task,
+            job.dataset_dir,
+            obs_keys=job.obs_keys,
+            reward=job.reward,
+            val_episodes=job.val_episodes,
         )
         if job.no_eval:  # no environment: neither evaluated nor checked against the data
             print(f"gfp: no_eval: training {job.task} without environment evaluation")
@@ -173,6 +186,7 @@ class Training:
                 f"online fine-tuning takes state observations; {self.dataset.name!r} has images "
                 "(pixel tasks are offline only for now)"
             )
+        self._validation_setup()  # before any run directory is opened: its refusals write nothing
         self.dirs = [
             RunDir(
                 p,
@@ -189,6 +203,25 @@ class Training:
         self.explore = [CsvLog(run.path / EXPLORE_LOG) for run in self.dirs]
         self.online_saved: list[tuple[Any, dict[str, Any]] | None] = [None] * len(self.dirs)
         self.t0 = time.perf_counter()
+
+    def _validation_setup(self) -> None:
+        """Validation metrics (gfp.engine.validation) at every evaluation where the data has a
+        validation split and no environment evaluates the run, or --val-episodes asked for one;
+        --select-by's column, refused up front when the run does not compute it."""
+        from gfp.engine.validation import SELECT_BY, Validation, select_column
+
+        job, val = self.job, self.dataset.val
+        self.environment = self.dataset.env_name is not None and not job.no_eval
+        wanted = not self.environment or bool(job.val_episodes)
+        wanted = wanted or bool(job.select_by and "val_" in job.select_by)
+        self.validation = Validation(self.agent, val) if val is not None and wanted else None
+        self.select: tuple[str, bool] | None = None
+        if job.select_by:
+            column = select_column(
+                job.select_by, self.agent, self.environment, self.validation is not None
+            )
+            self.select = (column, SELECT_BY[column.rpartition("/")[2]])
+        self.best: list[dict[str, Any] | None] = [None] * len(job.seeds)
 
     def close(self) -> None:
         for run in self.dirs:
@@ -235,6 +268,7 @@ class Training:
         self.at = [s or 0 for s in self.saved_at]  # where each seed starts
         self.wall_before = [float(m.get("wall_seconds", 0.0)) if m else 0.0 for m in metas]
         self.log_sums = [LogSums.from_json(m.get("log_sums")) if m else LogSums() for m in metas]
+        self.best = [m.get("best") if m else None for m in metas]  # --select-by's, so far
         if job.resume:
             where = ", ".join(
                 f"seed {s}: step {a}" for s, a in zip(job.seeds, self.at, strict=True)
@@ -262,32 +296,56 @@ class Training:
                 run.log_metrics(step, row)
 
     def on_eval(self, step: int, states: TrainState) -> dict[str, float] | None:
-        env_name = self.dataset.env_name
-        if env_name is None or self.job.no_eval:
+        """Each seed's evaluation row in eval.csv: success (and return, ...) in the environment,
+        the validation metrics (gfp.engine.validation) where the run has them; --select-by's
+        best parameters kept."""
+        if not self.environment and self.validation is None:
             return None
+        val_rows = self.validation(states) if self.validation is not None else None
         shown: dict[str, float] = {}
         for i, (seed, run) in enumerate(zip(self.job.seeds, self.dirs, strict=True)):
             if step <= self.at[i]:
                 continue  # this seed is ahead (resumed from a later checkpoint): already done
             params = jax.device_get(unstack(states, i).params)
-            t_eval = time.perf_counter()
-            eval_seed = evaluation_seed(seed, step)
-            row = evaluate_policies(
-                self.agent,
-                params,
-                env_name,
-                episodes=self.job.eval_episodes,
-                seed=eval_seed,
-                success_timing=self.job.success_timing,
-                task=self.job.task,
-            )
-            row["eval_seconds"] = time.perf_counter() - t_eval
-            row["eval_seed"] = eval_seed
+            row: dict[str, float] = {}
+            if self.environment:
+                t_eval = time.perf_counter()
+                eval_seed = evaluation_seed(seed, step)
+                row = evaluate_policies(
+                    self.agent,
+                    params,
+                    self.dataset.env_name,
+                    episodes=self.job.eval_episodes,
+                    seed=eval_seed,
+                    success_timing=self.job.success_timing,
+                    task=self.job.task,
+                )
+                row["eval_seconds"] = time.perf_counter() - t_eval
+                row["eval_seed"] = eval_seed
+            if val_rows is not None:
+                row |= val_rows[i]
             run.log_eval(step, row)
-            # the progress bar picks each policy's score of these (gfp.engine.driver)
+            self.keep_best(i, step, row, params)
+            # the progress bar picks each policy's score of these (gfp.engine.driver), or the
+            # validation errors
             scores = ("success", "normalized_score")
-            shown = {k: v for k, v in row.items() if k.endswith(scores)} or shown
+            shown = {k: v for k, v in row.items() if k.endswith(scores)} or {
+                k: v for k, v in row.items() if k in ("val_td_error", "val_flow_loss")
+            }
         return shown
+
+    def keep_best(self, i: int, step: int, row: Mapping[str, float], params: Any) -> None:
+        """--select-by: seed index i's parameters as params_best.msgpack when this evaluation's
+        metric improves on the best so far (kept in the checkpoints, so a resumed run keeps it)."""
+        from gfp.engine.validation import improves
+
+        if self.select is None or self.select[0] not in row:
+            return
+        column, lower = self.select
+        value = float(row[column])
+        if improves(value, self.best[i], lower):
+            self.dirs[i].save_params(params, PARAMS_BEST)
+            self.best[i] = {"metric": column, "step": step, "value": value}
 
     def on_checkpoint(
         self, step: int, states: TrainState, sums: list[LogSums], collector: Any = None
@@ -305,6 +363,7 @@ class Training:
                 "log_sums": sums[i].to_json(),
                 "wall_seconds": self.wall_before[i] + time.perf_counter() - self.t0,
                 "config": made_with,
+                **({"best": self.best[i]} if self.best[i] is not None else {}),
             }
             state = flax.serialization.to_state_dict(unstack(host, i))
             replay = None
@@ -513,6 +572,8 @@ class Training:
             else:  # 'offline/...', and the unphased keys of before (the same values) kept
                 figures = summarize(run.evals.read(), self.agent.policies)
                 summary |= {f"offline/{k}": v for k, v in figures.items()} | figures
+            if job.select_by and self.best[i] is not None:  # what params_best.msgpack holds
+                summary["best"] = self.best[i]
             run.write_summary(summary)
             summaries.append(summary)
         return summaries
@@ -643,11 +704,16 @@ def git_commit() -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def load_run(run_dir: str | Path) -> tuple[Agent, Any, dict[str, Any]]:
-    """Rebuild the agent of a finished run and load its final parameters."""
+def load_run(run_dir: str | Path, best: bool = False) -> tuple[Agent, Any, dict[str, Any]]:
+    """Rebuild the agent of a finished run and load its final parameters (`best`: those
+    --select-by kept, params_best.msgpack)."""
     run = RunDir(run_dir, create=False)
-    if not (run.path / "params.msgpack").exists():
+    if not (run.path / PARAMS).exists():
         raise ConfigError(f"{run.path} has no params.msgpack: not a finished gfp run directory")
+    if best and not (run.path / PARAMS_BEST).exists():
+        raise ConfigError(
+            f"{run.path} has no {PARAMS_BEST}: the run was not trained with --select-by"
+        )
     where = run.path / "config.json"
     try:
         cfg = run.read_config()
@@ -660,4 +726,4 @@ def load_run(run_dir: str | Path) -> tuple[Agent, Any, dict[str, Any]]:
         raise ConfigError(f"{where}: cannot be read ({e})") from None
     except (KeyError, TypeError) as e:
         raise ConfigError(f"{where}: missing or malformed key {e}") from None
-    return agent, run.load_params(), cfg
+    return agent, run.load_params(PARAMS_BEST if best else PARAMS), cfg

@@ -71,6 +71,7 @@ CHECKPOINT_FORMAT = 2  # 1: no header and no integrity check (refused: it cannot
 SEGMENTED_FORMAT = 3
 REPLAY_DIR = "replay"  # the online checkpoints' replay segments
 PARAMS = "params.msgpack"  # the final parameters
+PARAMS_BEST = "params_best.msgpack"  # --select-by: the best evaluation's parameters
 PARAMS_FORMAT = 1  # before it (no format): a bare msgpack, read without a check and with a note
 # magic, format, payload length, sha256 of (magic, format, length, payload); little-endian.
 _HEADER = struct.Struct("<8sIQ32s")
@@ -98,6 +99,7 @@ RUN_FILES = (
     "eval.csv",
     "summary.json",
     PARAMS,
+    PARAMS_BEST,
     CHECKPOINT,
     PREV_CHECKPOINT,
     "eval_final.json",
@@ -602,15 +604,16 @@ class RunDir:
     def read_summary(self) -> dict[str, Any]:
         return json.loads((self.path / "summary.json").read_text())
 
-    def save_params(self, params: Any) -> None:
-        """The final parameters, behind the integrity header (`PARAMS_FILE`)."""
+    def save_params(self, params: Any, name: str = PARAMS) -> None:
+        """The final parameters (or, `name` = PARAMS_BEST, those of the best evaluation so far),
+        behind the integrity header (`PARAMS_FILE`), written atomically."""
         payload = flax.serialization.msgpack_serialize(params)
-        atomic_write_bytes(self.path / PARAMS, _seal(payload, PARAMS_FILE))
+        atomic_write_bytes(self.path / name, _seal(payload, PARAMS_FILE))
 
-    def load_params(self) -> Any:
-        """The final parameters, verified (`params_payload`); ConfigError naming the file if it
-        cannot be trusted or decoded."""
-        path = self.path / PARAMS
+    def load_params(self, name: str = PARAMS) -> Any:
+        """The final parameters (`name`: PARAMS_BEST for --select-by's), verified
+        (`params_payload`); ConfigError naming the file if it cannot be trusted or decoded."""
+        path = self.path / name
         payload = params_payload(path)
         try:
             return flax.serialization.msgpack_restore(payload)

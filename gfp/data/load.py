@@ -120,6 +120,7 @@ def load_dataset(
     validation: bool = True,
     obs_keys: str | None = None,
     reward: str | None = None,
+    val_episodes: float = 0.0,
 ) -> Dataset:
     """Load ``task_or_path`` as training (and validation) transitions; see the module docstring.
 
@@ -139,6 +140,9 @@ def load_dataset(
         reward: a LeRobot dataset's rewards: a scalar column (``next.reward``) or a rule,
             ``success`` / ``success:COLUMN`` / ``episode-end`` (gfp.data.rewards); None:
             ``next.reward``. Other sources refuse it.
+        val_episodes: hold out whole episodes of the training data as the validation split
+            (gfp.data.split): N >= 1 episodes or a fraction 0 < f < 1; 0 keeps the dataset's own
+            validation split. Which were held out: ``Dataset.info["split"]``.
 
     Raises:
         DataError: missing or malformed data (names the file, key and first bad index).
@@ -179,15 +183,37 @@ def load_dataset(
         if clip_actions:
             split["actions"] = np.clip(split["actions"], -ACTION_CLIP, ACTION_CLIP)
         V.validate_transitions(split, label)
+    if val_episodes:
+        train, val, info = _held_out(spec, train, val if validation else None, val_episodes, info)
     return Dataset(
         train=train,
-        val=val if validation else None,
+        val=val if validation or val_episodes else None,
         name=spec,
         source=source,
         env_name=env_name,
         reward_shift=float(reward_shift),
         info=dict(info or {}),
     )
+
+
+def _held_out(
+    spec: str,
+    train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray] | None,
+    val_episodes: float,
+    info: dict[str, Any] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """`train` cut into (train, val) by whole episodes (gfp.data.split), the held-out episodes in
+    the info's "split"; refused when the dataset has its own validation split."""
+    from gfp.data.split import split_episodes
+
+    if val is not None:
+        raise ConfigError(
+            f"val_episodes (--val-episodes) = {val_episodes:g}: {spec} has its own validation "
+            f"split ({len(val['actions'])} transitions); leave --val-episodes at 0 to use it"
+        )
+    train, val, record = split_episodes(train, val_episodes, spec)
+    return train, val, {**(info or {}), "split": record}
 
 
 def _fql_antmaze(task: Task) -> bool:

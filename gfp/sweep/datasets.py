@@ -79,7 +79,13 @@ def prepare_datasets(
             generate(stem, n, out)
         log(f"checking the dataset {name}")
         try:
-            data = load_dataset(job.task, job.dataset_dir, obs_keys=job.obs_keys, reward=job.reward)
+            data = load_dataset(
+                job.task,
+                job.dataset_dir,
+                obs_keys=job.obs_keys,
+                reward=job.reward,
+                val_episodes=job.val_episodes,
+            )
         except DataError as e:
             raise DataError(f"dataset of {job.task}: {e}") from None
         arrays = [*data.train.values(), *(data.val or {}).values()]
