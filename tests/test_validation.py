@@ -356,6 +356,19 @@ def test_no_eval_run_writes_validation_metrics_and_keeps_the_best(tmp_path):
     if at != len(rows) - 1:  # the final parameters are another step's
         pairs = zip(jax.tree.leaves(params), jax.tree.leaves(final), strict=True)
         assert not all(np.array_equal(a, b) for a, b in pairs)
+    # resumed from the step-20 checkpoint (the newest one lost): the evaluations up to it are
+    # not redone, yet the run ends with the same best and the same params_best.msgpack
+    blob = (tmp_path / "run" / PARAMS_BEST).read_bytes()
+    meta = run.load_checkpoint()[1]
+    assert meta["step"] == 40 and meta["best"] == best
+    (tmp_path / "run" / "summary.json").unlink()
+    (tmp_path / "run" / "checkpoint.msgpack").unlink()
+    from gfp.cli import main
+
+    main(["train", "--resume", str(tmp_path / "run")])
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["best"] == best
+    assert (tmp_path / "run" / PARAMS_BEST).read_bytes() == blob
+    assert [int(r["step"]) for r in run.evals.read()] == [10, 20, 30, 40]
     # results.csv carries the columns, per policy
     res = build_results(tmp_path / "run")
     by = {(r["step"], r["policy"]): r for r in res}
