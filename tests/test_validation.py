@@ -374,3 +374,36 @@ def test_no_eval_run_writes_validation_metrics_and_keeps_the_best(tmp_path):
     by = {(r["step"], r["policy"]): r for r in res}
     assert by[(best["step"], "actor")]["val_action_mse"] == pytest.approx(best["value"])
     assert by[(10, "flow")]["val_td_error"] == pytest.approx(float(rows[0]["val_td_error"]))
+
+
+def test_results_and_report_carry_the_validation_columns(tmp_path):
+    """results.csv rows take the agent's val_* columns and the row's policy's POLICY/val_*
+    ones; they are figures, not swept settings; a report of such runs alone is their table."""
+    from gfp.report.main import make_report
+    from gfp.report.scores import grid_keys_of
+    from gfp.results import build_results, read_results_csv
+
+    for seed, td in ((0, 0.5), (1, 0.25)):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        cfg = {"task": "lerobot:/data/arm", "agent": "fql", "seed": seed, "steps": 20,
+               "agent_config": {"alpha": 3.0}}  # fmt: skip
+        (run / "config.json").write_text(json.dumps(cfg))
+        (run / "eval.csv").write_text(
+            "step,phase,val_td_error,val_q_data,actor/val_action_mse,flow/val_action_mse\n"
+            f"10,offline,9.0,1.0,0.9,0.8\n20,offline,{td},2.0,{0.1 + seed},0.3\n"
+        )
+    rows = build_results(tmp_path)
+    by = {(r["seed"], r["step"], r["policy"]): r for r in rows}
+    assert by[(1, 20, "actor")]["val_action_mse"] == pytest.approx(1.1)
+    assert by[(1, 20, "flow")]["val_action_mse"] == pytest.approx(0.3)
+    assert by[(0, 20, "flow")]["val_td_error"] == 0.5 and np.isnan(by[(0, 20, "flow")]["success"])
+    assert grid_keys_of(rows) == []
+    report = make_report([str(tmp_path)], tmp_path / "report")
+    (table,) = report.tables
+    got = {row.label: [c.mean for c in row.cells] for row in table.rows}
+    assert table.header == ["val_td_error", "val_q_data", "val_action_mse"]
+    assert got["lerobot:/data/arm, fql/actor"] == pytest.approx([0.375, 2.0, 0.6])
+    assert "0.375 ± 0.12" in (tmp_path / "report" / "report.md").read_text()
+    again = read_results_csv(tmp_path / "report" / "results.csv")
+    assert [r["val_action_mse"] for r in again] == [r["val_action_mse"] for r in rows]

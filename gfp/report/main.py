@@ -33,6 +33,7 @@ from gfp.report.tables import (
     published_tables,
     qc_published_tables,
 )
+from gfp.report.validation import validation_table
 
 TIMING_TEXT = {
     "post": (
@@ -234,7 +235,10 @@ def make_report(
     names = [str(s) for s in sources]
     rows = read_results(names)
     data = collect(rows)
+    val_table = validation_table(rows)  # runs scored on held-out episodes (val_* columns)
     if not data.finals and not data.per_setting:
+        if val_table is not None:  # no environment scored them: their validation metrics only
+            return _validation_report(rows, val_table, out)
         raise ConfigError(f"{', '.join(names)}: no evaluation has a score to report")
     if baseline is not None:  # before anything is written
         check_baseline(baseline, [*data.columns, *{f.column for f in data.per_setting}])
@@ -245,6 +249,8 @@ def make_report(
     online = collect(rows, "online")
     if online.finals:  # fine-tuned online: its own tables, never averaged with the offline ones
         tables += online_tables(online, paper)
+    if val_table is not None:
+        tables.append(val_table)
     report = Report(data, tables)
     if out is None:
         return report
@@ -341,6 +347,31 @@ def make_report(
     atomic_write_bytes(out / "report.html", page_html.encode())
     report.files = sorted(p for p in out.rglob("*") if p.is_file())
     report.tables = tables + agg_tables
+    return report
+
+
+def _validation_report(rows: list[dict[str, Any]], table: Table, out: Path | None) -> Report:
+    """The report of runs that only have validation metrics: their table (Markdown, LaTeX,
+    HTML) and results.csv."""
+    from gfp.results import write_results_csv
+
+    report = Report(collect([]), [table])
+    if out is None:
+        return report
+    from gfp.io import atomic_write_bytes
+    from gfp.report.html import page
+
+    out = Path(out)
+    runs = _plural(len({r["run_dir"] for r in rows}), "run")
+    intro = [f"{runs} without environment evaluation, scored on their held-out episodes"]
+    md = ["# gfp report", "", *(f"- {line}" for line in intro), "", "## Tables", ""]
+    atomic_write_bytes(out / "report.md", "\n".join([*md, render.markdown(table)]).encode())
+    atomic_write_bytes(out / "tables" / f"{table.name}.tex", render.latex(table).encode())
+    write_results_csv(out / "results.csv", rows)
+    intro_html = "<ul class='meta'>" + "".join(f"<li>{html.escape(x)}</li>" for x in intro)
+    page_html = page("gfp report", intro_html + "</ul>", [("Tables", [table], "")], [])
+    atomic_write_bytes(out / "report.html", page_html.encode())
+    report.files = sorted(p for p in out.rglob("*") if p.is_file())
     return report
 
 

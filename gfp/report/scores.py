@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gfp.results import PROVENANCE_COLUMNS, RESULT_COLUMNS
+from gfp.results import PROVENANCE_COLUMNS, RESULT_COLUMNS, VAL_PREFIX
 
 OGBENCH_LAST_K = 3  # evaluations averaged per seed on OGBench (the paper's last 3 checkpoints)
 # Policies reported per agent (the paper: GFP's actor and VaBC; every other agent's deployed
@@ -166,7 +166,8 @@ def grid_keys_of(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     keys: list[str] = []
     for row in rows:
         for k in row:
-            if k not in RESULT_COLUMNS and k not in keys:
+            # a run's validation metrics (results.csv's val_*) are figures, not settings
+            if k not in RESULT_COLUMNS and k not in keys and not k.startswith(VAL_PREFIX):
                 keys.append(k)
     return keys
 
