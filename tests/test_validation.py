@@ -407,3 +407,26 @@ def test_results_and_report_carry_the_validation_columns(tmp_path):
     assert "0.375 ± 0.12" in (tmp_path / "report" / "report.md").read_text()
     again = read_results_csv(tmp_path / "report" / "results.csv")
     assert [r["val_action_mse"] for r in again] == [r["val_action_mse"] for r in rows]
+
+
+def test_chunked_action_mse_masks_steps_after_the_end():
+    """horizon 3 (action chunks): the fixed batches are h-step windows of validation rows, and a
+    chunk's action error leaves out its steps after the episode's end (the window's `valid`)."""
+    train, val, _ = split_episodes(state_data(), 2, "synthetic")
+    agent = tiny("flow_bc", train, horizon=3)
+    v = Validation(agent, val, batches=2)
+    valid = np.asarray(v.batches["valid"])
+    assert v.batches["actions"].shape == (2, 8, 3, 2) and (valid == 0).any()
+    got = v(init_states(agent, [0]))[0]
+    p = unstack(init_states(agent, [0]), 0).params
+
+    @jax.jit
+    def by_hand(batch, key):
+        z = jax.random.normal(jax.random.split(key, 3)[2], (8, 6))
+        chunk = agent.action(p, batch["observations"], z)  # (B, 3 * 2)
+        err = (chunk.reshape(8, 3, 2) - batch["actions"]) ** 2 * batch["valid"][..., None]
+        return err.mean()
+
+    want = np.mean([float(by_hand(jax.tree.map(lambda x, k=k: x[k], v.batches), key))
+                    for k, key in enumerate(v.keys)])  # fmt: skip
+    assert got["actor/val_action_mse"] == pytest.approx(want, rel=1e-5)
