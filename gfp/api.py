@@ -151,10 +151,10 @@ class Policy:
         frame: it is pushed onto the episode's stack (the first after `reset()` fills it) and the
         policy acts on the K frames stacked. With chunk_len k > 1 the action is the next one of
         the chunk being executed open loop: the policy (with `seed`) plans a new chunk only for
-        rows that have taken all k of theirs, or after `reset()`."""
-        if self.frame_stack > 1:
-            obs = self._push(obs)
-        return self.act_stacked(obs, policy, seed)
+        rows that have taken all k of theirs, or after `reset()`. A combined observation (a
+        camera and a state vector) is the dict {'pixels': the newest frame, 'state': the state}:
+        the frame is stacked, the state taken as it is."""
+        return self.act_stacked(self._observe(obs), policy, seed)
 
     def act_stacked(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
         """`act` for inputs already stacked as the networks take them (`agent.obs_spec.shape`, or
@@ -174,9 +174,21 @@ class Policy:
         newest frame, pushed onto the stack), shape (k, A) or (N, k, A) with k = `chunk_len`
         (k = 1 without action chunking). The action queue of `act` is left alone: in one
         episode, call either `act` or `act_chunk` at each step."""
-        if self.frame_stack > 1:
-            obs = self._push(obs)
-        return self.act_chunk_stacked(obs, policy, seed)
+        return self.act_chunk_stacked(self._observe(obs), policy, seed)
+
+    def _observe(self, obs: Any) -> Any:
+        """The network's input after observation `obs` (the frame pushed onto the stack)."""
+        if _state_dim(self.agent):
+            from gfp.agents.base import PIXELS, STATE
+
+            if not isinstance(obs, Mapping) or not {PIXELS, STATE} <= set(obs):
+                raise DataError(
+                    f"this policy takes a camera's frames and a state vector: pass "
+                    f"{{{PIXELS!r}: frame, {STATE!r}: state}}, not {type(obs).__name__}"
+                )
+            pixels = self._push(obs[PIXELS]) if self.frame_stack > 1 else obs[PIXELS]
+            return {PIXELS: pixels, STATE: obs[STATE]}
+        return self._push(obs) if self.frame_stack > 1 else obs
 
     def act_chunk_stacked(self, obs: Any, policy: str = "actor", seed: int = 0) -> np.ndarray:
         """`act_chunk` for inputs already stacked (`agent.obs_spec.shape`, or (N, *that))."""
@@ -190,7 +202,7 @@ class Policy:
         if self._device_params is None:
             self._device_params = jax.device_put(self.params)
         actions = np.asarray(fn(self._device_params, batch, jax.random.PRNGKey(seed)))
-        return actions.reshape(len(batch), self.chunk_len, self.env_action_dim)
+        return actions.reshape(-1, self.chunk_len, self.env_action_dim)
 
     def _policy_fn(self, policy: str) -> Callable:
         if policy not in self.agent.policies:
@@ -204,7 +216,23 @@ class Policy:
 
     def _as_batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         """(a batch as evaluation feeds the policy, whether `obs` was one observation): pixels stay
-        uint8 (the encoders scale them), anything else becomes float32."""
+        uint8 (the encoders scale them), anything else becomes float32; a combined observation
+        is the dict of both (gfp.agents.base.combined_obs)."""
+        d = _state_dim(self.agent)
+        if d:
+            from gfp.agents.base import PIXELS, STATE, combined_obs
+
+            if not isinstance(obs, Mapping) or not {PIXELS, STATE} <= set(obs):
+                raise DataError(f"this policy takes {{{PIXELS!r}: frames, {STATE!r}: state}}")
+            pixels, single = self._as_batch_image(obs[PIXELS])
+            state = np.asarray(obs[STATE], np.float32)
+            want = (d,) if single else (len(pixels), d)
+            if state.shape != want:
+                raise DataError(f"state has shape {state.shape}; this policy takes {list(want)}")
+            return combined_obs(pixels, state[None] if single else state), single
+        return self._as_batch_image(obs)
+
+    def _as_batch_image(self, obs: Any) -> tuple[np.ndarray, bool]:
         spec = self.agent.obs_spec
         obs = np.asarray(obs)
         shape = tuple(spec.shape)
@@ -387,6 +415,11 @@ def load_run(run_dir: str | Path) -> Policy:
     return Policy(agent, params, config, summary, path)
 
 
+def _state_dim(agent: Agent) -> int:
+    """d > 0 for a combined observation (gfp.agents.base.ObsSpec.state_dim), 0 otherwise."""
+    return int(getattr(agent.obs_spec, "state_dim", 0))
+
+
 def check_params(agent: Agent, params: Any, where: Path) -> None:
     """ConfigError unless `params` has exactly the arrays (names, shapes, dtypes) of `agent`'s
     parameters: a params.msgpack of another agent or configuration fails here, not inside jit."""
@@ -450,7 +483,16 @@ def robot_record(config: Mapping[str, Any], where: str = "config.json") -> dict[
         return None
     features = _observation_features(ds, lerobot, where)
     cameras = [f["key"] for f in features if f["kind"] == "camera"]
-    if cameras:
+    if cameras and len(features) > 1:
+        camera = next(f for f in features if f["kind"] == "camera")
+        h, w, _ = camera["shape"]
+        rule = (
+            f"a combined observation: the camera frame {cameras[0]!r}, uint8 RGB (H, W, 3) at "
+            f"{h}x{w} (stacked as a camera-only run), and the state features concatenated in "
+            "this order into one float32 vector (the current step's, not stacked): the model's "
+            "inputs 'obs' and 'state'"
+        )
+    elif cameras:
         h, w, _ = features[0]["shape"]
         rule = (
             f"the camera frame {cameras[0]!r}, uint8 RGB (H, W, 3) at {h}x{w} (training decoded "
@@ -486,6 +528,15 @@ def _observation_features(
     if not keys:
         raise ConfigError(f"{where}: dataset.info.lerobot.obs_keys is missing or empty")
     size = lerobot.get("image_size")
+    d = int(ds.get("obs_state_dim") or 0)
+    if size and d:  # state features, then one camera (gfp.data.lerobot_loader.parse_obs_keys)
+        camera = {"key": keys[-1], "kind": "camera", "shape": shape, "dtype": "uint8"}
+        if shape != [*map(int, size), 3]:
+            raise ConfigError(
+                f"{where}: dataset.info.lerobot records the camera at {size}, the dataset's "
+                f"frames are {shape}"
+            )
+        return [*_state_features(ds, lerobot, keys[:-1], [d], where), camera]
     if size:  # one camera (gfp.data.lerobot_loader.parse_obs_keys)
         if len(keys) != 1 or shape != [*map(int, size), 3]:
             raise ConfigError(
@@ -493,6 +544,13 @@ def _observation_features(
                 f"dataset's observations are {shape}: not one camera's frames"
             )
         return [{"key": keys[0], "kind": "camera", "shape": shape, "dtype": "uint8"}]
+    return _state_features(ds, lerobot, keys, shape, where)
+
+
+def _state_features(
+    ds: Mapping[str, Any], lerobot: Mapping[str, Any], keys: list[str], shape: list[int], where: str
+) -> list[dict[str, Any]]:
+    """The state features `keys`, concatenated into the run's (d,) = `shape` state vector."""
     if len(keys) == 1:
         widths = [shape]
     else:
@@ -501,7 +559,7 @@ def _observation_features(
         if [total] != shape:
             raise ConfigError(
                 f"{where}: the state features {keys} have {total} values in the dataset's "
-                f"meta/info.json, the run's observations {shape}: not the dataset it trained on"
+                f"meta/info.json, the run's state {shape}: not the dataset it trained on"
             )
     return [
         {"key": k, "kind": "state", "shape": list(w), "dtype": "float32"}

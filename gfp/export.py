@@ -16,8 +16,12 @@ output is in robot units: action = a * (max - min) / 2 + (max + min) / 2 (`unnor
 sidecar's `robot` (gfp.api.robot_record) holds the observation preprocessing (the features in
 order, each one's shape and dtype, the image size), the action normalisation record, and
 `action_range` the dataset's min/max; gfp.deploy's `policy.act_raw(obs_dict)` applies it. The
-check's tolerance grows with the output's size (`output_scale`). Every other run's export is
-what it was.
+check's tolerance grows with the output's size (`output_scale`). A combined observation (a
+camera and a state vector, `ObsSpec.state_dim` d > 0) exports as f(obs, state, z): obs the
+stacked frames, state float32 (batch, d), recorded as the sidecar's input 'state' and
+`observation.state_dim`. Every other run's export is what it was (ONNX byte for byte; StableHLO
+carries the source locations of the code that traced it, so any edit of that code changes its
+bytes, never its computation).
 
 Action chunks (Q-chunking, Li, Zhou & Levine 2025, Sec. 4): an agent trained with
 action_chunking (`agent.chunk_len` k > 1) outputs k actions of the environment's size A at once;
@@ -144,6 +148,22 @@ def policy_function(
             return actions
         return unnormalize(actions, action_normalization)
 
+    if state_dim(agent):  # a combined observation: the image input and the state input
+        from gfp.agents.base import combined_obs
+
+        if deterministic:
+
+            def act_combined_deterministic(obs: jax.Array, state: jax.Array) -> jax.Array:
+                z = jnp.zeros(noise_shape(agent, (obs.shape[0],)), jnp.float32)
+                return shaped(agent.action(params, combined_obs(obs, state), z, policy))
+
+            return act_combined_deterministic
+
+        def act_combined(obs: jax.Array, state: jax.Array, z: jax.Array) -> jax.Array:
+            return shaped(agent.action(params, combined_obs(obs, state), z, policy))
+
+        return act_combined
+
     if deterministic:
 
         def act_deterministic(obs: jax.Array) -> jax.Array:
@@ -190,18 +210,27 @@ def parse_batch(batch: int | str) -> int | str:
     return n
 
 
+def state_dim(agent: Agent) -> int:
+    """d > 0 for a combined observation (a camera's frames and a state vector beside them,
+    gfp.agents.base.ObsSpec.state_dim), 0 otherwise."""
+    return int(getattr(agent.obs_spec, "state_dim", 0))
+
+
 def input_specs(agent: Agent, batch: int | str, deterministic: bool) -> list[jax.ShapeDtypeStruct]:
-    """Shapes and dtypes of the exported inputs: obs (and z unless `deterministic`)."""
+    """Shapes and dtypes of the exported inputs: obs (a combined observation: obs, the stacked
+    frames, and state (batch, d) float32), and z unless `deterministic`."""
     b = jax.export.symbolic_shape(BATCH_NAME)[0] if batch == "dynamic" else batch
     spec = agent.obs_spec
     specs = [jax.ShapeDtypeStruct((b, *spec.shape), np.dtype(spec.dtype))]
+    if state_dim(agent):
+        specs.append(jax.ShapeDtypeStruct((b, state_dim(agent)), np.float32))
     if not deterministic:
         specs.append(jax.ShapeDtypeStruct(noise_shape(agent, (b,)), np.float32))
     return specs
 
 
-def _input_names(deterministic: bool) -> list[str]:
-    return ["obs"] if deterministic else ["obs", "z"]
+def _input_names(deterministic: bool, combined: bool = False) -> list[str]:
+    return ["obs", *(["state"] if combined else []), *([] if deterministic else ["z"])]
 
 
 # ---- the two formats ------------------------------------------------------------------------
@@ -284,7 +313,10 @@ def onnx_bytes(
 
 
 def onnx_model(
-    fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStruct], opset: int | None = None
+    fn: Callable[..., jax.Array],
+    specs: list[jax.ShapeDtypeStruct],
+    opset: int | None = None,
+    names: list[str] | None = None,
 ) -> tuple[Any, int]:
     """(the ONNX model, the lowest opset its graph needs); see `onnx_bytes`."""
     jax2onnx = _require("jax2onnx", "onnx")
@@ -303,7 +335,7 @@ def onnx_model(
             specs,
             model_name="gfp_policy",
             opset=max(opset or 0, CONVERTER_OPSET),
-            input_names=_input_names(len(specs) == 1),
+            input_names=names or _input_names(len(specs) == 1),
             output_names=["action"],
         )
     finally:
@@ -387,7 +419,9 @@ def stablehlo_bytes(fn: Callable[..., jax.Array], specs: list[jax.ShapeDtypeStru
     return bytes(jax.export.export(jax.jit(fn), platforms=platforms)(*specs).serialize())
 
 
-def _run_exported(fmt: str, blob: bytes, inputs: list[np.ndarray]) -> np.ndarray:
+def _run_exported(
+    fmt: str, blob: bytes, inputs: list[np.ndarray], names: list[str] | None = None
+) -> np.ndarray:
     """Run an exported model the way a user would: onnxruntime, or deserialized StableHLO."""
     if fmt == "onnx":
         ort = _require("onnxruntime", "onnx")
@@ -401,7 +435,7 @@ def _run_exported(fmt: str, blob: bytes, inputs: list[np.ndarray]) -> np.ndarray
             raise GfpError(
                 _load_error("the exported model", None, ort.__version__, str(e))
             ) from None
-        names = _input_names(len(inputs) == 1)
+        names = names or _input_names(len(inputs) == 1)
         return sess.run(None, dict(zip(names, inputs, strict=True)))[0]
     return np.asarray(jax.export.deserialize(bytearray(blob)).call(*inputs))
 
@@ -428,10 +462,12 @@ def _check(
         else:
             obs = 2.0 * rng.standard_normal((b, *spec.shape))
         inputs = [obs.astype(spec.dtype)]
+        if state_dim(agent):
+            inputs.append((2.0 * rng.standard_normal((b, state_dim(agent)))).astype(np.float32))
         if not deterministic:
             inputs.append(rng.standard_normal(noise_shape(agent, (b,))).astype(np.float32))
         want = np.asarray(jax.jit(fn)(*inputs))
-        got = _run_exported(fmt, blob, inputs)
+        got = _run_exported(fmt, blob, inputs, _input_names(deterministic, bool(state_dim(agent))))
         if got.shape != want.shape:
             raise GfpError(f"the exported {fmt} model returns shape {got.shape}, gfp {want.shape}")
         worst = max(worst, float(np.max(np.abs(got - want))))
@@ -651,7 +687,12 @@ def robot_dimensions(robot: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     'KEY[i]' (a one-value feature: 'KEY'), in the order the features were concatenated; the
     actions' bounds are the dataset's min/max (the range the model's robot units lie in)."""
     features = robot["observation"]["features"]
-    if any(f["kind"] != "state" for f in features):
+    if any(f["kind"] != "state" for f in features) and len(features) > 1:
+        observation = _unnamed(
+            "a camera's frames (see 'frames') and a state vector (input 'state'): the LeRobot "
+            "features of robot.observation.features"
+        )
+    elif any(f["kind"] != "state" for f in features):
         observation = _unnamed("pixel observations: frames, see 'frames'")
     else:
         names: list[str] = []
@@ -691,9 +732,14 @@ def _self_test(
     spec = agent.obs_spec
     noise = noise_shape(agent, (n,))[1:]
     a = chunk_shape(agent)[1]
-    inputs = self_test_inputs(spec.shape, spec.dtype, a, n, deterministic, noise)
-    actions = np.asarray(_run_exported(fmt, blob, inputs), np.float64)
+    d = state_dim(agent)
+    extra = {"state_dim": d} if d else {}  # a combined observation's state input
+    inputs = self_test_inputs(spec.shape, spec.dtype, a, n, deterministic, noise, **extra)
+    names = _input_names(deterministic, bool(d))
+    actions = np.asarray(_run_exported(fmt, blob, inputs, names), np.float64)
     how = "deterministic" if noise == (a,) else "deterministic, noise shape"
+    if d:
+        how += ", state_dim"
     return {
         "batch": n,
         "inputs": "gfp_deploy.self_test_inputs(observation shape, dtype, action_dim, batch, "
@@ -775,7 +821,8 @@ def export_policy(
     specs = input_specs(agent, batch, deterministic)
     lowest = None
     if fmt == "onnx":
-        model, lowest = onnx_model(fn, specs, opset)
+        names = _input_names(deterministic, bool(state_dim(agent)))
+        model, lowest = onnx_model(fn, specs, opset, names)
         blob = model.SerializeToString()
     else:
         blob = stablehlo_bytes(fn, specs)
@@ -786,6 +833,8 @@ def export_policy(
     k, a = chunk_shape(agent)
     noise = list(noise_shape(agent, (dim,)))
     inputs = [{"name": "obs", "shape": [dim, *agent.obs_spec.shape], "dtype": agent.obs_spec.dtype}]
+    if state_dim(agent):
+        inputs.append({"name": "state", "shape": [dim, state_dim(agent)], "dtype": "float32"})
     if not deterministic:
         inputs.append({"name": "z", "shape": noise, "dtype": "float32"})
     output = [dim, a] if k == 1 else [dim, k, a]
@@ -812,6 +861,8 @@ def export_policy(
         "observation": {
             "shape": list(agent.obs_spec.shape),
             "dtype": agent.obs_spec.dtype,
+            # a combined observation: the frames above and a float32 state input beside them
+            **({"state_dim": state_dim(agent)} if state_dim(agent) else {}),
             **_dimensions_part(dimensions, "observation"),
         },
         **frame_info(agent),
@@ -986,6 +1037,8 @@ def cli_main(
     spec = meta["observation"]
     k = meta["frame_stack"]
     stacked = f" ({k} frames of {meta['frames']['frame_shape']}, oldest first)" if k > 1 else ""
+    if spec.get("state_dim"):
+        stacked += f" + state float32[{spec['state_dim']}]"
     onnx_v = f", ONNX opset {meta['onnx']['opset']}" if "onnx" in meta else ""
     steps = meta["chunk"]["length"]
     action = f"action[{meta['action_dim']}]"

@@ -102,7 +102,9 @@ def state_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def camera_run(tmp_path_factory):
     path = tmp_path_factory.mktemp("robot_camera")
-    policy = lerobot_run(path / "run", f"{CAMERA}@32x32", frame_stack=K)
+    # the IMPALA encoder scales the pixels (the 'none' encoder's raw 0..255 sums with random
+    # weights reach hundreds, where float32 kernels differ by more than TOL)
+    policy = lerobot_run(path / "run", f"{CAMERA}@32x32", frame_stack=K, encoder="impala_cpu")
     return policy, exported(policy, path / "actor.onnx")
 
 
@@ -214,8 +216,9 @@ def test_camera_run_stacks_frames_as_training_and_acts_as_gfp(camera_run):
             theirs = deployed.act_raw({CAMERA: frame}, noise(policy, t))
             np.testing.assert_array_equal(deployed.stacked_input, train[t])
             assert np.max(np.abs(theirs - ours)) < TOL
-            want = by_hand(policy.agent.action(policy.params, train[t][None], noise(policy, t, 1)))
-            np.testing.assert_allclose(theirs, want[0], atol=TOL)
+            a = np.asarray(policy.agent.action(policy.params, train[t][None], noise(policy, t, 1)))
+            assert np.any(np.abs(a) < 0.99)  # not all clipped (trivially the stats' min/max)
+            np.testing.assert_allclose(theirs, by_hand(a)[0], atol=TOL)
         # oldest first, the episode's first frame repeated before its start
         np.testing.assert_array_equal(deployed.stacked_input[..., :3], episode[length - K])
     policy.reset()
@@ -240,6 +243,63 @@ def test_a_frame_at_the_stored_resolution_is_refused(camera_run):
     assert one_line(e) == msg
     with pytest.raises(InvalidInput, match=f"'{CAMERA}' is float32; .*uint8"):
         deployed.act_raw({CAMERA: full[:32, :32].astype(np.float32) / 255})
+
+
+# ---- combined: a camera and the state vector ---------------------------------------------------
+def test_combined_run_takes_the_state_and_the_stacked_frames(tmp_path, states):
+    """`--obs-keys observation.state,observation.images.top@32x32`: the raw dict becomes the
+    training row (the frame and the state vector beside it), the frames are stacked as training
+    stacks them, the state is the current step's, and the actions are gfp's, in robot units."""
+    import gfp.deploy
+    from gfp.agents.base import PIXELS, combined_obs
+    from gfp.agents.base import STATE as STATE_INPUT
+
+    assert (gfp.deploy.PIXELS, gfp.deploy.STATE) == (PIXELS, STATE_INPUT)
+    keys = f"{STATE},{CAMERA}@32x32"
+    ds = load_dataset(f"lerobot:{FIXTURE}", obs_keys=keys)
+    agent = make_agent(
+        "gfp",
+        small_config("gfp", frame_stack=K, encoder="impala_cpu"),
+        obs_spec=ObsSpec.of_data(ds.train),
+        action_dim=ds.act_dim,
+    )
+    params = jax.device_get(agent.init(jax.random.PRNGKey(2)).params)
+    Policy(agent, params, fit_config(agent, ds, 0)).save(tmp_path / "run")
+    policy = load_run(tmp_path / "run")
+    deployed = exported(policy, tmp_path / "both.onnx")
+    assert [i["name"] for i in deployed.meta["inputs"]] == ["obs", "state", "z"]
+    features = deployed.meta["robot"]["observation"]["features"]
+    assert [(f["key"], f["kind"], f["shape"]) for f in features] == [
+        (STATE, "state", [28]),
+        (CAMERA, "camera", [32, 32, 3]),
+    ]
+    frames, state = ds.train["observations"], ds.train["observations_state"]
+    first = EPISODE_STARTS[1]
+    episode = frames[first : first + 4]
+    train = training_stacks(episode)
+    policy.reset()
+    deployed.reset()
+    for t, row in enumerate(range(first, first + 4)):
+        raw = {CAMERA: frames[row], STATE: states[STATE][row]}
+        prepared = deployed.preprocess(raw)
+        np.testing.assert_array_equal(prepared[PIXELS], frames[row])
+        np.testing.assert_array_equal(prepared[STATE_INPUT], state[row])
+        theirs = deployed.act_raw(raw, noise(policy, t))
+        np.testing.assert_array_equal(deployed.stacked_input, train[t])
+        assert np.max(np.abs(theirs - policy.act_raw(raw, seed=t))) < TOL
+        obs = combined_obs(train[t][None], state[row][None])
+        a = np.asarray(agent.action(params, obs, noise(policy, t, 1)))
+        assert np.any(np.abs(a) < 0.99)  # not all clipped
+        np.testing.assert_allclose(theirs, by_hand(a)[0], atol=TOL)
+    # the state matters: another state, the same frames, other actions
+    deployed.reset()
+    other = deployed.act_raw({CAMERA: frames[first], STATE: states[STATE][0] + 1}, noise(policy, 0))
+    deployed.reset()
+    same = deployed.act_raw({CAMERA: frames[first], STATE: states[STATE][first]}, noise(policy, 0))
+    assert np.max(np.abs(other - same)) > 1e-4
+    with pytest.raises(InvalidInput) as e:
+        deployed.act_raw({STATE: states[STATE][0]})
+    assert f"'{CAMERA}' is missing" in one_line(e)
 
 
 # ---- refusals: one line naming the key ---------------------------------------------------------

@@ -38,6 +38,11 @@ makes the observation as training did (`RawObservation`), stacks it and executes
     policy.reset()                             # at every episode start
     action = policy.act_raw({"observation.state": state})   # robot units, (action_dim,)
 
+A camera and state features together (a combined observation) make the model's inputs 'obs'
+(the stacked frames) and 'state' (float32 (batch, d), the current step's), and the sidecar's
+`observation.state_dim` d; `policy(obs)` and `policy.act(frame)` then take the dict
+{'pixels': ..., 'state': ...} (`PIXELS`, `STATE`), which `act_raw` builds from the robot's dict.
+
 ONNX versions: the sidecar's `onnx` records the model's opset and IR version and the oldest
 onnxruntime that runs it (`min_onnxruntime`, from `ONNXRUNTIME_OPSETS`); a model the installed
 onnxruntime cannot load is refused with one line naming both versions.
@@ -274,10 +279,12 @@ def self_test_inputs(
     batch: int,
     deterministic: bool,
     noise_shape: Sequence[int] | None = None,
+    state_dim: int = 0,
 ) -> list[np.ndarray]:
     """The self-test's inputs: obs (batch, *obs_shape) (floats in [-2, 2), or integers over the
-    dtype's range) and, unless `deterministic`, z (batch, *noise_shape) in [-2, 2) (noise_shape
-    None: (action_dim,))."""
+    dtype's range), for a combined observation (`state_dim` d > 0) state (batch, d) in [-2, 2),
+    and, unless `deterministic`, z (batch, *noise_shape) in [-2, 2) (noise_shape None:
+    (action_dim,))."""
     dtype = np.dtype(obs_dtype)
     size = batch * int(np.prod(obs_shape))
     if np.issubdtype(dtype, np.integer):
@@ -286,6 +293,9 @@ def self_test_inputs(
     else:
         obs = (_hashed(size, 1) / float(1 << 32) * 4.0 - 2.0).astype(dtype)
     inputs = [obs.reshape(batch, *obs_shape)]
+    if state_dim:
+        state = _hashed(batch * int(state_dim), 3) / float(1 << 32) * 4.0 - 2.0
+        inputs.append(state.astype(np.float32).reshape(batch, int(state_dim)))
     if not deterministic:
         noise = (int(action_dim),) if noise_shape is None else tuple(int(n) for n in noise_shape)
         z = _hashed(batch * int(np.prod(noise)), 2) / float(1 << 32) * 4.0 - 2.0
@@ -368,7 +378,10 @@ def check_model_signature(
             f"{where}: the sidecar's observation shape {_shape_text(obs_shape)} is not its input "
             f"'obs' shape {_shape_text(obs_in)} without the batch axis; export it again"
         )
-    wanted = [(spec, spec["shape"][-1:], [k * action_dim]) for spec in meta["inputs"][1:]]
+    noise = [spec for spec in meta["inputs"][1:] if spec["name"] != "state"]
+    wanted = [(spec, spec["shape"][-1:], [k * action_dim]) for spec in noise]
+    d = int(meta["observation"].get("state_dim", 0))
+    wanted += [(s, s["shape"][1:], [d]) for s in meta["inputs"] if s["name"] == "state"]
     out_shape = [action_dim] if k == 1 else [k, action_dim]
     wanted += [(spec, spec["shape"][1:], out_shape) for spec in meta.get("outputs") or []]
     for spec, have, want in wanted:
@@ -416,6 +429,9 @@ def _names(part: Mapping[str, Any] | None, flat: bool) -> list[str] | None:
 
 # ---- raw robot observations (policies trained on a LeRobot dataset) ------------------------------
 RAW_STATE, RAW_CAMERA = "state", "camera"
+# A combined observation (a camera's frames and a state vector) as a policy takes it: a dict
+# {PIXELS: uint8 frames (stacked), STATE: float32 (d,)} (gfp.agents.base's PIXELS and STATE).
+PIXELS, STATE = "pixels", "state"
 
 
 class RawObservation:
@@ -450,16 +466,17 @@ class RawObservation:
                 f"{where}: robot.observation.features lists kinds {sorted(kinds)}; this gfp.deploy "
                 f"reads {RAW_STATE!r} and {RAW_CAMERA!r} features"
             )
-        if RAW_CAMERA in kinds and (len(self.features) > 1):
+        if sum(kind == RAW_CAMERA for _, kind, _, _ in self.features) > 1:
             raise InvalidModel(
-                f"{where}: robot.observation combines a camera with other features; this "
-                "gfp.deploy reads one camera or state features"
+                f"{where}: robot.observation lists several cameras; this gfp.deploy reads one"
             )
         self.keys = [key for key, _, _, _ in self.features]
+        self.combined = RAW_CAMERA in kinds and RAW_STATE in kinds
 
-    def __call__(self, obs: Mapping[str, Any]) -> np.ndarray:
-        """The observation (a float32 vector, or a uint8 frame; with a leading batch axis when
-        the values have one) the policy's frame stack takes."""
+    def __call__(self, obs: Mapping[str, Any]) -> Any:
+        """The observation (a float32 vector, or a uint8 frame, or for a camera and state
+        features together the dict {PIXELS: frame, STATE: float32 vector}; with a leading batch
+        axis when the values have one) the policy's frame stack takes."""
         if not isinstance(obs, Mapping):
             raise InvalidInput(
                 f"the raw observation is a {type(obs).__name__}; pass a dict {{feature name: "
@@ -487,9 +504,14 @@ class RawObservation:
                 )
             parts.append(value)
             sizes.append(n)
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate(parts, axis=-1)
+        kinds = [kind for _, kind, _, _ in self.features]
+        state = [p for p, kind in zip(parts, kinds, strict=True) if kind == RAW_STATE]
+        if RAW_CAMERA not in kinds:
+            return state[0] if len(state) == 1 else np.concatenate(state, axis=-1)
+        frame = parts[kinds.index(RAW_CAMERA)]
+        if not state:
+            return frame
+        return {PIXELS: frame, STATE: np.concatenate(state, axis=-1)}
 
 
 def _raw_batched(key: str, value: np.ndarray, shape: tuple[int, ...], what: str) -> None:
@@ -575,8 +597,10 @@ class Policy:
         self.batch = None if meta["batch"] == "dynamic" else int(meta["batch"])
         self.deterministic = bool(meta["deterministic"])
         self.noise_shape = None
+        # A combined observation (a camera's frames and a state vector): d > 0, input 'state'.
+        self.state_dim = int(meta["observation"].get("state_dim", 0))
         if not self.deterministic:
-            inputs = meta["inputs"]
+            inputs = [i for i in meta["inputs"] if i["name"] != "state"]
             noise = inputs[1]["shape"][1:] if len(inputs) > 1 else [self.action_dim]
             self.noise_shape = tuple(int(n) for n in noise)
         self._queue = ActionQueue(self.chunk_len)
@@ -621,6 +645,8 @@ class Policy:
         out = f"action[{self.action_dim}]"
         if self.chunk_len > 1:
             out = f"chunk[{self.chunk_len}, {self.action_dim}]"
+        if self.robot is not None:
+            out += " in robot units"
         return (
             f"Policy({self.path.name}: {m.get('agent')} {m.get('policy')} on {m.get('task')}, "
             f"obs {self.obs_dtype}{list(self.obs_shape)} -> {out}, "
@@ -632,7 +658,11 @@ class Policy:
         (then the action has shape (action_dim,)); for a chunked policy (chunk_len k > 1) the
         chunks, (batch, k, action_dim) or (k, action_dim). `z`: noise of shape
         (batch, *noise_shape), or noise_shape for one observation (noise_shape is (action_dim,)
-        without chunking); drawn from N(0, I) when None."""
+        without chunking); drawn from N(0, I) when None. A combined policy (`state_dim` d > 0)
+        takes `obs` as the dict {'pixels': the stacked frames, 'state': (batch, d) or (d,)}."""
+        state = None
+        if self.state_dim:
+            obs, state = self._split(obs)
         obs = np.asarray(obs)
         single = obs.shape == self.obs_shape
         if single:
@@ -663,6 +693,8 @@ class Policy:
                 "(export with --batch dynamic for any batch size)"
             )
         inputs = [np.ascontiguousarray(obs, self.obs_dtype)]
+        if state is not None:
+            inputs.append(self._state_input(state, single, n))
         if self.deterministic:
             if z is not None:
                 raise InvalidInput("this policy was exported with --deterministic: it takes no z")
@@ -683,6 +715,33 @@ class Policy:
         actions = np.asarray(self._run(inputs))
         return actions[0] if single else actions
 
+    def _split(self, obs: Any) -> tuple[Any, Any]:
+        """(the frames, the state) of a combined observation {PIXELS: ..., STATE: ...}."""
+        if not isinstance(obs, Mapping) or not {PIXELS, STATE} <= set(obs):
+            raise InvalidInput(
+                f"this policy takes a camera's frames and a state vector: pass {{{PIXELS!r}: "
+                f"frames {list(self.obs_shape)}, {STATE!r}: float32 [{self.state_dim}]}} (or "
+                f"act_raw with the robot's observation dict), not {type(obs).__name__}"
+            )
+        return obs[PIXELS], obs[STATE]
+
+    def _state_input(self, state: Any, single: bool, n: int) -> np.ndarray:
+        """The combined observation's state as the model's input 'state' (n, d) float32."""
+        state = np.asarray(state)
+        want = (self.state_dim,) if single else (n, self.state_dim)
+        if state.shape != want or not (
+            np.issubdtype(state.dtype, np.floating) or np.issubdtype(state.dtype, np.integer)
+        ):
+            raise InvalidInput(
+                f"state is {state.dtype}{list(state.shape)}; this policy takes a float32 "
+                f"{list(want)} beside its frames"
+            )
+        state = state.astype(np.float32).reshape(n, self.state_dim)
+        bad = _non_finite("state (input 'state')", state)
+        if bad is not None:
+            raise InvalidInput(bad)
+        return np.ascontiguousarray(state)
+
     def _frames(self) -> FrameStack:
         if self._stack is None:
             raise ValueError(
@@ -698,8 +757,16 @@ class Policy:
         self._frames().reset(rows)
         self._queue.reset(rows)
 
-    def _push(self, frame: Any) -> tuple[np.ndarray, bool]:
-        """(the stacked input after `frame`, whether `frame` was one frame without batch axis)."""
+    def _push(self, frame: Any) -> tuple[Any, bool]:
+        """(the stacked input after `frame`, whether `frame` was one frame without batch axis);
+        a combined observation's frame is pushed, its state passed on as it is."""
+        if self.state_dim:
+            pixels, state = self._split(frame)
+            stacked, single = self._push_frame(pixels)
+            return {PIXELS: stacked, STATE: state}, single
+        return self._push_frame(frame)
+
+    def _push_frame(self, frame: Any) -> tuple[np.ndarray, bool]:
         stack = self._frames()
         frame = np.asarray(frame)
         n = len(self.frame_shape)
@@ -910,6 +977,7 @@ def run_self_test(policy: Policy, run: Callable[[list[np.ndarray]], np.ndarray])
         int(test["batch"]),
         policy.deterministic,
         policy.noise_shape,
+        policy.state_dim,
     )
     want = np.asarray(test["actions"], np.float64)
     try:
