@@ -156,3 +156,24 @@ def test_gfp_ope_one_line_errors(run, tmp_path, args, message):
     code, out, err = gfp("ope", *FLAGS, *(names.get(a, a) for a in args))
     assert code != 0
     assert err.startswith("gfp: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_gfp_ope_takes_the_runs_own_held_out_episodes(tmp_path):
+    """A run trained with --val-episodes: gfp ope evaluates on the episodes it held out (the
+    data it trained on passes the fingerprint check); another --val-episodes is said to be gfp
+    ope's."""
+    write_npz(tmp_path / "solo.npz", 0, 200)  # 4 episodes, no -val file
+    code, _, err = gfp("train", "--task", tmp_path / "solo.npz", "--agent", "bc", "--steps", 10,
+                       "--log-every", 10, "--eval-every", 0, "--actor-hidden-dims", 8, 8,
+                       "--batch-size", 8, "--val-episodes", 1,
+                       "--out", tmp_path / "run")  # fmt: skip
+    assert code == 0, err
+    code, out, err = gfp("ope", tmp_path / "run", *FLAGS)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "ope.json").read_text())["policies"]["actor"]
+    assert saved["episodes"] == 1 and saved["fit_transitions"] == 50
+    assert "the run's val_episodes = 1" in saved["initial_states"]
+    code, out, err = gfp("ope", tmp_path / "run", *FLAGS, "--val-episodes", 2)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "ope.json").read_text())["policies"]["actor"]
+    assert saved["episodes"] == 2 and "gfp ope's val_episodes = 2" in saved["initial_states"]
