@@ -182,6 +182,14 @@ def check_policy(run, agent_name: str) -> None:
     obs = combined_obs(np.zeros((3, 16, 16, 6), np.uint8), np.ones((3, 28), np.float32))
     actions = np.asarray(policy.agent.policy_fn("actor")(p, obs, jax.random.PRNGKey(0)))
     assert actions.shape == (3, 5) and np.all(np.abs(actions) <= 1.0)
+    # Policy.act takes one frame and the state: the first frame fills the stack of 2
+    frame = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    state = np.linspace(-1, 1, 28, dtype=np.float32)
+    policy.reset()
+    action = policy.act({PIXELS: frame, STATE: state})
+    stacked = combined_obs(np.concatenate([frame, frame], -1)[None], state[None])
+    direct = np.asarray(policy.agent.policy_fn("actor")(p, stacked, jax.random.PRNGKey(0)))[0]
+    assert action.shape == (5,) and np.allclose(action, direct, atol=1e-6)
 
 
 @pytest.mark.slow
