@@ -72,7 +72,7 @@ def correlations(
     from scipy.stats import kendalltau, spearmanr
 
     out = []
-    for est in ("value", "states_value", "behaviour_value"):
+    for est in ("value", "states_value"):  # behaviour_value: the data's, one for all policies
         for true in ("true_return", "true_success"):
             x = [float(r[est]) for r in rows]
             y = [float(r[true]) for r in rows]
