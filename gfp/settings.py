@@ -137,8 +137,8 @@ class RunSettings:
     no_eval: bool = setting(
         False,
         "Train without environment evaluation (eval.csv holds only validation metrics, if the data "
-        "has a validation split; no video; the check that the data fits its environment is skipped): e.g. D4RL data where the d4rl package cannot be "
-        "installed.",
+        "has a validation split; no video; the check that the data fits its environment is "
+        "skipped): e.g. D4RL data where the d4rl package cannot be installed.",
         # What the run computes is the same: training does not depend on evaluation.
         run_defining=False,
         when_set=True,
